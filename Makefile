@@ -1,0 +1,49 @@
+# `make dev` installs and runs the whole stack; `make test` runs linters and the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TEST_ENV := DJANGO_SETTINGS_MODULE=tests.settings
+
+.PHONY: dev install test lint check-test-services lock clean
+
+dev: install .env
+	@$(BIN)/python manage.py check_services
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py sync_schedules
+	@$(BIN)/python manage.py dev_superuser
+	@echo "web    http://localhost:8000/admin/"
+	@echo "flower http://localhost:5555/  (login: FLOWER_BASIC_AUTH in .env)"
+	$(BIN)/honcho start --port 8000
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements/dev.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.lock
+	touch $@
+
+.env:
+	cp .env.example .env
+
+test: install lint check-test-services
+	$(TEST_ENV) $(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/hadolint docker/Dockerfile
+	$(BIN)/shellcheck .ci/run
+
+check-test-services: install
+	@$(TEST_ENV) $(BIN)/python manage.py check_services
+
+# Re-pin every dependency after editing pyproject.toml (needs network access to PyPI).
+lock: install
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header \
+		--quiet -o requirements/base.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes \
+		--no-header --quiet -o requirements/dev.lock
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

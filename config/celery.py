@@ -1,0 +1,11 @@
+"""The Celery application: reads `CELERY_*` Django settings and finds each app's tasks."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("config", task_cls="workers.base:PlatformTask")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

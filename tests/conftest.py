@@ -1,0 +1,95 @@
+"""Fixtures that run real Celery workers against the test database and test Redis."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+
+from config.celery import app
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKERS = {"critical": "critical@test", "bulk": "bulk@test"}
+
+
+def wait_for(predicate: Callable[[], object], *, timeout: float = 20.0, what: str = "") -> object:
+    """Poll until `predicate` returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+@pytest.fixture(scope="session")
+def test_redis() -> redis.Redis:
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL, decode_responses=True)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.exit(f"Redis is not reachable at {settings.CELERY_BROKER_URL}: "
+                    "start it with: redis-server --daemonize yes", returncode=3)
+    client.flushdb()
+    return client
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def process_env(django_db_setup) -> dict[str, str]:
+    """Environment for a child process that must see the migrated test database."""
+    return os.environ | {
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": _database_url(),
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+@pytest.fixture(scope="session")
+def celery_workers(process_env, test_redis, tmp_path_factory
+                   ) -> Iterator[dict[str, subprocess.Popen]]:
+    """A prefork worker per queue, as in production, on the migrated test database."""
+    logs = tmp_path_factory.mktemp("workers")
+    processes = {}
+    for queue, hostname in WORKERS.items():
+        log = (logs / f"{queue}.log").open("w")
+        processes[queue] = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue,
+             "-n", hostname, "-c", "2", "-P", "prefork", "-l", "info", "-I", "tests.tasks",
+             "--without-heartbeat", "--without-mingle", "--without-gossip"],
+            cwd=ROOT, env=process_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        wait_for(lambda: len(app.control.ping(destination=list(WORKERS.values()),
+                                              timeout=0.5)) == len(WORKERS),
+                 timeout=60, what="test workers to answer a ping")
+        yield processes
+    finally:
+        for process in processes.values():
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        for queue in WORKERS:
+            sys.stderr.write(f"--- {queue} worker log (last lines) ---\n")
+            sys.stderr.writelines((logs / f"{queue}.log").read_text().splitlines(True)[-15:])
+
+
+@pytest.fixture
+def live_workers(celery_workers, transactional_db, test_redis):
+    """Real workers plus a committed-data database the workers can see."""
+    return celery_workers

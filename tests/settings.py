@@ -1,0 +1,11 @@
+"""Test settings: the project's settings pointed at the local PostgreSQL and a Redis db of
+their own. Anything already in the environment (CI, `make test`) wins."""
+
+import os
+
+os.environ.setdefault("ENV_FILE", "")  # a developer's .env must not leak into tests
+os.environ.setdefault("DJANGO_ENV", "test")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+
+from config.settings import *  # noqa: F403

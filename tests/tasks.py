@@ -1,0 +1,74 @@
+"""Tasks that misbehave on purpose, loaded only into the test workers (`-I tests.tasks`).
+
+They are sent with an explicit `queue=` since the project's route table must not name
+them. Side effects go to the test Redis so the test process can count them.
+"""
+
+import os
+import signal
+import time
+
+import redis
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import task_postrun
+from django.conf import settings
+
+from workers.exceptions import PermanentError, TransientError
+
+RAN_ON = "test:ran-on"
+
+
+def store() -> redis.Redis:
+    return redis.Redis.from_url(settings.CELERY_BROKER_URL, decode_responses=True)
+
+
+@task_postrun.connect
+def remember_where_it_ran(sender=None, task_id=None, **_):
+    """Every task, project ones included, records the worker and queue that ran it."""
+    delivery_info = sender.request.delivery_info or {}
+    store().hset(RAN_ON, task_id, f"{sender.request.hostname}|{delivery_info.get('routing_key')}")
+
+
+def count_run(key: str) -> int:
+    return store().incr(f"test:runs:{key}")
+
+
+@shared_task(max_retries=2, retry_backoff=1, retry_backoff_max=2)
+def transient_until(key: str, failures: int) -> None:
+    if count_run(key) <= failures:
+        raise TransientError(f"flaky dependency, run {key}")
+
+
+@shared_task
+def permanent(key: str, card_number: str = "") -> None:
+    count_run(key)
+    raise PermanentError("invalid input")
+
+
+@shared_task
+def undeclared(key: str) -> None:
+    count_run(key)
+    raise ValueError("a bug, not a transient condition")
+
+
+@shared_task(soft_time_limit=1, time_limit=2)
+def overrun(key: str) -> None:
+    count_run(key)
+    try:
+        time.sleep(10)
+    except SoftTimeLimitExceeded:
+        time.sleep(10)  # ignores the soft limit, as a stuck C call would
+
+
+@shared_task
+def kill_own_process(key: str) -> None:
+    count_run(key)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@shared_task
+def fails_until_fixed(key: str) -> None:
+    count_run(key)
+    if not store().exists(f"test:fixed:{key}"):
+        raise PermanentError("not fixed yet")

@@ -1,0 +1,64 @@
+"""Settings are safe by default and production settings pass Django's deploy checks."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("DJANGO_", "SECRET_KEY", "DEBUG", "FLOWER_"))}
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60,
+                          env=clean | {"DJANGO_ENV": "test", "ENV_FILE": ""} | env)
+
+
+def test_production_refuses_to_start_without_a_secret_key():
+    result = run_manage("check", DJANGO_ENV="production")
+    assert result.returncode != 0
+    assert "Set the SECRET_KEY environment variable" in result.stderr
+
+
+def test_production_settings_pass_the_deploy_checks():
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING",
+                        DJANGO_ENV="production", SECRET_KEY="production-only-" + "k" * 50,
+                        ALLOWED_HOSTS="app.example.com")
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_unknown_environment_name_is_refused():
+    result = run_manage("check", DJANGO_ENV="staging")
+    assert result.returncode != 0
+    assert "DJANGO_ENV must be dev, test or production" in result.stderr
+
+
+def test_flower_refuses_to_start_without_credentials():
+    for value in ("", "admin", "admin:short"):
+        result = run_manage("flower", FLOWER_BASIC_AUTH=value)
+        assert result.returncode != 0
+        assert "refusing to start Flower without auth" in result.stderr
+
+
+def test_dev_superuser_is_refused_outside_dev():
+    result = run_manage("dev_superuser")
+    assert result.returncode != 0
+    assert "only runs with DJANGO_ENV=dev" in result.stderr
+
+
+def test_a_missing_broker_is_reported_in_one_line():
+    result = run_manage("check_services", CELERY_BROKER_URL="redis://127.0.0.1:1/0")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "Redis is not reachable at redis://127.0.0.1:1/0: start it with" in lines[0]
+
+
+def test_a_missing_database_is_reported_in_one_line():
+    result = run_manage("check_services", DATABASE_URL="postgres://postgres@127.0.0.1:1/test")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "postgresql is not reachable" in lines[0]

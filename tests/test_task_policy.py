@@ -1,0 +1,77 @@
+"""Invariants every registered task must keep: a route, time limits, a safe redelivery window."""
+
+import pytest
+from django.conf import settings
+
+from config.celery import app
+from workers.exceptions import UnroutedTaskError
+from workers.routing import QUEUES, ROUTES, queue_for
+
+
+def project_tasks():
+    app.loader.import_default_modules()
+    return [task for name, task in sorted(app.tasks.items()) if not name.startswith("tests.")]
+
+
+def test_every_registered_task_has_an_explicit_route():
+    for task in project_tasks():
+        route = app.amqp.router.route({}, task.name)
+        assert route["queue"].name in QUEUES, task.name
+
+
+def test_an_unrouted_task_fails_at_enqueue_with_a_clear_error():
+    with pytest.raises(UnroutedTaskError, match=r"add it to workers/routing\.py"):
+        queue_for("apps.nowhere.tasks.lost")
+    with pytest.raises(UnroutedTaskError):
+        app.send_task("apps.nowhere.tasks.lost")
+
+
+def test_the_route_table_names_only_registered_tasks():
+    registered = {task.name for task in project_tasks()}
+    assert {name for name in ROUTES if "*" not in name} <= registered
+
+
+def test_every_task_has_a_soft_limit_below_its_hard_limit():
+    for task in project_tasks():
+        soft = task.soft_time_limit or app.conf.task_soft_time_limit
+        hard = task.time_limit or app.conf.task_time_limit
+        assert soft, task.name
+        assert hard, task.name
+        assert soft < hard, task.name
+
+
+def test_visibility_timeout_exceeds_every_hard_limit_plus_the_longest_delay():
+    """Otherwise Redis hands a still-running or still-waiting task to a second worker."""
+    visibility = app.conf.broker_transport_options["visibility_timeout"]
+    for task in project_tasks():
+        hard = task.time_limit or app.conf.task_time_limit
+        longest_delay = max(settings.TASK_MAX_COUNTDOWN, task.retry_backoff_max or 0,
+                            task.default_retry_delay or 0)
+        assert hard + longest_delay < visibility, task.name
+
+
+def test_a_countdown_beyond_the_safe_window_is_refused_before_publishing():
+    task = app.tasks["workers.tasks.dead_letter_drill"]
+    with pytest.raises(ValueError, match="TASK_MAX_COUNTDOWN"):
+        task.apply_async(args=["x"], countdown=settings.TASK_MAX_COUNTDOWN + 1)
+
+
+def test_only_json_is_accepted_anywhere():
+    conf = app.conf
+    assert conf.accept_content == ["json"]
+    assert conf.result_accept_content == ["json"]
+    assert conf.task_serializer == conf.result_serializer == conf.event_serializer == "json"
+
+
+def test_reliability_defaults():
+    conf = app.conf
+    assert conf.task_acks_late
+    assert conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.task_create_missing_queues is False
+    assert conf.broker_connection_retry_on_startup is True
+    assert conf.worker_send_task_events
+    assert conf.task_send_sent_event
+    assert conf.task_ignore_result is True
+    assert conf.worker_max_tasks_per_child
+    assert conf.worker_max_memory_per_child

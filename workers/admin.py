@@ -1,0 +1,65 @@
+"""Dead-letter triage in the Django admin: filter, read, requeue or discard."""
+
+import json
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from workers.models import DeadLetter
+from workers.redaction import redact
+from workers.services import DeadLetterStateError, dead_letter_discard, dead_letter_requeue
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(admin.ModelAdmin):
+    list_display = ("id", "task_name", "queue", "exception_type", "short_message", "status",
+                    "attempts", "requeue_count", "failed_at")
+    list_filter = ("status", "queue", "task_name", "exception_type", "failed_at")
+    search_fields = ("=task_id", "task_name", "message")
+    date_hierarchy = "failed_at"
+    actions = ("requeue", "discard")
+    fields = ("task_name", "task_id", "queue", "status", "exception_type", "message",
+              "attempts", "worker", "failed_at", "payload", "formatted_traceback",
+              "requeue_count", "requeued_at", "requeued_by", "replay_task_id", "replay_of",
+              "closed_at", "closed_by")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="message")
+    def short_message(self, row: DeadLetter) -> str:
+        return row.message[:80]
+
+    @admin.display(description="payload (sensitive keys redacted)")
+    def payload(self, row: DeadLetter) -> str:
+        shown = json.dumps({"args": redact(row.args), "kwargs": redact(row.kwargs)}, indent=2)
+        return format_html("<pre>{}</pre>", shown)
+
+    @admin.display(description="traceback")
+    def formatted_traceback(self, row: DeadLetter) -> str:
+        return format_html("<pre>{}</pre>", row.traceback)
+
+    @admin.action(description="Requeue on the original queue", permissions=["change"])
+    def requeue(self, request: HttpRequest, rows: QuerySet[DeadLetter]) -> None:
+        self._apply(request, rows, dead_letter_requeue, "requeued")
+
+    @admin.action(description="Discard (keep for the record, never replay)",
+                  permissions=["change"])
+    def discard(self, request: HttpRequest, rows: QuerySet[DeadLetter]) -> None:
+        self._apply(request, rows, dead_letter_discard, "discarded")
+
+    def _apply(self, request, rows, operation, done: str) -> None:
+        actor = request.user.get_username()
+        succeeded = 0
+        for pk in rows.values_list("pk", flat=True):
+            try:
+                operation(dead_letter_id=pk, actor=actor)
+            except DeadLetterStateError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                succeeded += 1
+        if succeeded:
+            self.message_user(request, f"{succeeded} dead letter(s) {done}.", messages.SUCCESS)

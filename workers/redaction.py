@@ -1,0 +1,25 @@
+"""Hides secrets in payloads wherever an operator sees them (admin, CLI, logs).
+
+The stored payload stays exact so a replay sends what failed; only the view is redacted.
+"""
+
+import re
+from typing import Any
+
+REDACTED = "[redacted]"
+SENSITIVE_KEY = re.compile(
+    r"pass(word|wd|phrase)?|secret|token|api[_-]?key|auth|card|cvc|cvv|pan|iban|ssn|signature",
+    re.IGNORECASE,
+)
+
+
+def redact(value: Any) -> Any:
+    """A copy of `value` with the values of sensitive-looking keys replaced, at any depth."""
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if SENSITIVE_KEY.search(str(key)) else redact(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(item) for item in value]
+    return value

@@ -1,0 +1,131 @@
+"""Dead-letter operations: record a failure, requeue it, discard it, purge old rows."""
+
+import json
+import logging
+from typing import Any
+
+from celery import current_app
+from celery.utils import uuid
+from django.db import transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from workers.models import DeadLetter
+
+logger = logging.getLogger(__name__)
+
+REPLAY_HEADER = "replay_of"
+
+
+class DeadLetterStateError(ValueError):
+    """The operation does not apply to a dead letter in its current status."""
+
+
+def dead_letter_record(
+    *,
+    task_id: str,
+    task_name: str,
+    queue: str,
+    args: Any,
+    kwargs: Any,
+    exception: BaseException,
+    traceback: str,
+    attempts: int,
+    worker: str,
+    replay_of_id: int | None,
+) -> DeadLetter:
+    """Store a failed task once per task id, whichever failure path reports it first."""
+    if replay_of_id is not None and not DeadLetter.objects.filter(pk=replay_of_id).exists():
+        replay_of_id = None  # the original was purged while its replay ran
+    row, created = DeadLetter.objects.get_or_create(
+        task_id=task_id,
+        defaults={
+            "task_name": task_name,
+            "queue": queue,
+            "args": _jsonable(list(args or [])),
+            "kwargs": _jsonable(dict(kwargs or {})),
+            "exception_type": f"{type(exception).__module__}.{type(exception).__qualname__}",
+            "message": str(exception),
+            "traceback": traceback,
+            "attempts": attempts,
+            "worker": worker,
+            "replay_of_id": replay_of_id,
+        },
+    )
+    if created:
+        logger.warning("dead-lettered %s[%s] after %d attempt(s): %s",
+                       task_name, task_id, attempts, row.exception_type)
+    return row
+
+
+@transaction.atomic
+def dead_letter_requeue(*, dead_letter_id: int, actor: str) -> str:
+    """Send the stored call to its original queue again; return the new task id.
+
+    The message is published only after the status change commits, so a rollback never
+    leaves a replay running for a row that still says `new`.
+    """
+    row = DeadLetter.objects.select_for_update().get(pk=dead_letter_id)
+    if row.status not in (DeadLetter.Status.NEW, DeadLetter.Status.DISCARDED):
+        raise DeadLetterStateError(f"dead letter {row.pk} is {row.status}; only new or "
+                                   "discarded ones can be requeued")
+    replay_task_id = uuid()
+    DeadLetter.objects.filter(pk=row.pk).update(
+        status=DeadLetter.Status.REQUEUED,
+        requeue_count=F("requeue_count") + 1,
+        requeued_at=timezone.now(),
+        requeued_by=actor,
+        replay_task_id=replay_task_id,
+        closed_at=None,
+        closed_by="",
+        updated_at=timezone.now(),
+    )
+    transaction.on_commit(
+        lambda: current_app.send_task(
+            row.task_name,
+            args=row.args,
+            kwargs=row.kwargs,
+            queue=row.queue,
+            task_id=replay_task_id,
+            headers={REPLAY_HEADER: row.pk},
+        )
+    )
+    return replay_task_id
+
+
+@transaction.atomic
+def dead_letter_discard(*, dead_letter_id: int, actor: str) -> None:
+    """Mark a dead letter as not worth replaying; it stays for the record until purged."""
+    row = DeadLetter.objects.select_for_update().get(pk=dead_letter_id)
+    if row.status != DeadLetter.Status.NEW:
+        raise DeadLetterStateError(f"dead letter {row.pk} is {row.status}; only new ones "
+                                   "can be discarded")
+    DeadLetter.objects.filter(pk=row.pk).update(
+        status=DeadLetter.Status.DISCARDED, closed_at=timezone.now(), closed_by=actor,
+        updated_at=timezone.now(),
+    )
+
+
+def dead_letter_resolve_replay(*, dead_letter_id: int, replay_task_id: str) -> None:
+    """Close the original row once its replay has succeeded."""
+    DeadLetter.objects.filter(
+        pk=dead_letter_id, replay_task_id=replay_task_id, status=DeadLetter.Status.REQUEUED
+    ).update(
+        status=DeadLetter.Status.RESOLVED, closed_at=timezone.now(), closed_by="replay",
+        updated_at=timezone.now(),
+    )
+
+
+def dead_letters_purge(*, rows: QuerySet[DeadLetter]) -> int:
+    """Delete the given rows; return how many went."""
+    deleted, _ = rows.delete()
+    return deleted
+
+
+def _jsonable(value: Any) -> Any:
+    """The value itself when it is JSON, else its JSON-safe rendering (never lose the row)."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return json.loads(json.dumps(value, default=repr))
+    return value

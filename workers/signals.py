@@ -1,0 +1,59 @@
+"""Celery signal handlers: the dead-letter hand-off and message time stamps.
+
+`task_failure` is the one path every terminal failure takes, in the pool child (errors,
+exhausted retries) or in the worker's main process (hard time limits, lost workers,
+rejected messages), so recording here catches them all.
+"""
+
+import logging
+import time
+
+from celery.signals import before_task_publish, task_failure, task_success
+from django.db import close_old_connections
+
+from workers.routing import queue_for
+from workers.services import REPLAY_HEADER, dead_letter_record, dead_letter_resolve_replay
+
+logger = logging.getLogger(__name__)
+
+ENQUEUED_AT_HEADER = "enqueued_at"
+
+
+@before_task_publish.connect
+def stamp_enqueue_time(headers=None, **_):
+    """Lets `queues stats` tell the age of the oldest waiting message."""
+    if headers is not None:
+        headers.setdefault(ENQUEUED_AT_HEADER, time.time())
+
+
+@task_failure.connect
+def record_dead_letter(sender=None, task_id=None, exception=None, args=None, kwargs=None,
+                       einfo=None, **_):
+    request = sender.request
+    delivery_info = request.delivery_info or {}
+    close_old_connections()  # the main worker process may hold a connection gone stale
+    try:
+        dead_letter_record(
+            task_id=task_id,
+            task_name=sender.name,
+            queue=delivery_info.get("routing_key") or queue_for(sender.name),
+            args=args,
+            kwargs=kwargs,
+            exception=exception,
+            traceback=str(einfo.traceback) if einfo else "",
+            attempts=(request.retries or 0) + 1,
+            worker=request.hostname or "",
+            replay_of_id=request.get(REPLAY_HEADER),
+        )
+    except Exception:
+        # The database is down: the failure is still in the worker log and in Sentry.
+        logger.exception("could not dead-letter %s[%s]", sender.name, task_id)
+
+
+@task_success.connect
+def resolve_replayed_dead_letter(sender=None, **_):
+    request = sender.request
+    dead_letter_id = request.get(REPLAY_HEADER)
+    if dead_letter_id is not None:
+        close_old_connections()
+        dead_letter_resolve_replay(dead_letter_id=dead_letter_id, replay_task_id=request.id)
