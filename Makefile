@@ -14,7 +14,7 @@ dev: install .env
 	@$(BIN)/python manage.py dev_superuser
 	@echo "web    http://localhost:8000/admin/"
 	@echo "flower http://localhost:5555/  (login: FLOWER_BASIC_AUTH in .env)"
-	$(BIN)/honcho start --port 8000
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --port 8000
 
 install: $(VENV)/.installed
 

@@ -62,3 +62,19 @@ def test_a_missing_database_is_reported_in_one_line():
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "postgresql is not reachable" in lines[0]
+
+
+def test_sentry_starts_only_with_a_dsn_and_without_personal_data():
+    show = ("import sentry_sdk; o = sentry_sdk.get_client().options; "
+            "print(sentry_sdk.get_client().is_active(), o['send_default_pii'], "
+            "o['environment'], sorted(type(i).__name__ for i in o['integrations'] "
+            "if type(i).__name__ in ('DjangoIntegration', 'CeleryIntegration', "
+            "'RedisIntegration', 'LoggingIntegration')))")
+    off = run_manage("shell", "--no-imports", "-c", show)
+    assert off.stdout.startswith("False"), off.stderr
+
+    # A local, closed port: nothing is ever sent anywhere.
+    on = run_manage("shell", "--no-imports", "-c", show, SENTRY_DSN="http://key@127.0.0.1:9/1",
+                    SENTRY_ENVIRONMENT="staging")
+    assert on.stdout.strip() == ("True False staging ['CeleryIntegration', 'DjangoIntegration', "
+                                 "'LoggingIntegration', 'RedisIntegration']"), on.stderr
