@@ -10,7 +10,7 @@ import time
 
 import redis
 from celery import shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.signals import task_postrun
 from django.conf import settings
 
@@ -72,3 +72,9 @@ def fails_until_fixed(key: str) -> None:
     count_run(key)
     if not store().exists(f"test:fixed:{key}"):
         raise PermanentError("not fixed yet")
+
+
+@shared_task
+def rejects(key: str) -> None:
+    count_run(key)
+    raise Reject("message refused by the task", requeue=False)

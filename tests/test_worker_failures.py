@@ -64,8 +64,9 @@ def test_exhausted_retries_are_dead_lettered_with_the_attempt_count(live_workers
 @pytest.mark.parametrize(("task", "exception_type"), [
     (tasks.permanent, "workers.exceptions.PermanentError"),
     (tasks.undeclared, "builtins.ValueError"),
+    (tasks.rejects, "celery.exceptions.Reject"),
 ])
-def test_permanent_and_undeclared_errors_skip_retries(live_workers, test_redis, task,
+def test_permanent_errors_bugs_and_rejected_messages_skip_retries(live_workers, test_redis, task,
                                                       exception_type):
     key = uuid()
     result = task.apply_async(args=[key], queue=CRITICAL)

@@ -11,6 +11,7 @@ import time
 from celery.signals import before_task_publish, task_failure, task_success
 from django.db import close_old_connections
 
+from workers.exceptions import UnroutedTaskError
 from workers.routing import queue_for
 from workers.services import REPLAY_HEADER, dead_letter_record, dead_letter_resolve_replay
 
@@ -36,7 +37,7 @@ def record_dead_letter(sender=None, task_id=None, exception=None, args=None, kwa
         dead_letter_record(
             task_id=task_id,
             task_name=sender.name,
-            queue=delivery_info.get("routing_key") or queue_for(sender.name),
+            queue=delivery_info.get("routing_key") or _routed_queue(sender.name),
             args=args,
             kwargs=kwargs,
             exception=exception,
@@ -57,3 +58,11 @@ def resolve_replayed_dead_letter(sender=None, **_):
     if dead_letter_id is not None:
         close_old_connections()
         dead_letter_resolve_replay(dead_letter_id=dead_letter_id, replay_task_id=request.id)
+
+
+def _routed_queue(task_name: str) -> str:
+    """The queue from the route table, or blank: an unroutable task still gets its row."""
+    try:
+        return queue_for(task_name)
+    except UnroutedTaskError:
+        return ""
