@@ -224,11 +224,23 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Synced into the database by `manage.py sync_schedules` (and by beat at start-up).
 CELERY_BEAT_SCHEDULE = {
+    "notifications-daily-digest": {
+        "task": "apps.notifications.tasks.send_daily_digest",
+        "schedule": crontab(minute="0", hour="7"),
+    },
     "analytics-hourly-rollup": {
         "task": "apps.analytics.tasks.rollup_last_hour",
         "schedule": crontab(minute="5"),
     },
 }
+
+# --- Apps ---------------------------------------------------------------------------
+# Users per bulk task when a campaign fans out (100,000 users -> 200 tasks at 500).
+NOTIFICATIONS_CHUNK_SIZE = env.int("NOTIFICATIONS_CHUNK_SIZE", default=500)
+# The email provider's limit, shared by every bulk worker (messages per second).
+NOTIFICATIONS_RATE_PER_SECOND = env.int("NOTIFICATIONS_RATE_PER_SECOND", default=100)
+# Messages sent and committed together within a chunk (a crash re-sends at most these).
+NOTIFICATIONS_SEND_BATCH = env.int("NOTIFICATIONS_SEND_BATCH", default=50)
 
 FLOWER_BASIC_AUTH = env.str("FLOWER_BASIC_AUTH", default="")
 

@@ -6,7 +6,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from tests import tasks
-from tests.conftest import wait_for
+from tests.fixtures import wait_for
 from tests.test_worker_failures import dead_letter, ran_on, runs
 from workers.models import DeadLetter
 from workers.routing import BULK

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django_celery_beat.models import PeriodicTask
 
-from tests.conftest import ROOT
+from tests.fixtures import ROOT
 from workers.models import DeadLetter
 
 IDLE_BROKER = settings.CELERY_BROKER_URL.rsplit("/", 1)[0] + "/14"  # no worker consumes it

@@ -7,7 +7,7 @@ from apps.analytics.tasks import rollup_last_hour
 from apps.billing.models import PaymentEvent
 from apps.billing.tasks import process_payment_event
 from tests import tasks
-from tests.conftest import wait_for
+from tests.fixtures import wait_for
 from workers.models import DeadLetter
 from workers.routing import BULK, CRITICAL
 

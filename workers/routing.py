@@ -18,6 +18,9 @@ ROUTES: dict[str, str] = {
     "workers.tasks.dead_letter_drill": CRITICAL,
     # notifications
     "apps.notifications.tasks.send_notification": CRITICAL,
+    "apps.notifications.tasks.fan_out_campaign": BULK,
+    "apps.notifications.tasks.send_campaign_chunk": BULK,
+    "apps.notifications.tasks.send_daily_digest": BULK,
     # billing
     "apps.billing.tasks.process_payment_event": CRITICAL,
     # analytics

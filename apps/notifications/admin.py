@@ -1,11 +1,41 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from apps.notifications.models import Notification
+from apps.notifications.models import Campaign, Notification, NotificationPreference
+from apps.notifications.services import campaign_start
 
 
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
-    list_display = ("id", "kind", "recipient", "status", "attempts", "created_at", "sent_at")
-    list_filter = ("status", "kind", "created_at")
-    search_fields = ("recipient", "idempotency_key")
-    readonly_fields = ("idempotency_key", "status", "attempts", "created_at", "sent_at")
+    list_display = ("id", "kind", "recipient", "status", "attempts", "campaign", "created_at",
+                    "sent_at")
+    list_filter = ("status", "kind", "channel", "created_at")
+    search_fields = ("recipient", "=idempotency_key", "=provider_message_id")
+    readonly_fields = ("kind", "channel", "recipient", "user", "campaign", "subject", "body",
+                       "idempotency_key", "status", "attempts", "provider_message_id",
+                       "last_error", "created_at", "sent_at", "updated_at")
+    list_select_related = ("campaign",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    list_display = ("key", "kind", "status", "recipients_total", "chunks_total", "created_at",
+                    "started_at")
+    list_filter = ("kind", "status")
+    readonly_fields = ("status", "recipients_total", "chunks_total", "created_at", "started_at")
+    actions = ("start",)
+
+    @admin.action(description="Start sending", permissions=["change"])
+    def start(self, request, rows) -> None:
+        for campaign in rows:
+            campaign_start(campaign_id=campaign.pk)
+        self.message_user(request, f"{rows.count()} campaign(s) sending.", messages.SUCCESS)
+
+
+@admin.register(NotificationPreference)
+class NotificationPreferenceAdmin(admin.ModelAdmin):
+    list_display = ("user", "digest_opt_out", "newsletter_opt_out", "updated_at")
+    list_filter = ("digest_opt_out", "newsletter_opt_out")
+    raw_id_fields = ("user",)

@@ -1,6 +1,55 @@
-"""One row per message the product sends."""
+"""Messages the product sends, the campaigns that fan them out, and who opted out."""
 
+from django.conf import settings
 from django.db import models
+
+
+class Kind(models.TextChoices):
+    WELCOME = "welcome", "Welcome"
+    PASSWORD_RESET = "password_reset", "Password reset"
+    PAYMENT_RECEIPT = "payment_receipt", "Payment receipt"
+    PAYMENT_FAILED = "payment_failed", "Payment failed"
+    DIGEST = "digest", "Daily digest"
+    NEWSLETTER = "newsletter", "Newsletter"
+
+
+TRANSACTIONAL_KINDS = frozenset({Kind.WELCOME, Kind.PASSWORD_RESET, Kind.PAYMENT_RECEIPT,
+                                 Kind.PAYMENT_FAILED})
+
+
+class NotificationPreference(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="notification_preference")
+    digest_opt_out = models.BooleanField(default=False)
+    newsletter_opt_out = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"preferences of user {self.user_id}"
+
+
+class Campaign(models.Model):
+    """One digest or newsletter sent to everyone who did not opt out."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SENDING = "sending", "Sending"
+
+    kind = models.CharField(max_length=32, choices=[(Kind.DIGEST, Kind.DIGEST.label),
+                                                    (Kind.NEWSLETTER, Kind.NEWSLETTER.label)])
+    # e.g. "digest:2026-11-24", so beat firing twice creates one campaign
+    key = models.CharField(max_length=255, unique=True)
+    subject = models.CharField(max_length=255)
+    body = models.TextField()
+    chunk_size = models.PositiveIntegerField(default=500)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    recipients_total = models.PositiveIntegerField(default=0)
+    chunks_total = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key}"
 
 
 class Notification(models.Model):
@@ -9,19 +58,30 @@ class Notification(models.Model):
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
 
-    kind = models.CharField(max_length=64)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    channel = models.CharField(max_length=16, default="email")
     recipient = models.EmailField()
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                             on_delete=models.SET_NULL)
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.CASCADE,
+                                 related_name="notifications")
     subject = models.CharField(max_length=255)
     body = models.TextField()
     # The same logical message (e.g. "welcome:user:42") is sent at most once.
     idempotency_key = models.CharField(max_length=255, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        indexes = [models.Index(fields=["status", "created_at"], name="notification_status")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="notification_status"),
+            models.Index(fields=["campaign", "status", "user"], name="notification_campaign"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} to {self.recipient} ({self.status})"

@@ -1,62 +1,191 @@
-"""Sending transactional email: request it inside a transaction, send it from a worker."""
+"""Transactional email (one message, `critical`) and campaigns (fan-out over `bulk`)."""
 
-import smtplib
+from datetime import date
 
-from django.core.mail import send_mail
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.notifications.models import Notification
+from apps.notifications.models import TRANSACTIONAL_KINDS, Campaign, Kind, Notification
+from apps.notifications.providers import EmailProvider, OutgoingEmail, message_id_for
+from apps.notifications.selectors import campaign_audience
 from workers.exceptions import PermanentError, TransientError
+from workers.rate_limit import rate_limit_acquire
 
 
 class NotificationNotFound(PermanentError):
     """The row was deleted (or never committed): nothing to send."""
 
 
-class RecipientRefused(PermanentError):
-    """The mail server refused the address; retrying will not change its mind."""
-
-
-class MailServerUnavailable(TransientError):
-    """The mail server timed out or is busy; try again later."""
-
-
 @transaction.atomic
 def notification_request(*, kind: str, recipient: str, subject: str, body: str,
-                         idempotency_key: str) -> Notification:
-    """Record the message and send it after commit; a repeated key returns the first row."""
+                         idempotency_key: str, user_id: int | None = None) -> Notification:
+    """Record a transactional message and send it after commit.
+
+    Asking again with the same key returns the first row and sends nothing new, so callers
+    can request "welcome for user 42" from a retried view or task without a second email.
+    """
     from apps.notifications.tasks import send_notification
 
+    if kind not in TRANSACTIONAL_KINDS:
+        raise ValueError(f"{kind!r} is not a transactional kind; campaigns go through "
+                         "campaign_create")
     notification, created = Notification.objects.get_or_create(
         idempotency_key=idempotency_key,
-        defaults={"kind": kind, "recipient": recipient, "subject": subject, "body": body},
+        defaults={"kind": kind, "recipient": recipient, "subject": subject, "body": body,
+                  "user_id": user_id},
     )
     if created:
         send_notification.delay_on_commit(notification.pk)
     return notification
 
 
-@transaction.atomic
 def notification_send(*, notification_id: int) -> Notification:
-    """Send a pending notification once; a redelivered job finds it sent and stops.
+    """Send one pending notification; a redelivered job finds it sent and stops.
 
-    The row lock serialises two workers handed the same job, so the message goes out once.
+    The row lock serialises two workers handed the same job. The attempt and its error are
+    committed before a provider error propagates, so the admin shows what happened.
     """
-    try:
-        notification = Notification.objects.select_for_update().get(pk=notification_id)
-    except Notification.DoesNotExist as exc:
-        raise NotificationNotFound(f"notification {notification_id} does not exist") from exc
-    if notification.status == Notification.Status.SENT:
-        return notification
-    notification.attempts += 1
-    try:
-        send_mail(notification.subject, notification.body, None, [notification.recipient])
-    except smtplib.SMTPRecipientsRefused as exc:
-        raise RecipientRefused(str(exc)) from exc
-    except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, TimeoutError) as exc:
-        raise MailServerUnavailable(str(exc)) from exc
-    notification.status = Notification.Status.SENT
-    notification.sent_at = timezone.now()
-    notification.save(update_fields=["status", "sent_at", "attempts"])
+    error: Exception | None = None
+    with transaction.atomic():
+        try:
+            notification = Notification.objects.select_for_update().get(pk=notification_id)
+        except Notification.DoesNotExist as exc:
+            raise NotificationNotFound(f"notification {notification_id} does not exist") from exc
+        if notification.status != Notification.Status.PENDING:
+            return notification
+        try:
+            with EmailProvider() as provider:
+                _deliver(provider, notification)
+        except (TransientError, PermanentError) as exc:
+            error = _record_failure(notification, exc)
+        notification.save()
+    if error is not None:
+        raise error
     return notification
+
+
+@transaction.atomic
+def campaign_create(*, kind: str, key: str, subject: str, body: str,
+                    chunk_size: int | None = None) -> Campaign:
+    """A draft campaign; the same key returns the existing one."""
+    campaign, _ = Campaign.objects.get_or_create(
+        key=key, defaults={"kind": kind, "subject": subject, "body": body,
+                           "chunk_size": chunk_size or settings.NOTIFICATIONS_CHUNK_SIZE})
+    return campaign
+
+
+@transaction.atomic
+def campaign_start(*, campaign_id: int) -> Campaign:
+    """Start sending a draft campaign (once: starting it again changes nothing)."""
+    from apps.notifications.tasks import fan_out_campaign
+
+    campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+    if campaign.status == Campaign.Status.DRAFT:
+        campaign.status = Campaign.Status.SENDING
+        campaign.started_at = timezone.now()
+        campaign.save(update_fields=["status", "started_at"])
+        fan_out_campaign.delay_on_commit(campaign.pk)
+    return campaign
+
+
+def campaign_fan_out(*, campaign_id: int) -> int:
+    """Split the audience into id ranges of `chunk_size` users, one bulk task each.
+
+    Ranges keep each message small; a redelivered fan-out sends the same ranges again,
+    which the chunks absorb (rows are unique per campaign and user).
+    """
+    from apps.notifications.tasks import send_campaign_chunk
+
+    campaign = Campaign.objects.get(pk=campaign_id)
+    user_ids = list(campaign_audience(kind=campaign.kind).order_by("id")
+                    .values_list("id", flat=True))
+    ranges = [(chunk[0], chunk[-1]) for chunk in
+              (user_ids[i:i + campaign.chunk_size]
+               for i in range(0, len(user_ids), campaign.chunk_size))]
+    Campaign.objects.filter(pk=campaign_id).update(recipients_total=len(user_ids),
+                                                   chunks_total=len(ranges))
+    for first_user_id, last_user_id in ranges:
+        send_campaign_chunk.delay(campaign_id, first_user_id, last_user_id)
+    return len(ranges)
+
+
+def campaign_send_chunk(*, campaign_id: int, first_user_id: int, last_user_id: int) -> int:
+    """Send the campaign to the users in one id range; return how many were sent.
+
+    Each batch is as large as the shared rate limit grants and is committed on its own, so
+    a crash re-sends at most one batch; rows locked by a duplicate of this task are skipped.
+    """
+    campaign = Campaign.objects.get(pk=campaign_id)
+    recipients = (campaign_audience(kind=campaign.kind)
+                  .filter(id__range=(first_user_id, last_user_id)).values_list("id", "email"))
+    Notification.objects.bulk_create(
+        [Notification(kind=campaign.kind, recipient=email, user_id=user_id, campaign=campaign,
+                      subject=campaign.subject, body=campaign.body,
+                      idempotency_key=f"campaign:{campaign.pk}:user:{user_id}")
+         for user_id, email in recipients],
+        ignore_conflicts=True,
+    )
+    pending = Notification.objects.filter(campaign=campaign, status=Notification.Status.PENDING,
+                                          user_id__gte=first_user_id, user_id__lte=last_user_id)
+    sent = 0
+    with EmailProvider() as provider:
+        while True:
+            granted = rate_limit_acquire(name=provider.name,
+                                         per_second=settings.NOTIFICATIONS_RATE_PER_SECOND,
+                                         amount=settings.NOTIFICATIONS_SEND_BATCH)
+            with transaction.atomic():
+                batch = list(pending.select_for_update(skip_locked=True).order_by("id")[:granted])
+                if not batch:
+                    return sent
+                sent_now, error = _deliver_batch(provider, batch)
+            sent += sent_now
+            if error is not None:
+                raise error
+
+
+def _deliver(provider: EmailProvider, notification: Notification) -> None:
+    notification.attempts += 1
+    notification.provider_message_id = provider.send(OutgoingEmail(
+        to=notification.recipient, subject=notification.subject, body=notification.body,
+        message_id=message_id_for(notification.pk)))
+    notification.status = Notification.Status.SENT
+    notification.sent_at = notification.updated_at = timezone.now()
+    notification.last_error = ""
+
+
+def _record_failure(notification: Notification, error: Exception) -> Exception:
+    notification.last_error = str(error)[:2000]
+    notification.updated_at = timezone.now()
+    if isinstance(error, PermanentError):
+        notification.status = Notification.Status.FAILED
+    return error
+
+
+def _deliver_batch(provider: EmailProvider,
+                   batch: list[Notification]) -> tuple[int, TransientError | None]:
+    """Send a batch; bad addresses fail alone, a provider outage stops the batch."""
+    sent, error = 0, None
+    for notification in batch:
+        try:
+            _deliver(provider, notification)
+            sent += 1
+        except PermanentError as exc:
+            _record_failure(notification, exc)
+        except TransientError as exc:
+            error = _record_failure(notification, exc)
+            break
+    Notification.objects.bulk_update(
+        batch, ["status", "attempts", "provider_message_id", "sent_at", "last_error",
+                "updated_at"])
+    return sent, error
+
+
+def digest_start_for_day(*, day: date) -> Campaign:
+    """Create and start the digest of `day`; beat firing twice still sends one digest."""
+    campaign = campaign_create(
+        kind=Kind.DIGEST, key=f"digest:{day.isoformat()}",
+        subject=f"Your daily digest for {day:%B} {day.day}",
+        body=(f"Here is what happened in your account on {day:%A, %B} {day.day}.\n\n"
+              "Change how often we write to you in your notification settings."))
+    return campaign_start(campaign_id=campaign.pk)

@@ -1,10 +1,32 @@
-"""Notification jobs (routed to `critical` by workers.routing)."""
+"""Notification jobs. Routes: send_notification on `critical`, campaigns on `bulk`."""
 
 from celery import shared_task
+from django.utils import timezone
 
-from apps.notifications.services import notification_send
+from apps.notifications.services import (
+    campaign_fan_out,
+    campaign_send_chunk,
+    digest_start_for_day,
+    notification_send,
+)
 
 
 @shared_task(max_retries=8, retry_backoff_max=300)
 def send_notification(notification_id: int) -> None:
     notification_send(notification_id=notification_id)
+
+
+@shared_task(soft_time_limit=120, time_limit=150)
+def fan_out_campaign(campaign_id: int) -> None:
+    campaign_fan_out(campaign_id=campaign_id)
+
+
+@shared_task(max_retries=10, retry_backoff_max=600, soft_time_limit=300, time_limit=360)
+def send_campaign_chunk(campaign_id: int, first_user_id: int, last_user_id: int) -> None:
+    campaign_send_chunk(campaign_id=campaign_id, first_user_id=first_user_id,
+                        last_user_id=last_user_id)
+
+
+@shared_task
+def send_daily_digest() -> None:
+    digest_start_for_day(day=timezone.localdate())

@@ -1,4 +1,4 @@
-"""Fixtures that run real Celery workers against the test database and test Redis."""
+"""Fixtures that run real Celery workers, an SMTP server and Redis for the tests."""
 
 import os
 import signal
@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import connection
 
 from config.celery import app
+from tests.smtp_server import RecordingHandler, start_smtp_server
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = {"critical": "critical@test", "bulk": "bulk@test"}
@@ -48,12 +49,20 @@ def _database_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def process_env(django_db_setup) -> dict[str, str]:
-    """Environment for a child process that must see the migrated test database."""
+def smtp_server() -> Iterator[RecordingHandler]:
+    controller, handler = start_smtp_server()
+    yield handler
+    controller.stop()
+
+
+@pytest.fixture(scope="session")
+def process_env(django_db_setup, smtp_server) -> dict[str, str]:
+    """Environment for a child process: the migrated test database and the test SMTP server."""
     return os.environ | {
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": _database_url(),
         "PYTHONPATH": str(ROOT),
+        "EMAIL_URL": f"smtp://127.0.0.1:{smtp_server.port}",
     }
 
 
