@@ -228,6 +228,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.notifications.tasks.send_daily_digest",
         "schedule": crontab(minute="0", hour="7"),
     },
+    "billing-generate-invoices": {
+        "task": "apps.billing.tasks.generate_due_invoices",
+        "schedule": crontab(minute="0", hour="6"),
+    },
+    "billing-dunning": {
+        "task": "apps.billing.tasks.run_dunning",
+        "schedule": crontab(minute="15"),
+    },
     "analytics-hourly-rollup": {
         "task": "apps.analytics.tasks.rollup_last_hour",
         "schedule": crontab(minute="5"),
@@ -241,6 +249,15 @@ NOTIFICATIONS_CHUNK_SIZE = env.int("NOTIFICATIONS_CHUNK_SIZE", default=500)
 NOTIFICATIONS_RATE_PER_SECOND = env.int("NOTIFICATIONS_RATE_PER_SECOND", default=100)
 # Messages sent and committed together within a chunk (a crash re-sends at most these).
 NOTIFICATIONS_SEND_BATCH = env.int("NOTIFICATIONS_SEND_BATCH", default=50)
+
+# Stripe's webhook signing secret (whsec_…); without it the webhook answers 503.
+BILLING_WEBHOOK_SECRET = env.str("BILLING_WEBHOOK_SECRET", default="")
+BILLING_WEBHOOK_TOLERANCE = env.int("BILLING_WEBHOOK_TOLERANCE", default=300)
+# Days after a failed charge at which dunning retries it; then the subscription is past due.
+BILLING_DUNNING_SCHEDULE_DAYS = env.list("BILLING_DUNNING_SCHEDULE_DAYS", cast=int,
+                                         default=[1, 3, 7])
+STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
 
 FLOWER_BASIC_AUTH = env.str("FLOWER_BASIC_AUTH", default="")
 

@@ -3,9 +3,11 @@
 from django.contrib import admin
 from django.urls import path
 
+from apps.billing.webhooks import billing_webhook
 from workers.health import healthz
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("webhooks/billing/", billing_webhook, name="billing-webhook"),
 ]

@@ -15,6 +15,7 @@ from django.db import connection
 
 from config.celery import app
 from tests.smtp_server import RecordingHandler, start_smtp_server
+from tests.stripe_server import StripeStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = {"critical": "critical@test", "bulk": "bulk@test"}
@@ -53,6 +54,23 @@ def smtp_server() -> Iterator[RecordingHandler]:
     controller, handler = start_smtp_server()
     yield handler
     controller.stop()
+
+
+@pytest.fixture(scope="session")
+def stripe_server() -> Iterator[StripeStandIn]:
+    server = StripeStandIn()
+    server.thread.start()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def stripe_api(stripe_server, settings) -> StripeStandIn:
+    """Point the gateway at the local Stripe stand-in, with a fresh request log."""
+    settings.STRIPE_API_KEY = "sk_test_local"
+    settings.STRIPE_API_BASE = stripe_server.url
+    stripe_server.requests.clear()
+    return stripe_server
 
 
 @pytest.fixture(scope="session")

@@ -9,5 +9,6 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("TASK_RETRY_BACKOFF", "1")  # retries within seconds, still jittered
 os.environ.setdefault("NOTIFICATIONS_RATE_PER_SECOND", "20")
+os.environ.setdefault("BILLING_WEBHOOK_SECRET", "whsec_test_secret")
 
 from config.settings import *  # noqa: F403

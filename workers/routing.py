@@ -23,6 +23,11 @@ ROUTES: dict[str, str] = {
     "apps.notifications.tasks.send_daily_digest": BULK,
     # billing
     "apps.billing.tasks.process_payment_event": CRITICAL,
+    "apps.billing.tasks.mark_invoice_paid": CRITICAL,
+    "apps.billing.tasks.send_payment_receipt": CRITICAL,
+    "apps.billing.tasks.charge_invoice": CRITICAL,
+    "apps.billing.tasks.generate_due_invoices": BULK,
+    "apps.billing.tasks.run_dunning": BULK,
     # analytics
     "apps.analytics.tasks.rollup_last_hour": BULK,
     # Celery's own housekeeping (beat installs backend_cleanup by itself)

@@ -1,37 +1,250 @@
-"""Payment events: store once, process once."""
+"""Billing operations: payment events, invoices, charges and dunning."""
 
+import calendar
+import json
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from celery import chain
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.billing.models import PaymentEvent
+from apps.billing import gateway
+from apps.billing.models import Invoice, PaymentEvent, Subscription
+from apps.notifications.models import Kind
+from apps.notifications.services import notification_request
 from workers.exceptions import PermanentError
 
 
-class PaymentEventNotFound(PermanentError):
-    """The event row is gone: there is nothing to process."""
+class MalformedEvent(ValueError):
+    """The webhook body is not an event of the expected shape."""
+
+
+class BillingRecordNotFound(PermanentError):
+    """An event or job names an invoice or event that does not exist."""
+
+
+def payment_event_parse(*, raw: bytes) -> dict[str, Any]:
+    """The event as a dict, or MalformedEvent saying what is wrong with it."""
+    try:
+        event = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedEvent(f"body is not JSON: {exc}") from None
+    if not isinstance(event, dict):
+        raise MalformedEvent("body must be a JSON object")
+    for field in ("id", "type"):
+        if not isinstance(event.get(field), str) or not event[field]:
+            raise MalformedEvent(f"'{field}' must be a non-empty string")
+    if not isinstance(event.get("data"), dict) or not isinstance(event["data"].get("object"),
+                                                                  dict):
+        raise MalformedEvent("'data.object' must be an object")
+    return event
 
 
 @transaction.atomic
-def payment_event_store(*, event_id: str, type: str, payload: dict) -> PaymentEvent:
-    """Keep the provider's event and process it after commit; a resend is a no-op."""
+def payment_event_store(*, event: dict[str, Any]) -> tuple[PaymentEvent, bool]:
+    """Keep the event and process it after commit; a redelivered event is stored once."""
     from apps.billing.tasks import process_payment_event
 
-    event, created = PaymentEvent.objects.get_or_create(
-        event_id=event_id, defaults={"type": type, "payload": payload}
-    )
+    stored, created = PaymentEvent.objects.get_or_create(
+        event_id=event["id"], defaults={"type": event["type"], "payload": event})
     if created:
-        process_payment_event.delay_on_commit(event.pk)
-    return event
+        process_payment_event.delay_on_commit(stored.pk)
+    return stored, created
 
 
 @transaction.atomic
 def payment_event_process(*, payment_event_id: int) -> PaymentEvent:
-    """Mark the event processed exactly once, however often the job is delivered."""
+    """Apply the event once; unknown types are recorded as ignored, not errors."""
     try:
         event = PaymentEvent.objects.select_for_update().get(pk=payment_event_id)
     except PaymentEvent.DoesNotExist as exc:
-        raise PaymentEventNotFound(f"payment event {payment_event_id} does not exist") from exc
-    if event.processed_at is None:
-        event.processed_at = timezone.now()
-        event.save(update_fields=["processed_at"])
+        raise BillingRecordNotFound(f"payment event {payment_event_id} does not exist") from exc
+    if event.outcome != PaymentEvent.Outcome.PENDING:
+        return event
+    handler = EVENT_HANDLERS.get(event.type)
+    if handler is None:
+        event.outcome = PaymentEvent.Outcome.IGNORED
+    else:
+        handler(event.payload["data"]["object"])
+        event.outcome = PaymentEvent.Outcome.PROCESSED
+    event.processed_at = timezone.now()
+    event.save(update_fields=["outcome", "processed_at"])
     return event
+
+
+def _on_payment_succeeded(payment: dict[str, Any]) -> None:
+    """Mark the invoice paid, then send the receipt: two steps, each retried on its own."""
+    from apps.billing.tasks import mark_invoice_paid, send_payment_receipt
+
+    invoice = _invoice_named_in(payment)
+    steps = chain(mark_invoice_paid.si(invoice.pk, payment.get("id", "")),
+                  send_payment_receipt.si(invoice.pk))
+    transaction.on_commit(steps.apply_async)
+
+
+def _on_payment_failed(payment: dict[str, Any]) -> None:
+    invoice = _invoice_named_in(payment, lock=True)
+    if invoice.status == Invoice.Status.OPEN:
+        _record_failed_charge(invoice, payment.get("failure_message") or "payment failed")
+
+
+EVENT_HANDLERS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "payment.succeeded": _on_payment_succeeded,
+    "payment.failed": _on_payment_failed,
+}
+
+
+@transaction.atomic
+def invoice_mark_paid(*, invoice_id: int, reference: str) -> bool:
+    """Mark the invoice paid (and its subscription active again); False if it already was."""
+    invoice = _locked_invoice(invoice_id)
+    if invoice.status == Invoice.Status.PAID:
+        return False
+    _settle(invoice, reference)
+    return True
+
+
+def invoice_send_receipt(*, invoice_id: int) -> None:
+    """Request the receipt; its idempotency key makes a repeated step send nothing new."""
+    invoice = Invoice.objects.select_related("subscription__customer").get(pk=invoice_id)
+    notification_request(
+        kind=Kind.PAYMENT_RECEIPT, recipient=invoice.subscription.customer.email,
+        subject=f"Receipt for {invoice.number}",
+        body=f"We received {_money(invoice)} for {invoice.subscription.plan}, "
+             f"{invoice.period_start} to {invoice.period_end}. Thank you.",
+        idempotency_key=f"receipt:invoice:{invoice.pk}")
+
+
+@transaction.atomic
+def invoice_charge(*, invoice_id: int) -> Invoice:
+    """Charge an open invoice that is due; a decline schedules the next dunning retry.
+
+    The row lock makes concurrent duplicates wait and then find the invoice settled or
+    rescheduled; the idempotency key per attempt makes a retried request charge once.
+    """
+    invoice = _locked_invoice(invoice_id)
+    due = invoice.next_charge_at is None or invoice.next_charge_at <= timezone.now()
+    if invoice.status != Invoice.Status.OPEN or not due:
+        return invoice
+    customer = invoice.subscription.customer
+    result = gateway.charge(
+        customer_id=customer.provider_customer_id, amount_cents=invoice.amount_cents,
+        currency=invoice.currency, description=f"Invoice {invoice.number}",
+        idempotency_key=f"invoice-{invoice.pk}-attempt-{invoice.charge_attempts + 1}")
+    if result.succeeded:
+        invoice.charge_attempts += 1
+        _settle(invoice, result.reference)
+        from apps.billing.tasks import send_payment_receipt
+
+        send_payment_receipt.delay_on_commit(invoice.pk)
+    else:
+        _record_failed_charge(invoice, result.failure_reason)
+    return invoice
+
+
+def dunning_enqueue_due(*, now: datetime) -> int:
+    """Queue a charge for every open invoice whose retry is due; return how many."""
+    from apps.billing.tasks import charge_invoice
+
+    due = list(Invoice.objects.filter(status=Invoice.Status.OPEN, next_charge_at__lte=now)
+               .values_list("pk", flat=True))
+    for invoice_id in due:
+        charge_invoice.delay(invoice_id)
+    return len(due)
+
+
+def invoices_generate_due(*, today: date) -> int:
+    """Invoice every active subscription due by `today`; return how many were created.
+
+    One invoice per subscription and period (a unique constraint), so running it twice,
+    or concurrently, creates nothing twice.
+    """
+    created = 0
+    due = Subscription.objects.filter(status=Subscription.Status.ACTIVE,
+                                      next_billing_date__lte=today)
+    for subscription_id in due.values_list("pk", flat=True):
+        created += _invoice_next_period(subscription_id=subscription_id, today=today)
+    return created
+
+
+@transaction.atomic
+def _invoice_next_period(*, subscription_id: int, today: date) -> int:
+    from apps.billing.tasks import charge_invoice
+
+    subscription = Subscription.objects.select_for_update().get(pk=subscription_id)
+    if subscription.next_billing_date > today:
+        return 0
+    start = subscription.next_billing_date
+    end = _add_month(start)
+    invoice, created = Invoice.objects.get_or_create(
+        subscription=subscription, period_start=start,
+        defaults={"number": f"INV-{subscription.pk}-{start:%Y%m%d}", "period_end": end,
+                  "amount_cents": subscription.amount_cents, "currency": subscription.currency})
+    subscription.next_billing_date = end
+    subscription.save(update_fields=["next_billing_date"])
+    if created:
+        charge_invoice.delay_on_commit(invoice.pk)
+    return int(created)
+
+
+def _record_failed_charge(invoice: Invoice, reason: str) -> None:
+    """Count the failed attempt and plan the next retry, or give up and tell the customer."""
+    invoice.charge_attempts += 1
+    invoice.last_failure = reason[:2000]
+    schedule = settings.BILLING_DUNNING_SCHEDULE_DAYS
+    retries_done = invoice.charge_attempts - 1
+    if retries_done < len(schedule):
+        invoice.next_charge_at = timezone.now() + timedelta(days=schedule[retries_done])
+    else:
+        invoice.next_charge_at = None
+        Subscription.objects.filter(pk=invoice.subscription_id).update(
+            status=Subscription.Status.PAST_DUE)
+        notification_request(
+            kind=Kind.PAYMENT_FAILED, recipient=invoice.subscription.customer.email,
+            subject=f"We could not collect payment for {invoice.number}",
+            body=f"{_money(invoice)} could not be charged after {invoice.charge_attempts} "
+                 "attempts. Please update your payment method to keep your subscription.",
+            idempotency_key=f"payment-failed:invoice:{invoice.pk}")
+    invoice.save(update_fields=["charge_attempts", "last_failure", "next_charge_at"])
+
+
+def _settle(invoice: Invoice, reference: str) -> None:
+    invoice.status = Invoice.Status.PAID
+    invoice.paid_at = timezone.now()
+    invoice.payment_reference = reference
+    invoice.next_charge_at = None
+    invoice.save(update_fields=["status", "paid_at", "payment_reference", "next_charge_at",
+                                "charge_attempts"])
+    Subscription.objects.filter(pk=invoice.subscription_id,
+                                status=Subscription.Status.PAST_DUE).update(
+        status=Subscription.Status.ACTIVE)
+
+
+def _invoice_named_in(payment: dict[str, Any], *, lock: bool = False) -> Invoice:
+    number = payment.get("invoice")
+    invoices = Invoice.objects.select_related("subscription__customer")
+    try:
+        return (invoices.select_for_update(of=("self",)) if lock else invoices).get(number=number)
+    except Invoice.DoesNotExist as exc:
+        raise BillingRecordNotFound(f"no invoice numbered {number!r}") from exc
+
+
+def _locked_invoice(invoice_id: int) -> Invoice:
+    try:
+        return (Invoice.objects.select_for_update(of=("self",))
+                .select_related("subscription__customer").get(pk=invoice_id))
+    except Invoice.DoesNotExist as exc:
+        raise BillingRecordNotFound(f"invoice {invoice_id} does not exist") from exc
+
+
+def _add_month(day: date) -> date:
+    year, month = (day.year + 1, 1) if day.month == 12 else (day.year, day.month + 1)
+    return day.replace(year=year, month=month,
+                       day=min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def _money(invoice: Invoice) -> str:
+    return f"{invoice.amount_cents / 100:.2f} {invoice.currency.upper()}"

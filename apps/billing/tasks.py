@@ -1,10 +1,43 @@
-"""Billing jobs (routed to `critical` by workers.routing)."""
+"""Billing jobs. Routes: charges and events on `critical`, sweeps on `bulk`."""
 
 from celery import shared_task
+from django.utils import timezone
 
-from apps.billing.services import payment_event_process
+from apps.billing.services import (
+    dunning_enqueue_due,
+    invoice_charge,
+    invoice_mark_paid,
+    invoice_send_receipt,
+    invoices_generate_due,
+    payment_event_process,
+)
 
 
 @shared_task
 def process_payment_event(payment_event_id: int) -> None:
     payment_event_process(payment_event_id=payment_event_id)
+
+
+@shared_task
+def mark_invoice_paid(invoice_id: int, reference: str) -> None:
+    invoice_mark_paid(invoice_id=invoice_id, reference=reference)
+
+
+@shared_task
+def send_payment_receipt(invoice_id: int) -> None:
+    invoice_send_receipt(invoice_id=invoice_id)
+
+
+@shared_task(max_retries=6, retry_backoff_max=300)
+def charge_invoice(invoice_id: int) -> None:
+    invoice_charge(invoice_id=invoice_id)
+
+
+@shared_task(soft_time_limit=300, time_limit=360)
+def generate_due_invoices() -> None:
+    invoices_generate_due(today=timezone.localdate())
+
+
+@shared_task
+def run_dunning() -> None:
+    dunning_enqueue_due(now=timezone.now())

@@ -133,7 +133,8 @@ def test_a_newsletter_fans_out_in_chunks_skips_opt_outs_and_keeps_the_rate(live_
     assert not any(smtp_server.to(users[i].email) for i in (0, 7, 44))
     per_second = Counter(int(item.at) for to in audience for item in smtp_server.to(to))
     assert max(per_second.values()) <= 20  # NOTIFICATIONS_RATE_PER_SECOND in the workers
-    assert Notification.objects.filter(campaign=campaign, status="sent").count() == 42
+    wait_for(lambda: Notification.objects.filter(campaign=campaign, status="sent").count() == 42,
+             what="the last batch to commit")
 
 
 @pytest.mark.django_db
