@@ -100,6 +100,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+MEDIA_ROOT = env.str("MEDIA_ROOT", default="") or BASE_DIR / "media"  # exports, shared with workers
+MEDIA_URL = "media/"  # never served publicly: exports are downloaded through their view
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -240,6 +242,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.analytics.tasks.rollup_last_hour",
         "schedule": crontab(minute="5"),
     },
+    "analytics-retention-cleanup": {
+        "task": "apps.analytics.tasks.delete_expired_events",
+        "schedule": crontab(minute="30", hour="3"),
+    },
 }
 
 # --- Apps ---------------------------------------------------------------------------
@@ -258,6 +264,16 @@ BILLING_DUNNING_SCHEDULE_DAYS = env.list("BILLING_DUNNING_SCHEDULE_DAYS", cast=i
                                          default=[1, 3, 7])
 STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
+
+# Bearer token clients send to POST /api/events/; without it ingestion answers 503.
+ANALYTICS_INGEST_TOKEN = env.str("ANALYTICS_INGEST_TOKEN", default="")
+ANALYTICS_MAX_BATCH = env.int("ANALYTICS_MAX_BATCH", default=500)
+ANALYTICS_MAX_PROPERTIES_BYTES = env.int("ANALYTICS_MAX_PROPERTIES_BYTES", default=4096)
+ANALYTICS_MAX_BODY_BYTES = env.int("ANALYTICS_MAX_BODY_BYTES", default=1_048_576)
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, ANALYTICS_MAX_BODY_BYTES)
+# Raw events older than this are deleted nightly, this many rows per statement.
+ANALYTICS_RETENTION_DAYS = env.int("ANALYTICS_RETENTION_DAYS", default=90)
+ANALYTICS_CLEANUP_BATCH = env.int("ANALYTICS_CLEANUP_BATCH", default=5000)
 
 FLOWER_BASIC_AUTH = env.str("FLOWER_BASIC_AUTH", default="")
 

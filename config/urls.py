@@ -1,7 +1,7 @@
 """URL wiring."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from apps.billing.webhooks import billing_webhook
 from workers.health import healthz
@@ -10,4 +10,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("webhooks/billing/", billing_webhook, name="billing-webhook"),
+    path("api/", include("apps.analytics.urls")),
 ]

@@ -2,6 +2,7 @@
 their own. Anything already in the environment (CI, `make test`) wins."""
 
 import os
+import tempfile
 
 os.environ.setdefault("ENV_FILE", "")  # a developer's .env must not leak into tests
 os.environ.setdefault("DJANGO_ENV", "test")
@@ -10,5 +11,8 @@ os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("TASK_RETRY_BACKOFF", "1")  # retries within seconds, still jittered
 os.environ.setdefault("NOTIFICATIONS_RATE_PER_SECOND", "20")
 os.environ.setdefault("BILLING_WEBHOOK_SECRET", "whsec_test_secret")
+os.environ.setdefault("ANALYTICS_INGEST_TOKEN", "test-ingest-token")
+# One export directory for this run, shared by the test process and its workers.
+os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="media-"))
 
 from config.settings import *  # noqa: F403

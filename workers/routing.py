@@ -30,6 +30,8 @@ ROUTES: dict[str, str] = {
     "apps.billing.tasks.run_dunning": BULK,
     # analytics
     "apps.analytics.tasks.rollup_last_hour": BULK,
+    "apps.analytics.tasks.delete_expired_events": BULK,
+    "apps.analytics.tasks.run_export": BULK,
     # Celery's own housekeeping (beat installs backend_cleanup by itself)
     "celery.*": BULK,
 }

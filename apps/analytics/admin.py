@@ -1,6 +1,7 @@
 from django.contrib import admin
 
-from apps.analytics.models import Event, HourlyRollup
+from apps.analytics.models import Event, ExportJob, HourlyRollup
+from apps.analytics.services import export_start
 
 
 @admin.register(Event)
@@ -8,6 +9,7 @@ class EventAdmin(admin.ModelAdmin):
     list_display = ("name", "occurred_at")
     list_filter = ("name",)
     date_hierarchy = "occurred_at"
+    show_full_result_count = False  # COUNT(*) over millions of rows on every page is slow
 
 
 @admin.register(HourlyRollup)
@@ -15,3 +17,23 @@ class HourlyRollupAdmin(admin.ModelAdmin):
     list_display = ("hour", "name", "count")
     list_filter = ("name",)
     date_hierarchy = "hour"
+
+
+@admin.register(ExportJob)
+class ExportJobAdmin(admin.ModelAdmin):
+    """An operator adds an export here; it runs as soon as it is saved."""
+
+    list_display = ("id", "owner", "date_from", "date_to", "status", "progress", "row_count",
+                    "created_at", "finished_at")
+    list_filter = ("status",)
+    fields = ("date_from", "date_to", "owner", "status", "progress", "row_count", "file",
+              "error", "created_at", "started_at", "finished_at")
+    readonly_fields = ("owner", "status", "progress", "row_count", "file", "error",
+                       "created_at", "started_at", "finished_at")
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not change:
+            obj.owner = request.user
+        super().save_model(request, obj, form, change)
+        if not change:
+            export_start(export_id=obj.pk)
