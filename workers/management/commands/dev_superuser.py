@@ -18,5 +18,6 @@ class Command(BaseCommand):
         password = env.str("DEV_SUPERUSER_PASSWORD", default="admin-dev")
         user_model = get_user_model()
         if not user_model.objects.filter(username=username).exists():
-            user_model.objects.create_superuser(username=username, email="", password=password)
+            user_model.objects.create_superuser(username=username, email=f"{username}@example.com",
+                                                password=password)
         self.stdout.write(f"admin login: {username} / {password}")
