@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TEST_ENV := DJANGO_SETTINGS_MODULE=tests.settings
 
-.PHONY: dev install test lint check-test-services lock clean
+.PHONY: dev install test lint check-test-services bench lock clean
 
 dev: install .env
 	@$(BIN)/python manage.py check_services
@@ -33,6 +33,10 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/hadolint docker/Dockerfile
 	$(BIN)/shellcheck .ci/run
+
+# Throughput figures against plain Celery (needs the same services as the tests).
+bench: install check-test-services
+	$(BIN)/python bench/newsletter.py
 
 check-test-services: install
 	@$(TEST_ENV) $(BIN)/python manage.py check_services
