@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -48,20 +50,17 @@ def test_dev_superuser_is_refused_outside_dev():
     assert "only runs with DJANGO_ENV=dev" in result.stderr
 
 
-def test_a_missing_broker_is_reported_in_one_line():
-    result = run_manage("check_services", CELERY_BROKER_URL="redis://127.0.0.1:1/0")
+@pytest.mark.parametrize(("variable", "url", "message"), [
+    ("CELERY_BROKER_URL", "redis://127.0.0.1:1/0",
+     "Redis is not reachable at redis://127.0.0.1:1/0: start it with"),
+    ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/test", "postgresql is not reachable"),
+])
+def test_a_missing_service_is_reported_in_one_line(variable, url, message):
+    result = run_manage("check_services", **{variable: url})
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert "Redis is not reachable at redis://127.0.0.1:1/0: start it with" in lines[0]
-
-
-def test_a_missing_database_is_reported_in_one_line():
-    result = run_manage("check_services", DATABASE_URL="postgres://postgres@127.0.0.1:1/test")
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert "postgresql is not reachable" in lines[0]
+    assert message in lines[0]
 
 
 def test_sentry_starts_only_with_a_dsn_and_without_personal_data():

@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.db.models import Count, Q
 
 from apps.notifications.models import Campaign, Notification, NotificationPreference
 from apps.notifications.services import campaign_start
@@ -21,11 +22,25 @@ class NotificationAdmin(admin.ModelAdmin):
 
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
-    list_display = ("key", "kind", "status", "recipients_total", "chunks_total", "created_at",
-                    "started_at")
+    list_display = ("key", "kind", "status", "recipients_total", "sent", "failed", "chunks_total",
+                    "created_at", "started_at")
     list_filter = ("kind", "status")
     readonly_fields = ("status", "recipients_total", "chunks_total", "created_at", "started_at")
     actions = ("start",)
+
+    def get_queryset(self, request):
+        sent, failed = Notification.Status.SENT, Notification.Status.FAILED
+        return super().get_queryset(request).annotate(
+            sent_count=Count("notifications", filter=Q(notifications__status=sent)),
+            failed_count=Count("notifications", filter=Q(notifications__status=failed)))
+
+    @admin.display(description="sent", ordering="sent_count")
+    def sent(self, campaign: Campaign) -> int:
+        return campaign.sent_count
+
+    @admin.display(description="failed", ordering="failed_count")
+    def failed(self, campaign: Campaign) -> int:
+        return campaign.failed_count
 
     @admin.action(description="Start sending", permissions=["change"])
     def start(self, request, rows) -> None:
