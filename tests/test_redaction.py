@@ -13,3 +13,26 @@ def test_sensitive_keys_are_redacted_at_any_depth_and_the_rest_kept():
         "access_token": REDACTED, "client_secret": REDACTED,
     }
     assert payload["password"] == "hunter2"  # the stored payload is untouched
+
+
+def test_published_messages_show_sensitive_kwargs_redacted_but_carry_the_values(test_redis):
+    from celery.signals import before_task_publish
+
+    from tests.tasks import permanent
+
+    seen = []
+
+    def capture(headers=None, body=None, **_):
+        seen.append((headers["kwargsrepr"], body[1]))
+
+    before_task_publish.connect(capture, weak=False)
+    try:
+        permanent.apply_async(args=["k"], kwargs={"card_number": "4242"}, queue="bulk",
+                              countdown=0, expires=1)
+    finally:
+        before_task_publish.disconnect(capture)
+        test_redis.delete("bulk")  # the message only had to be published
+    shown, sent_kwargs = seen[0]
+    assert "4242" not in shown
+    assert "[redacted]" in shown
+    assert sent_kwargs == {"card_number": "4242"}
