@@ -134,3 +134,20 @@ def test_bad_cli_input_is_a_clear_error_and_changes_nothing(args, message):
     with pytest.raises(CommandError) as error:
         call_command("dlq", *args)
     assert message in str(error.value)
+
+
+@pytest.mark.django_db
+def test_the_detail_page_offers_the_actions_its_status_allows(admin_client):
+    row = DeadLetter.objects.create(task_id=uuid(), task_name="tests.tasks.permanent",
+                                    queue=BULK, exception_type="workers.exceptions.PermanentError")
+    url = reverse("admin:workers_deadletter_change", args=[row.pk])
+
+    page = admin_client.get(url).content.decode()
+    assert 'value="requeue"' in page
+    assert 'value="discard"' in page
+    assert 'name="_save"' not in page
+
+    DeadLetter.objects.filter(pk=row.pk).update(status=DeadLetter.Status.RESOLVED)
+    page = admin_client.get(url).content.decode()
+    assert 'value="requeue"' not in page
+    assert 'value="discard"' not in page

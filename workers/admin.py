@@ -14,7 +14,7 @@ from workers.services import DeadLetterStateError, dead_letter_discard, dead_let
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(admin.ModelAdmin):
-    list_display = ("id", "task_name", "queue", "exception_type", "short_message", "status",
+    list_display = ("id", "task_name", "queue", "exception_name", "short_message", "status",
                     "attempts", "requeue_count", "failed_at")
     list_filter = ("status", "queue", "task_name", "exception_type", "failed_at")
     search_fields = ("=task_id", "task_name", "message")
@@ -28,6 +28,24 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """Read-only page (no Save buttons) with the triage actions the row allows."""
+        row = self.get_object(request, object_id)
+        actions = []
+        if row is not None and self.has_change_permission(request, row):
+            if row.status in (DeadLetter.Status.NEW, DeadLetter.Status.DISCARDED):
+                actions.append(("requeue", "Requeue"))
+            if row.status == DeadLetter.Status.NEW:
+                actions.append(("discard", "Discard"))
+        context = {"triage_actions": actions, "show_save": False,
+                   "show_save_and_continue": False, "show_save_and_add_another": False,
+                   **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, context)
+
+    @admin.display(description="exception", ordering="exception_type")
+    def exception_name(self, row: DeadLetter) -> str:
+        return row.exception_type.rpartition(".")[2]
 
     @admin.display(description="message")
     def short_message(self, row: DeadLetter) -> str:
