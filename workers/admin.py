@@ -9,7 +9,13 @@ from django.utils.html import format_html
 
 from workers.models import DeadLetter
 from workers.redaction import redact
-from workers.services import DeadLetterStateError, dead_letter_discard, dead_letter_requeue
+from workers.services import (
+    DISCARDABLE,
+    REQUEUEABLE,
+    DeadLetterStateError,
+    dead_letter_discard,
+    dead_letter_requeue,
+)
 
 
 @admin.register(DeadLetter)
@@ -34,9 +40,9 @@ class DeadLetterAdmin(admin.ModelAdmin):
         row = self.get_object(request, object_id)
         actions = []
         if row is not None and self.has_change_permission(request, row):
-            if row.status in (DeadLetter.Status.NEW, DeadLetter.Status.DISCARDED):
+            if row.status in REQUEUEABLE:
                 actions.append(("requeue", "Requeue"))
-            if row.status == DeadLetter.Status.NEW:
+            if row.status in DISCARDABLE:
                 actions.append(("discard", "Discard"))
         context = {"triage_actions": actions, "show_save": False,
                    "show_save_and_continue": False, "show_save_and_add_another": False,

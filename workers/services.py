@@ -16,6 +16,9 @@ from workers.redaction import redact
 logger = logging.getLogger(__name__)
 
 REPLAY_HEADER = "replay_of"
+# Which dead letters each triage operation applies to (the admin offers the same).
+REQUEUEABLE = (DeadLetter.Status.NEW, DeadLetter.Status.DISCARDED)
+DISCARDABLE = (DeadLetter.Status.NEW,)
 
 
 class DeadLetterStateError(ValueError):
@@ -67,7 +70,7 @@ def dead_letter_requeue(*, dead_letter_id: int, actor: str) -> str:
     leaves a replay running for a row that still says `new`.
     """
     row = DeadLetter.objects.select_for_update().get(pk=dead_letter_id)
-    if row.status not in (DeadLetter.Status.NEW, DeadLetter.Status.DISCARDED):
+    if row.status not in REQUEUEABLE:
         raise DeadLetterStateError(f"dead letter {row.pk} is {row.status}; only new or "
                                    "discarded ones can be requeued")
     replay_task_id = uuid()
@@ -99,7 +102,7 @@ def dead_letter_requeue(*, dead_letter_id: int, actor: str) -> str:
 def dead_letter_discard(*, dead_letter_id: int, actor: str) -> None:
     """Mark a dead letter as not worth replaying; it stays for the record until purged."""
     row = DeadLetter.objects.select_for_update().get(pk=dead_letter_id)
-    if row.status != DeadLetter.Status.NEW:
+    if row.status not in DISCARDABLE:
         raise DeadLetterStateError(f"dead letter {row.pk} is {row.status}; only new ones "
                                    "can be discarded")
     DeadLetter.objects.filter(pk=row.pk).update(
