@@ -12,7 +12,6 @@ from django.conf import settings
 
 from workers.deliveries import redelivery_count
 from workers.exceptions import RedeliveryLimitExceeded, TransientError
-from workers.redaction import redact
 
 
 class PlatformTask(DjangoTask):
@@ -54,8 +53,6 @@ class PlatformTask(DjangoTask):
                 f"{self.name}: a delay of {delay:.0f}s exceeds TASK_MAX_COUNTDOWN "
                 f"({settings.TASK_MAX_COUNTDOWN}s); schedule it with beat instead"
             )
-        if kwargs:  # what worker logs, events and Flower show; the message keeps the values
-            options.setdefault("kwargsrepr", repr(redact(kwargs)))
         return super().apply_async(args, kwargs, **options)
 
 

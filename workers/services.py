@@ -11,7 +11,6 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from workers.models import DeadLetter
-from workers.redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +91,6 @@ def dead_letter_requeue(*, dead_letter_id: int, actor: str) -> str:
             queue=row.queue,
             task_id=replay_task_id,
             headers={REPLAY_HEADER: row.pk},
-            kwargsrepr=repr(redact(row.kwargs)),
         )
     )
     return replay_task_id

@@ -12,6 +12,7 @@ from celery.signals import before_task_publish, task_failure, task_success
 from django.db import close_old_connections
 
 from workers.exceptions import UnroutedTaskError
+from workers.redaction import redact
 from workers.routing import queue_for
 from workers.services import REPLAY_HEADER, dead_letter_record, dead_letter_resolve_replay
 
@@ -25,6 +26,18 @@ def stamp_enqueue_time(headers=None, **_):
     """Lets `queues stats` tell the age of the oldest waiting message."""
     if headers is not None:
         headers.setdefault(ENQUEUED_AT_HEADER, time.time())
+
+
+@before_task_publish.connect
+def redact_shown_kwargs(headers=None, body=None, **_):
+    """Worker logs, events and Flower show `kwargsrepr`; the message keeps the real values.
+
+    Here rather than in the base task so every publish is covered: calls, retries, beat,
+    and dead-letter replays sent by name.
+    """
+    kwargs = body[1] if isinstance(body, tuple | list) and len(body) > 1 else None
+    if headers is not None and kwargs:
+        headers["kwargsrepr"] = repr(redact(kwargs))
 
 
 @task_failure.connect
