@@ -5,6 +5,9 @@ for the whole account, so all bulk workers must draw from one budget.
 """
 
 import time
+from functools import cache
+
+from redis.commands.core import Script
 
 from workers.redis_store import redis_client
 
@@ -25,11 +28,16 @@ def rate_limit_acquire(*, name: str, per_second: int, amount: int) -> int:
     Callers send what they were granted and ask again for the rest, so a large batch is
     spread over as many seconds as the limit requires.
     """
-    client = redis_client()
-    take = client.register_script(_TAKE)
+    take = _take_script()
     while True:
         now = time.time()
         granted = int(take(keys=[f"workers:rate:{name}:{int(now)}"], args=[amount, per_second]))
         if granted:
             return granted
         time.sleep(max(0.001, 1 - (now % 1)))
+
+
+@cache
+def _take_script() -> Script:
+    """Registered once per process; redis-py loads it into Redis on first use (EVALSHA)."""
+    return redis_client().register_script(_TAKE)
