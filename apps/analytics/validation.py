@@ -40,18 +40,18 @@ def validate_batch(*, body: Any, limits: BatchLimits) -> list[ValidEvent]:
                               f"a batch holds 1 to {limits.max_events} events, not {len(items)}"}])
     valid, errors = [], []
     for index, item in enumerate(items):
-        problem = _problem(item, limits)
-        if problem:
-            errors.append({"index": index, "reason": problem})
+        checked = _checked(item, limits)
+        if isinstance(checked, str):
+            errors.append({"index": index, "reason": checked})
         else:
-            valid.append(ValidEvent(item["name"], parse_datetime(item["occurred_at"]),
-                                    item.get("properties") or {}))
+            valid.append(checked)
     if errors:
         raise BatchRejected(errors)
     return valid
 
 
-def _problem(item: Any, limits: BatchLimits) -> str | None:
+def _checked(item: Any, limits: BatchLimits) -> ValidEvent | str:
+    """The event, or the reason it is refused."""
     if not isinstance(item, dict):
         return "an event must be an object"
     name = item.get("name")
@@ -71,4 +71,4 @@ def _problem(item: Any, limits: BatchLimits) -> str | None:
         return "properties must be an object"
     if len(json.dumps(properties)) > limits.max_properties_bytes:
         return f"properties exceed {limits.max_properties_bytes} bytes"
-    return None
+    return ValidEvent(name, parsed, properties)

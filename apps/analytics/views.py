@@ -27,7 +27,9 @@ def ingest_events(request: HttpRequest) -> JsonResponse:
     given = request.headers.get("Authorization", "").removeprefix("Bearer ")
     if not hmac.compare_digest(given.encode(), token.encode()):
         return JsonResponse({"error": "missing or wrong bearer token"}, status=401)
-    if int(request.headers.get("Content-Length") or 0) > settings.ANALYTICS_MAX_BODY_BYTES:
+    # Measured on the body as read rather than on the Content-Length header, which a
+    # client may leave out; Django itself stops reading at DATA_UPLOAD_MAX_MEMORY_SIZE.
+    if len(request.body) > settings.ANALYTICS_MAX_BODY_BYTES:
         return JsonResponse({"error": f"body exceeds {settings.ANALYTICS_MAX_BODY_BYTES} bytes"},
                             status=413)
     try:
