@@ -79,14 +79,14 @@ def _on_payment_succeeded(payment: dict[str, Any]) -> None:
     """Mark the invoice paid, then send the receipt: two steps, each retried on its own."""
     from apps.billing.tasks import mark_invoice_paid, send_payment_receipt
 
-    invoice = _invoice_named_in(payment)
+    invoice = _invoice(lock=False, number=payment.get("invoice"))
     steps = chain(mark_invoice_paid.si(invoice.pk, payment.get("id", "")),
                   send_payment_receipt.si(invoice.pk))
     transaction.on_commit(steps.apply_async)
 
 
 def _on_payment_failed(payment: dict[str, Any]) -> None:
-    invoice = _invoice_named_in(payment, lock=True)
+    invoice = _invoice(lock=True, number=payment.get("invoice"))
     if invoice.status == Invoice.Status.OPEN:
         _record_failed_charge(invoice, payment.get("failure_message") or "payment failed")
 
@@ -100,7 +100,7 @@ EVENT_HANDLERS: dict[str, Callable[[dict[str, Any]], None]] = {
 @transaction.atomic
 def invoice_mark_paid(*, invoice_id: int, reference: str) -> bool:
     """Mark the invoice paid (and its subscription active again); False if it already was."""
-    invoice = _locked_invoice(invoice_id)
+    invoice = _invoice(lock=True, pk=invoice_id)
     if invoice.status == Invoice.Status.PAID:
         return False
     _settle(invoice, reference)
@@ -125,7 +125,7 @@ def invoice_charge(*, invoice_id: int) -> Invoice:
     The row lock makes concurrent duplicates wait and then find the invoice settled or
     rescheduled; the idempotency key per attempt makes a retried request charge once.
     """
-    invoice = _locked_invoice(invoice_id)
+    invoice = _invoice(lock=True, pk=invoice_id)
     due = invoice.next_charge_at is None or invoice.next_charge_at <= timezone.now()
     if invoice.status != Invoice.Status.OPEN or not due:
         return invoice
@@ -223,21 +223,16 @@ def _settle(invoice: Invoice, reference: str) -> None:
         status=Subscription.Status.ACTIVE)
 
 
-def _invoice_named_in(payment: dict[str, Any], *, lock: bool = False) -> Invoice:
-    number = payment.get("invoice")
+def _invoice(*, lock: bool, **lookup: Any) -> Invoice:
+    """The invoice with its customer loaded (row-locked when asked), or a permanent error."""
     invoices = Invoice.objects.select_related("subscription__customer")
+    if lock:
+        invoices = invoices.select_for_update(of=("self",))
     try:
-        return (invoices.select_for_update(of=("self",)) if lock else invoices).get(number=number)
+        return invoices.get(**lookup)
     except Invoice.DoesNotExist as exc:
-        raise BillingRecordNotFound(f"no invoice numbered {number!r}") from exc
-
-
-def _locked_invoice(invoice_id: int) -> Invoice:
-    try:
-        return (Invoice.objects.select_for_update(of=("self",))
-                .select_related("subscription__customer").get(pk=invoice_id))
-    except Invoice.DoesNotExist as exc:
-        raise BillingRecordNotFound(f"invoice {invoice_id} does not exist") from exc
+        wanted = ", ".join(f"{field} {value!r}" for field, value in lookup.items())
+        raise BillingRecordNotFound(f"no invoice with {wanted}") from exc
 
 
 def _add_month(day: date) -> date:
