@@ -151,6 +151,18 @@ TASK_RETRY_BACKOFF_MAX = env.int("TASK_RETRY_BACKOFF_MAX", default=600)
 TASK_MAX_COUNTDOWN = env.int("TASK_MAX_COUNTDOWN", default=1800)
 TASK_MAX_DELIVERIES = env.int("TASK_MAX_DELIVERIES", default=3)
 
+# Effect-once keys are kept this long: longer than any redelivery or dead-letter replay.
+TASK_EFFECT_TTL_DAYS = env.int("TASK_EFFECT_TTL_DAYS", default=30)
+# Default lifetime of an enqueue-time dedup key (a job sent with `dedup_key=`), seconds.
+TASK_DEDUP_TTL = env.int("TASK_DEDUP_TTL", default=3600)
+# Outbox: rows per publish batch; how often beat sweeps, and how old a row must be
+# before the sweeper takes it from the after-commit publisher (seconds); how long
+# published rows are kept for inspection (hours).
+OUTBOX_BATCH = env.int("OUTBOX_BATCH", default=500)
+OUTBOX_SWEEP_INTERVAL = env.int("OUTBOX_SWEEP_INTERVAL", default=10)
+OUTBOX_SWEEP_GRACE = env.int("OUTBOX_SWEEP_GRACE", default=5)
+OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=72)
+
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://localhost:6379/0")
 # Results only for tasks that ask for them (probes); Redis expires them by itself.
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or CELERY_BROKER_URL
@@ -191,8 +203,13 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # keep trying while Redis restarts
 # A message unacked for this long is handed to another worker. It must exceed the longest
 # hard limit, countdown and retry backoff, or a slow task runs twice (tests enforce it).
 BROKER_VISIBILITY_TIMEOUT = env.int("BROKER_VISIBILITY_TIMEOUT", default=3600)
+# How often each worker looks for messages whose visibility timeout has passed, seconds.
+BROKER_RESTORE_INTERVAL = env.int("BROKER_RESTORE_INTERVAL", default=60)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
+    # kombu scans every interval * throttle seconds; throttle 1 makes the interval exact.
+    "unacked_restore_interval": BROKER_RESTORE_INTERVAL,
+    "unacked_restore_throttle": 1,
     "socket_keepalive": True,  # notice half-open TCP connections (NAT, load balancers)
     "health_check_interval": 25,  # ping idle connections before reuse
     "socket_connect_timeout": 5,
@@ -209,9 +226,11 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_step": 0.5,
     "interval_max": 2,
 }
-# When the connection to Redis drops, running late-ack tasks will be redelivered anyway;
-# cancelling them avoids running the same task twice at once.
-CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# When the connection to Redis drops, running tasks finish instead of being cancelled.
+# Cancelling terminates the child and Celery may then ack the message once Redis is back:
+# the fault test of a Redis restart lost jobs that way. Finished tasks that cannot ack
+# are redelivered after the visibility timeout, and effect-once tasks skip the repeat.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Recycle children to bound leaks in third-party code (per task count and resident KiB).
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("WORKER_MAX_TASKS_PER_CHILD", default=1000)
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("WORKER_MAX_MEMORY_PER_CHILD", default=262144)
@@ -222,8 +241,21 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 # Django's LOGGING config stays in charge of the worker's logs.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Messages that cannot become a task (undecodable, unknown task, malformed) are
+# dead-lettered with their raw body instead of being logged and dropped.
+CELERY_WORKER_CONSUMER = "workers.consumer:DeadLetteringConsumer"
+# SIGTERM (warm shutdown) stops consuming and waits for running tasks; unstarted messages
+# go back to Redis. Compose's stop_grace_period per pool exceeds its longest hard limit.
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Beat schedules from the database, and only the holder of a Redis lock sends anything:
+# a second beat waits as a standby and takes over within BEAT_LOCK_TTL of the first dying.
+CELERY_BEAT_SCHEDULER = "workers.beat:LockedDatabaseScheduler"
+BEAT_LOCK_TTL = env.int("BEAT_LOCK_TTL", default=30)
+# Renew the lock at least three times per TTL (beat wakes at least this often).
+CELERY_BEAT_MAX_LOOP_INTERVAL = max(1, min(5, BEAT_LOCK_TTL // 3))
+# Write each entry's last run time to the database as soon as it is sent, so a standby
+# taking over knows what already ran.
+CELERY_BEAT_SYNC_EVERY = 1
 # Synced into the database by `manage.py sync_schedules` (and by beat at start-up).
 CELERY_BEAT_SCHEDULE = {
     "notifications-daily-digest": {
@@ -245,6 +277,16 @@ CELERY_BEAT_SCHEDULE = {
     "analytics-retention-cleanup": {
         "task": "apps.analytics.tasks.delete_expired_events",
         "schedule": crontab(minute="30", hour="3"),
+    },
+    "workers-outbox-sweep": {
+        "task": "workers.tasks.sweep_outbox",
+        "schedule": float(OUTBOX_SWEEP_INTERVAL),
+        # A sweep that waited longer than its interval is superseded by the next one.
+        "options": {"expires": float(OUTBOX_SWEEP_INTERVAL)},
+    },
+    "workers-purge-expired-records": {
+        "task": "workers.tasks.purge_expired_records",
+        "schedule": crontab(minute="45"),
     },
 }
 

@@ -74,13 +74,16 @@ def stripe_api(stripe_server, settings) -> StripeStandIn:
 
 
 @pytest.fixture(scope="session")
-def process_env(django_db_setup, smtp_server) -> dict[str, str]:
-    """Environment for a child process: the migrated test database and the test SMTP server."""
+def process_env(django_db_setup, smtp_server, stripe_server) -> dict[str, str]:
+    """Environment for a child process: the migrated test database, the test SMTP server
+    and the Stripe stand-in."""
     return os.environ | {
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": _database_url(),
         "PYTHONPATH": str(ROOT),
         "EMAIL_URL": f"smtp://127.0.0.1:{smtp_server.port}",
+        "STRIPE_API_KEY": "sk_test_local",
+        "STRIPE_API_BASE": stripe_server.url,
     }
 
 

@@ -16,3 +16,5 @@ os.environ.setdefault("ANALYTICS_INGEST_TOKEN", "test-ingest-token")
 os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="media-"))
 
 from config.settings import *  # noqa: F403
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.ledger"]  # noqa: F405

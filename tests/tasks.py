@@ -17,6 +17,7 @@ from django.conf import settings
 from workers.exceptions import PermanentError, TransientError
 
 RAN_ON = "test:ran-on"
+FINISHED = "test:finished"
 
 
 def store() -> redis.Redis:
@@ -27,7 +28,10 @@ def store() -> redis.Redis:
 def remember_where_it_ran(sender=None, task_id=None, **_):
     """Every task, project ones included, records the worker and queue that ran it."""
     delivery_info = sender.request.delivery_info or {}
-    store().hset(RAN_ON, task_id, f"{sender.request.hostname}|{delivery_info.get('routing_key')}")
+    pipe = store().pipeline()
+    pipe.hset(RAN_ON, task_id, f"{sender.request.hostname}|{delivery_info.get('routing_key')}")
+    pipe.hincrby(FINISHED, task_id, 1)  # deliveries of the same id, skipped ones included
+    pipe.execute()
 
 
 def count_run(key: str) -> int:
@@ -78,3 +82,21 @@ def fails_until_fixed(key: str) -> None:
 def rejects(key: str) -> None:
     count_run(key)
     raise Reject("message refused by the task", requeue=False)
+
+
+@shared_task(effect_once=True)
+def record_effect(key: str, seconds: float = 0.0) -> None:
+    """A job whose effect (a ledger row) commits with its effect-once key."""
+    from tests.ledger.models import Effect
+
+    time.sleep(seconds)
+    Effect.objects.create(key=key)
+
+
+BEAT_TICKS = "test:beat-ticks"
+
+
+@shared_task
+def beat_tick() -> None:
+    """Sent by beat in the single-beat test: each run records when it ran."""
+    store().rpush(BEAT_TICKS, time.time())

@@ -7,13 +7,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from workers.models import DeadLetter
-from workers.redaction import redact
+from workers.models import DeadLetter, OutboxMessage
+from workers.redaction import redact, redact_text
 from workers.services import (
     DISCARDABLE,
     REQUEUEABLE,
     DeadLetterStateError,
     dead_letter_discard,
+    dead_letter_replayable,
     dead_letter_requeue,
 )
 
@@ -27,7 +28,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
     date_hierarchy = "failed_at"
     actions = ("requeue", "discard")
     fields = ("task_name", "task_id", "queue", "status", "exception_type", "message",
-              "attempts", "worker", "failed_at", "payload", "formatted_traceback",
+              "attempts", "worker", "failed_at", "payload", "raw_message", "formatted_traceback",
               "requeue_count", "requeued_at", "requeued_by", "replay_task_id", "replay_of",
               "closed_at", "closed_by")
     readonly_fields = fields
@@ -40,7 +41,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
         row = self.get_object(request, object_id)
         actions = []
         if row is not None and self.has_change_permission(request, row):
-            if row.status in REQUEUEABLE:
+            if row.status in REQUEUEABLE and dead_letter_replayable(row):
                 actions.append(("requeue", "Requeue"))
             if row.status in DISCARDABLE:
                 actions.append(("discard", "Discard"))
@@ -59,8 +60,11 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     @admin.display(description="payload (sensitive keys redacted)")
     def payload(self, row: DeadLetter) -> str:
-        shown = json.dumps({"args": redact(row.args), "kwargs": redact(row.kwargs)}, indent=2)
-        return format_html("<pre>{}</pre>", shown)
+        return _payload_html(row.args, row.kwargs)
+
+    @admin.display(description="raw message body (poison messages; sensitive keys redacted)")
+    def raw_message(self, row: DeadLetter) -> str:
+        return format_html("<pre>{}</pre>", redact_text(row.raw_body)) if row.raw_body else "-"
 
     @admin.display(description="traceback")
     def formatted_traceback(self, row: DeadLetter) -> str:
@@ -87,3 +91,31 @@ class DeadLetterAdmin(admin.ModelAdmin):
                 succeeded += 1
         if succeeded:
             self.message_user(request, f"{succeeded} dead letter(s) {done}.", messages.SUCCESS)
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(admin.ModelAdmin):
+    """Read-only: rows are written by services and published by the outbox itself."""
+
+    list_display = ("id", "task_name", "queue", "task_id", "created_at", "published_at",
+                    "publish_attempts")
+    list_filter = (("published_at", admin.EmptyFieldListFilter), "queue", "task_name")
+    search_fields = ("=task_id", "task_name")
+    fields = ("task_name", "task_id", "queue", "payload", "created_at", "published_at",
+              "publish_attempts", "last_error")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="payload (sensitive keys redacted)")
+    def payload(self, row: OutboxMessage) -> str:
+        return _payload_html(row.args, row.kwargs)
+
+
+def _payload_html(args: list, kwargs: dict) -> str:
+    shown = json.dumps({"args": redact(args), "kwargs": redact(kwargs)}, indent=2)
+    return format_html("<pre>{}</pre>", shown)

@@ -5,13 +5,19 @@ A task author states policy on the decorator, in one line, for example
 everything not stated comes from here and from settings.
 """
 
+import logging
 from datetime import UTC, datetime
 
 from celery.contrib.django.task import DjangoTask
+from celery.utils import uuid
 from django.conf import settings
+from django.db import transaction
 
+from workers.dedup import DEDUP_HEADER, dedup_claim, dedup_release
 from workers.deliveries import redelivery_count
 from workers.exceptions import RedeliveryLimitExceeded, TransientError
+
+logger = logging.getLogger(__name__)
 
 
 class PlatformTask(DjangoTask):
@@ -29,6 +35,29 @@ class PlatformTask(DjangoTask):
     retry_backoff_max = settings.TASK_RETRY_BACKOFF_MAX
     retry_jitter = True  # full jitter: spreads a thundering herd after an outage
 
+    #: Run the body in a transaction that also records an idempotency key, so a
+    #: redelivered, re-published or requeued task does not repeat its effects.
+    effect_once = False
+    #: The key, formatted with the call's arguments, e.g. "payment-event:{event_id}".
+    #: None: the task id (repeats of one message; a requeue from the dead letters runs).
+    effect_key: str | None = None
+
+    def __call__(self, *args, **kwargs):
+        if not self.effect_once:
+            return super().__call__(*args, **kwargs)
+        from workers.effects import effect_claim, effect_key
+
+        # autoretry_for wraps `run` in (*args, **kwargs); the key needs the real signature.
+        run = getattr(self, "_orig_run", self.run)
+        key = effect_key(template=self.effect_key, run=run, task_id=self.request.id,
+                         args=args, kwargs=kwargs)
+        with transaction.atomic():
+            if not effect_claim(key=key, task_name=self.name, task_id=self.request.id or ""):
+                logger.info("%s[%s]: effects of %s already committed; skipped",
+                            self.name, self.request.id, key)
+                return None
+            return super().__call__(*args, **kwargs)
+
     def before_start(self, task_id, args, kwargs):
         """Refuse to run a message that already came back too often."""
         delivery_info = self.request.delivery_info or {}
@@ -41,11 +70,13 @@ class PlatformTask(DjangoTask):
                 "earlier deliveries lost their worker"
             )
 
-    def apply_async(self, args=None, kwargs=None, **options):
-        """Reject a delay the broker cannot hold safely.
+    def apply_async(self, args=None, kwargs=None, *, dedup_key: str | None = None,
+                    dedup_ttl: int | None = None, **options):
+        """Send the task; with `dedup_key`, not while an equal job waits or runs.
 
-        On Redis a message waiting for its countdown is unacked; past the visibility
-        timeout it is handed to a second worker and runs twice.
+        A delay the broker cannot hold safely is refused: on Redis a message waiting
+        for its countdown is unacked, and past the visibility timeout it is handed to a
+        second worker and runs twice.
         """
         delay = _delay_seconds(options.get("countdown"), options.get("eta"))
         if delay > settings.TASK_MAX_COUNTDOWN:
@@ -53,7 +84,31 @@ class PlatformTask(DjangoTask):
                 f"{self.name}: a delay of {delay:.0f}s exceeds TASK_MAX_COUNTDOWN "
                 f"({settings.TASK_MAX_COUNTDOWN}s); schedule it with beat instead"
             )
-        return super().apply_async(args, kwargs, **options)
+        if dedup_key is None:
+            return super().apply_async(args, kwargs, **options)
+        task_id = options.setdefault("task_id", uuid())
+        holder = dedup_claim(key=dedup_key, task_id=task_id,
+                             ttl=dedup_ttl or settings.TASK_DEDUP_TTL)
+        if holder is not None:
+            return self.AsyncResult(holder)
+        options["headers"] = {**(options.get("headers") or {}), DEDUP_HEADER: dedup_key}
+        try:
+            return super().apply_async(args, kwargs, **options)
+        except BaseException:
+            dedup_release(key=dedup_key, task_id=task_id)
+            raise
+
+    def delay_via_outbox(self, *args, **kwargs):
+        """Enqueue in the current database transaction: the job exists iff it commits.
+
+        Only for effect-once tasks, since the outbox may publish a row twice (a crash
+        after the publish, before the row is marked) and only they make that harmless.
+        """
+        from workers.outbox import outbox_enqueue
+
+        if not self.effect_once:
+            raise TypeError(f"{self.name} is not effect_once; the outbox needs it to be")
+        return outbox_enqueue(task_name=self.name, args=args, kwargs=kwargs)
 
 
 def _delay_seconds(countdown: float | None, eta: datetime | str | None) -> float:

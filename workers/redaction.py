@@ -23,3 +23,19 @@ def redact(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [redact(item) for item in value]
     return value
+
+
+_SENSITIVE_JSON_VALUE = re.compile(
+    r'("(?P<key>[^"\\]*)"\s*:\s*)("(?:[^"\\]|\\.)*"|[^,}\]\s]+)')
+
+
+def redact_text(text: str) -> str:
+    """A raw message body with the values of sensitive-looking JSON keys replaced.
+
+    For bodies that are not valid JSON (poison messages), so only the text is there.
+    """
+    def hide(match: re.Match) -> str:
+        if SENSITIVE_KEY.search(match["key"]):
+            return f'{match[1]}"{REDACTED}"'
+        return match[0]
+    return _SENSITIVE_JSON_VALUE.sub(hide, text)

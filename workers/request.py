@@ -2,7 +2,10 @@
 
 from contextlib import contextmanager
 
+from celery.exceptions import InvalidTaskError
 from celery.worker.request import Request
+
+MALFORMED_BODY = "task body is not [args, kwargs, options]"
 
 
 class PlatformRequest(Request):
@@ -12,6 +15,20 @@ class PlatformRequest(Request):
     process without pushing the request, so the dead-letter hook would not know the queue,
     the attempt number or the worker. Pushing it gives every failure path the same context.
     """
+
+    def __init__(self, message, *args, **kwargs):
+        """Turn a body of the wrong shape into an invalid-task error.
+
+        Celery unpacks the body here without a guard, and the ValueError stops the whole
+        worker; redelivered, the same message would stop every worker that takes it.
+        As InvalidTaskError the consumer parks it as a dead letter and carries on.
+        """
+        try:
+            super().__init__(message, *args, **kwargs)
+        except (ValueError, TypeError) as exc:
+            raise InvalidTaskError(f"{MALFORMED_BODY}: {exc}") from exc
+        if not isinstance(self._args, list | tuple) or not isinstance(self._kwargs, dict):
+            raise InvalidTaskError(f"{MALFORMED_BODY}: args must be a list, kwargs an object")
 
     @contextmanager
     def _pushed(self):

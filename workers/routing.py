@@ -16,6 +16,8 @@ ROUTES: dict[str, str] = {
     # platform
     "workers.tasks.probe": CRITICAL,
     "workers.tasks.dead_letter_drill": CRITICAL,
+    "workers.tasks.sweep_outbox": CRITICAL,  # it publishes critical jobs: no bulk backlog
+    "workers.tasks.purge_expired_records": BULK,
     # notifications
     "apps.notifications.tasks.send_notification": CRITICAL,
     "apps.notifications.tasks.fan_out_campaign": BULK,

@@ -36,6 +36,7 @@ def dead_letter_record(
     attempts: int,
     worker: str,
     replay_of_id: int | None,
+    raw_body: str = "",
 ) -> DeadLetter:
     """Store a failed task once per task id, whichever failure path reports it first."""
     if replay_of_id is not None and not DeadLetter.objects.filter(pk=replay_of_id).exists():
@@ -53,12 +54,34 @@ def dead_letter_record(
             "attempts": attempts,
             "worker": worker,
             "replay_of_id": replay_of_id,
+            "raw_body": raw_body,
         },
     )
     if created:
         logger.warning("dead-lettered %s[%s] after %d attempt(s): %s",
                        task_name, task_id, attempts, row.exception_type)
     return row
+
+
+def dead_letter_record_message(*, task_id: str, task_name: str, queue: str, raw_body: str,
+                               content_type: str, exception: BaseException,
+                               worker: str) -> DeadLetter:
+    """Store a message no task could be built from (a poison message).
+
+    A JSON task body keeps its arguments, so the row can be replayed once the task
+    exists; anything else keeps the raw body for a human and cannot be replayed.
+    """
+    arguments = _task_arguments(raw_body, content_type)
+    args, kwargs = arguments if arguments else ([], {})
+    return dead_letter_record(
+        task_id=task_id, task_name=task_name, queue=queue, args=args, kwargs=kwargs,
+        exception=exception, traceback="", attempts=1, worker=worker, replay_of_id=None,
+        raw_body="" if arguments and task_name else raw_body)
+
+
+def dead_letter_replayable(row: DeadLetter) -> bool:
+    """A row holds a call to replay unless it came from a message with no usable task."""
+    return bool(row.task_name) and not row.raw_body
 
 
 @transaction.atomic
@@ -72,6 +95,9 @@ def dead_letter_requeue(*, dead_letter_id: int, actor: str) -> str:
     if row.status not in REQUEUEABLE:
         raise DeadLetterStateError(f"dead letter {row.pk} is {row.status}; only new or "
                                    "discarded ones can be requeued")
+    if not dead_letter_replayable(row):
+        raise DeadLetterStateError(f"dead letter {row.pk} is a message with no usable task "
+                                   "call (see its raw body); it cannot be requeued")
     replay_task_id = uuid()
     DeadLetter.objects.filter(pk=row.pk).update(
         status=DeadLetter.Status.REQUEUED,
@@ -123,6 +149,20 @@ def dead_letters_purge(*, rows: QuerySet[DeadLetter]) -> int:
     """Delete the given rows; return how many went."""
     deleted, _ = rows.delete()
     return deleted
+
+
+def _task_arguments(raw_body: str, content_type: str) -> tuple[list, dict] | None:
+    """(args, kwargs) from a protocol-2 JSON body, or None if it is not one."""
+    if content_type != "application/json":
+        return None
+    try:
+        body = json.loads(raw_body)
+    except ValueError:
+        return None
+    if (isinstance(body, list) and len(body) == 3 and isinstance(body[0], list)
+            and isinstance(body[1], dict)):
+        return body[0], body[1]
+    return None
 
 
 def _jsonable(value: Any) -> Any:

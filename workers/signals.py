@@ -1,4 +1,4 @@
-"""Celery signal handlers: the dead-letter hand-off and message time stamps.
+"""Celery signal handlers: the dead-letter hand-off, dedup keys and message time stamps.
 
 `task_failure` is the one path every terminal failure takes, in the pool child (errors,
 exhausted retries) or in the worker's main process (hard time limits, lost workers,
@@ -8,9 +8,11 @@ rejected messages), so recording here catches them all.
 import logging
 import time
 
-from celery.signals import before_task_publish, task_failure, task_success
+from celery import states
+from celery.signals import before_task_publish, task_failure, task_postrun, task_success
 from django.db import close_old_connections
 
+from workers.dedup import DEDUP_HEADER, dedup_release
 from workers.exceptions import UnroutedTaskError
 from workers.redaction import redact
 from workers.routing import queue_for
@@ -62,6 +64,17 @@ def record_dead_letter(sender=None, task_id=None, exception=None, args=None, kwa
     except Exception:
         # The database is down: the failure is still in the worker log and in Sentry.
         logger.exception("could not dead-letter %s[%s]", sender.name, task_id)
+    dedup_key = request.get(DEDUP_HEADER)
+    if dedup_key is not None:  # failures in the main process (lost worker) skip postrun
+        dedup_release(key=dedup_key, task_id=task_id)
+
+
+@task_postrun.connect
+def release_dedup_key(sender=None, task_id=None, state=None, **_):
+    """The job ended (not merely scheduled a retry): an equal one may be enqueued again."""
+    dedup_key = sender.request.get(DEDUP_HEADER)
+    if dedup_key is not None and state != states.RETRY:
+        dedup_release(key=dedup_key, task_id=task_id)
 
 
 @task_success.connect

@@ -1,10 +1,27 @@
-"""Platform tasks used by the ops commands (`queues probe`, `dlq drill`)."""
+"""Platform tasks: housekeeping run by beat, and those the ops commands use."""
 
 import time
+from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
 
+from workers.effects import effects_purge_expired
 from workers.exceptions import PermanentError
+from workers.outbox import outbox_purge_published, outbox_sweep
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def sweep_outbox() -> None:
+    outbox_sweep(now=timezone.now())
+
+
+@shared_task(soft_time_limit=300, time_limit=360)
+def purge_expired_records() -> None:
+    now = timezone.now()
+    effects_purge_expired(now=now)
+    outbox_purge_published(before=now - timedelta(hours=settings.OUTBOX_RETENTION_HOURS))
 
 
 @shared_task(bind=True, ignore_result=False, max_retries=0)

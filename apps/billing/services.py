@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from celery import chain
+from celery.utils import uuid
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -45,13 +45,17 @@ def payment_event_parse(*, raw: bytes) -> dict[str, Any]:
 
 @transaction.atomic
 def payment_event_store(*, event: dict[str, Any]) -> tuple[PaymentEvent, bool]:
-    """Keep the event and process it after commit; a redelivered event is stored once."""
+    """Keep the event and its processing job together; a redelivered event is stored once.
+
+    The job goes through the outbox: if the event is stored, it will be processed, even
+    when the process dies right after the commit or Redis is down at that moment.
+    """
     from apps.billing.tasks import process_payment_event
 
     stored, created = PaymentEvent.objects.get_or_create(
         event_id=event["id"], defaults={"type": event["type"], "payload": event})
     if created:
-        process_payment_event.delay_on_commit(stored.pk)
+        process_payment_event.delay_via_outbox(stored.pk)
     return stored, created
 
 
@@ -76,13 +80,11 @@ def payment_event_process(*, payment_event_id: int) -> PaymentEvent:
 
 
 def _on_payment_succeeded(payment: dict[str, Any]) -> None:
-    """Mark the invoice paid, then send the receipt: two steps, each retried on its own."""
-    from apps.billing.tasks import mark_invoice_paid, send_payment_receipt
+    """Mark the invoice paid, then send the receipt: two jobs, each retried on its own."""
+    from apps.billing.tasks import mark_invoice_paid
 
     invoice = _invoice(lock=False, number=payment.get("invoice"))
-    steps = chain(mark_invoice_paid.si(invoice.pk, payment.get("id", "")),
-                  send_payment_receipt.si(invoice.pk))
-    transaction.on_commit(steps.apply_async)
+    mark_invoice_paid.delay_via_outbox(invoice.pk, payment.get("id", ""))
 
 
 def _on_payment_failed(payment: dict[str, Any]) -> None:
@@ -99,7 +101,10 @@ EVENT_HANDLERS: dict[str, Callable[[dict[str, Any]], None]] = {
 
 @transaction.atomic
 def invoice_mark_paid(*, invoice_id: int, reference: str) -> bool:
-    """Mark the invoice paid (and its subscription active again); False if it already was."""
+    """Mark the invoice paid (and its subscription active again) and queue the receipt.
+
+    False if it already was paid: whoever paid it queued the receipt.
+    """
     invoice = _invoice(lock=True, pk=invoice_id)
     if invoice.status == Invoice.Status.PAID:
         return False
@@ -137,23 +142,26 @@ def invoice_charge(*, invoice_id: int) -> Invoice:
     if result.succeeded:
         invoice.charge_attempts += 1
         _settle(invoice, result.reference)
-        from apps.billing.tasks import send_payment_receipt
-
-        send_payment_receipt.delay_on_commit(invoice.pk)
     else:
         _record_failed_charge(invoice, result.failure_reason)
     return invoice
 
 
 def dunning_enqueue_due(*, now: datetime) -> int:
-    """Queue a charge for every open invoice whose retry is due; return how many."""
+    """Queue a charge for every open invoice whose retry is due; return how many were queued.
+
+    A charge still waiting or running from an earlier sweep is not queued again.
+    """
     from apps.billing.tasks import charge_invoice
 
-    due = list(Invoice.objects.filter(status=Invoice.Status.OPEN, next_charge_at__lte=now)
-               .values_list("pk", flat=True))
-    for invoice_id in due:
-        charge_invoice.delay(invoice_id)
-    return len(due)
+    due = Invoice.objects.filter(status=Invoice.Status.OPEN, next_charge_at__lte=now)
+    queued = 0
+    for invoice_id in due.values_list("pk", flat=True):
+        task_id = uuid()
+        result = charge_invoice.apply_async((invoice_id,), task_id=task_id,
+                                            dedup_key=f"charge:invoice:{invoice_id}")
+        queued += result.id == task_id
+    return queued
 
 
 def invoices_generate_due(*, today: date) -> int:
@@ -186,7 +194,7 @@ def _invoice_next_period(*, subscription_id: int, today: date) -> int:
     subscription.next_billing_date = end
     subscription.save(update_fields=["next_billing_date"])
     if created:
-        charge_invoice.delay_on_commit(invoice.pk)
+        charge_invoice.delay_via_outbox(invoice.pk)
     return int(created)
 
 
@@ -212,6 +220,9 @@ def _record_failed_charge(invoice: Invoice, reason: str) -> None:
 
 
 def _settle(invoice: Invoice, reference: str) -> None:
+    """Mark paid and queue the receipt, in the caller's transaction."""
+    from apps.billing.tasks import send_payment_receipt
+
     invoice.status = Invoice.Status.PAID
     invoice.paid_at = timezone.now()
     invoice.payment_reference = reference
@@ -221,6 +232,7 @@ def _settle(invoice: Invoice, reference: str) -> None:
     Subscription.objects.filter(pk=invoice.subscription_id,
                                 status=Subscription.Status.PAST_DUE).update(
         status=Subscription.Status.ACTIVE)
+    send_payment_receipt.delay_via_outbox(invoice.pk)
 
 
 def _invoice(*, lock: bool, **lookup: Any) -> Invoice:

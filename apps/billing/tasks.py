@@ -1,4 +1,10 @@
-"""Billing jobs. Routes: charges and events on `critical`, sweeps on `bulk`."""
+"""Billing jobs. Routes: charges and events on `critical`, sweeps on `bulk`.
+
+The money-moving ones are effect-once: their row changes and an idempotency key commit
+together, so a redelivered or requeued job changes nothing twice (and they may be sent
+through the outbox). Keys name the business object where a second job for it, not only
+a second delivery, must do nothing.
+"""
 
 from celery import shared_task
 from django.utils import timezone
@@ -13,22 +19,22 @@ from apps.billing.services import (
 )
 
 
-@shared_task
+@shared_task(effect_once=True, effect_key="payment-event:{payment_event_id}")
 def process_payment_event(payment_event_id: int) -> None:
     payment_event_process(payment_event_id=payment_event_id)
 
 
-@shared_task
+@shared_task(effect_once=True, effect_key="invoice-paid:{invoice_id}")
 def mark_invoice_paid(invoice_id: int, reference: str) -> None:
     invoice_mark_paid(invoice_id=invoice_id, reference=reference)
 
 
-@shared_task
+@shared_task(effect_once=True, effect_key="receipt:invoice:{invoice_id}")
 def send_payment_receipt(invoice_id: int) -> None:
     invoice_send_receipt(invoice_id=invoice_id)
 
 
-@shared_task(max_retries=6, retry_backoff_max=300)
+@shared_task(effect_once=True, max_retries=6, retry_backoff_max=300)
 def charge_invoice(invoice_id: int) -> None:
     invoice_charge(invoice_id=invoice_id)
 

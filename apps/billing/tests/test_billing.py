@@ -6,6 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 import stripe
+from celery import Task
 from django.utils import timezone
 
 from apps.billing.gateway import GatewayRejected, GatewayUnavailable
@@ -244,13 +245,20 @@ def test_invoice_generation_is_idempotent_per_subscription_and_period(
 
 
 @pytest.mark.django_db
-def test_dunning_queues_only_invoices_whose_retry_is_due(monkeypatch):
+def test_dunning_queues_only_due_invoices_and_not_while_their_charge_waits(monkeypatch,
+                                                                          test_redis):
     queued = []
-    monkeypatch.setattr("apps.billing.tasks.charge_invoice.delay", queued.append)
+    # The real dedup claim in Redis runs; only the final send is captured.
+    def capture(task, args=None, kwargs=None, **options):
+        queued.append(args)
+        return task.AsyncResult(options["task_id"])
+
+    monkeypatch.setattr(Task, "apply_async", capture)
     due = make_invoice("a@example.com")
     later = make_invoice("b@example.com")
     Invoice.objects.filter(pk=due.pk).update(next_charge_at=timezone.now() - timedelta(1))
     Invoice.objects.filter(pk=later.pk).update(next_charge_at=timezone.now() + timedelta(1))
 
     assert dunning_enqueue_due(now=timezone.now()) == 1
-    assert queued == [due.pk]
+    assert dunning_enqueue_due(now=timezone.now()) == 0  # the first charge has not run yet
+    assert queued == [(due.pk,)]

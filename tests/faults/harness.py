@@ -1,0 +1,167 @@
+"""Processes the fault tests start and kill, and the ledger they check afterwards."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from config.celery import app
+from tests.fixtures import ROOT, wait_for
+from tests.ledger.models import Effect
+from workers.models import DeadLetter
+
+# The fault workers' own Redis database, so the session's test workers never take their jobs.
+FAULT_BROKER_DB = 12
+# Redelivery within seconds: what production waits an hour for.
+FAST_REDELIVERY = {"BROKER_VISIBILITY_TIMEOUT": "3", "BROKER_RESTORE_INTERVAL": "1"}
+
+
+def new_keys(count: int) -> list[str]:
+    """Task ids that double as ledger keys."""
+    return [str(uuid.uuid4()) for _ in range(count)]
+
+
+def send_effects(broker_url: str, keys: list[str], *, seconds: float) -> None:
+    """Publish one ledger job per key (the key is its task id) to the broker at `broker_url`."""
+    with app.connection_for_write(broker_url) as connection, \
+            app.amqp.Producer(connection) as producer:
+        for key in keys:
+            app.send_task("tests.tasks.record_effect", args=[key, seconds], task_id=key,
+                          queue="critical", producer=producer)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, with AOF on, that the test may kill and restart."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "always",
+             "--save", "", "--daemonize", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        wait_for(lambda: _answers(client), timeout=10, what="the private redis-server")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, only what the AOF already holds survives."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+class Processes:
+    """Child processes on the migrated test database; every one is killed at the end."""
+
+    def __init__(self, env: dict[str, str], logs: Path):
+        self.env = env
+        self.logs = logs
+        self.started: list[subprocess.Popen] = []
+
+    def worker(self, name: str, broker_url: str, *, concurrency: int = 4,
+               **env: str) -> subprocess.Popen:
+        return self.spawn(
+            name, ["-m", "celery", "-A", "config", "worker", "-Q", "critical", "-n",
+                   f"{name}@faults", "-c", str(concurrency), "-P", "prefork", "-l", "info",
+                   "-I", "tests.tasks", "--without-heartbeat", "--without-mingle",
+                   "--without-gossip"],
+            CELERY_BROKER_URL=broker_url, **FAST_REDELIVERY, **env)
+
+    def spawn(self, name: str, args: list[str], **env: str) -> subprocess.Popen:
+        log = (self.logs / f"{name}.log").open("a")
+        process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=self.env | env,
+                                   stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        self.started.append(process)
+        return process
+
+    def run(self, args: list[str], *, timeout: float = 60,
+            **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *args], cwd=ROOT, env=self.env | env,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
+    @staticmethod
+    def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+        """Signal the process and all its pool children, as a crashed host or OOM would."""
+        os.killpg(process.pid, sig)
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+    def tail(self, lines: int = 20) -> str:
+        return "".join(f"--- {path.name} ---\n" + "\n".join(path.read_text().splitlines()[-lines:])
+                       + "\n" for path in sorted(self.logs.glob("*.log")))
+
+
+@dataclass
+class Ledger:
+    fault: str
+    sent: int
+    completed: int
+    dead_lettered: int
+    lost: int
+    doubled: int
+    recovery_seconds: float
+
+    @classmethod
+    def of(cls, fault: str, keys: list[str], *, recovery_seconds: float) -> "Ledger":
+        runs = Counter(Effect.objects.filter(key__in=keys).values_list("key", flat=True))
+        dead = set(DeadLetter.objects.filter(task_id__in=keys).values_list("task_id", flat=True))
+        return cls(fault=fault, sent=len(keys), completed=sum(1 for k in keys if runs[k]),
+                   dead_lettered=len(dead - set(runs)),
+                   lost=sum(1 for k in keys if not runs[k] and k not in dead),
+                   doubled=sum(1 for k in keys if runs[k] > 1),
+                   recovery_seconds=round(recovery_seconds, 2))
+
+
+
+def settle(fault: str, keys: list[str], *, since: float, timeout: float = 60,
+           quiet: float = 5) -> Ledger:
+    """The ledger once every key completed or was dead-lettered, timed from `since`.
+
+    Counted again after `quiet` seconds (longer than the fault workers' redelivery
+    delay), so a late second run still shows up as doubled.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        recovered = time.monotonic() - since
+        if Ledger.of(fault, keys, recovery_seconds=recovered).lost == 0:
+            break
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    time.sleep(quiet)
+    return Ledger.of(fault, keys, recovery_seconds=recovered)
+
+
+def effects_done(keys: list[str]) -> int:
+    return Effect.objects.filter(key__in=keys).count()

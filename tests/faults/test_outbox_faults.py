@@ -1,0 +1,58 @@
+"""The outbox under faults: a crash between commit and publish, and Redis down at commit."""
+
+import signal
+import time
+
+import redis
+
+from tests.faults.harness import PrivateRedis, Processes, new_keys, settle
+from workers.models import OutboxMessage
+
+ENQUEUE = ["-m", "tests.faults.enqueue_through_outbox"]
+SWEEP = ["manage.py", "outbox", "sweep"]
+
+
+def test_a_crash_between_commit_and_publish_is_repaired_by_the_sweeper(
+        processes: Processes, fault_broker, record_ledger):
+    keys = new_keys(20)
+
+    service = processes.run([*ENQUEUE, *keys, "--crash-after-commit"],
+                            CELERY_BROKER_URL=fault_broker)
+
+    assert service.returncode == -signal.SIGKILL
+    assert OutboxMessage.objects.filter(task_id__in=keys, published_at=None).count() == 20
+    assert redis.Redis.from_url(fault_broker).llen("critical") == 0  # nothing was published
+    processes.worker("after-crash", fault_broker)
+    swept_at = time.monotonic()
+    sweep = processes.run(SWEEP, CELERY_BROKER_URL=fault_broker,
+                          OUTBOX_SWEEP_GRACE="0")
+    assert "published 20, still unpublished 0" in sweep.stdout, sweep.stdout + sweep.stderr
+
+    record_ledger(settle("crash between commit and publish (outbox)", keys, since=swept_at))
+
+
+def test_jobs_enqueued_while_redis_is_down_run_after_it_returns(
+        processes: Processes, private_redis: PrivateRedis, record_ledger):
+    keys = new_keys(20)
+
+    started = time.monotonic()
+    service = processes.run([*ENQUEUE, *keys], CELERY_BROKER_URL=private_redis.url)
+    elapsed = time.monotonic() - started
+
+    assert service.returncode == 0, service.stderr  # the request would have succeeded
+    assert elapsed < 10, f"the service waited {elapsed:.1f}s for the broker"
+    assert "broker unreachable, jobs left for the sweeper" in service.stderr
+    assert OutboxMessage.objects.filter(task_id__in=keys, published_at=None).count() == 20
+    down = processes.run(SWEEP, CELERY_BROKER_URL=private_redis.url,
+                         OUTBOX_SWEEP_GRACE="0")
+    assert down.returncode == 1
+    assert "could not be published: is Redis reachable?" in down.stderr
+
+    private_redis.start()
+    back_at = time.monotonic()
+    processes.worker("after-outage", private_redis.url)
+    sweep = processes.run(SWEEP, CELERY_BROKER_URL=private_redis.url,
+                          OUTBOX_SWEEP_GRACE="0")
+    assert "published 20, still unpublished 0" in sweep.stdout, sweep.stdout + sweep.stderr
+
+    record_ledger(settle("Redis down during outbox enqueue", keys, since=back_at))

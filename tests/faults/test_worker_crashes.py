@@ -1,0 +1,50 @@
+"""Workers killed or stopped with tasks in flight: every job completes once, none is lost."""
+
+import signal
+import time
+
+import redis
+
+from tests.faults.harness import (
+    Processes,
+    effects_done,
+    new_keys,
+    send_effects,
+    settle,
+)
+from tests.fixtures import wait_for
+
+
+def test_sigkill_of_the_whole_worker_loses_and_doubles_nothing(processes: Processes,
+                                                              fault_broker, record_ledger):
+    keys = new_keys(200)
+    first = processes.worker("doomed", fault_broker)
+    send_effects(fault_broker, keys, seconds=0.05)
+    wait_for(lambda: effects_done(keys) >= 40, timeout=60, what="the first jobs to complete")
+
+    processes.kill_group(first)  # main process and pool children, mid-task
+    first.wait(timeout=10)
+    killed_at = time.monotonic()
+    processes.worker("replacement", fault_broker)
+
+    record_ledger(settle("SIGKILL worker process group", keys, since=killed_at))
+
+
+def test_sigterm_finishes_running_tasks_and_returns_the_rest(processes: Processes,
+                                                           fault_broker, record_ledger):
+    keys = new_keys(40)
+    first = processes.worker("stopping", fault_broker, concurrency=2)
+    send_effects(fault_broker, keys, seconds=0.3)
+    wait_for(lambda: effects_done(keys) >= 6, timeout=60, what="the first jobs to complete")
+
+    first.send_signal(signal.SIGTERM)  # what `docker compose stop` sends
+    stopped_at = time.monotonic()
+    assert first.wait(timeout=30) == 0
+    # Nothing waits in the unacked set for the visibility timeout: the unstarted
+    # messages are back in the queue, the started ones finished.
+    broker = redis.Redis.from_url(fault_broker)
+    assert broker.hlen("unacked") == 0
+    assert broker.llen("critical") + effects_done(keys) == len(keys)
+    processes.worker("successor", fault_broker, concurrency=2)
+
+    record_ledger(settle("SIGTERM worker mid-batch", keys, since=stopped_at))

@@ -1,0 +1,60 @@
+"""The worker's message consumer, changed only in what it does with poison messages.
+
+Celery logs and drops a message it cannot decode, one naming a task this worker does not
+know, or one without a task shape. Each of those becomes a dead letter here, with the raw
+body when no task could be built, and the worker goes on consuming.
+"""
+
+import logging
+from typing import Any
+
+from celery.exceptions import NotRegistered
+from celery.utils import uuid
+from celery.worker.consumer import Consumer
+from django.db import close_old_connections
+
+from workers.services import dead_letter_record_message
+
+logger = logging.getLogger(__name__)
+
+
+class DeadLetteringConsumer(Consumer):
+    def on_decode_error(self, message, exc):
+        self._park(message, exc)
+        super().on_decode_error(message, exc)
+
+    def on_unknown_message(self, body, message):
+        self._park(message, ValueError("not a task message (no task name)"))
+        super().on_unknown_message(body, message)
+
+    def on_unknown_task(self, body, message, exc):
+        name = message.headers.get("task") if isinstance(message.headers, dict) else None
+        self._park(message, NotRegistered(f"no task named {name!r} in this worker"))
+        super().on_unknown_task(body, message, exc)
+
+    def on_invalid_task(self, body, message, exc):
+        self._park(message, exc)
+        super().on_invalid_task(body, message, exc)
+
+    def _park(self, message: Any, exc: BaseException) -> None:
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        close_old_connections()  # the main worker process may hold a connection gone stale
+        try:
+            dead_letter_record_message(
+                task_id=str(headers.get("id") or f"poison-{uuid()}"),
+                task_name=str(headers.get("task") or ""),
+                queue=(message.delivery_info or {}).get("routing_key") or "",
+                raw_body=_text(message.body),
+                content_type=message.content_type or "",
+                exception=exc,
+                worker=self.hostname,
+            )
+        except Exception:
+            # The database is down: Celery's own handler still logs the body below.
+            logger.exception("could not dead-letter a poison message")
+
+
+def _text(body: Any) -> str:
+    if isinstance(body, bytes):
+        return body.decode("utf-8", errors="backslashreplace")
+    return str(body)
