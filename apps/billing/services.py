@@ -2,11 +2,11 @@
 
 import calendar
 import json
+import uuid
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from celery.utils import uuid
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -157,7 +157,7 @@ def dunning_enqueue_due(*, now: datetime) -> int:
     due = Invoice.objects.filter(status=Invoice.Status.OPEN, next_charge_at__lte=now)
     queued = 0
     for invoice_id in due.values_list("pk", flat=True):
-        task_id = uuid()
+        task_id = str(uuid.uuid4())
         result = charge_invoice.apply_async((invoice_id,), task_id=task_id,
                                             dedup_key=f"charge:invoice:{invoice_id}")
         queued += result.id == task_id
