@@ -11,7 +11,7 @@ from apps.billing.models import Invoice
 from apps.billing.tasks import charge_invoice
 from tests.fixtures import wait_for
 from tests.ledger.models import Effect
-from tests.tasks import FINISHED, record_effect, transient_until
+from tests.tasks import FINISHED, record_effect
 from workers.effects import effects_purge_expired
 from workers.models import OutboxMessage, TaskEffect
 from workers.outbox import outbox_enqueue, outbox_sweep
@@ -155,12 +155,3 @@ def test_a_dedup_key_sends_one_job_while_it_waits_or_runs(live_workers, test_red
     assert third.id != first.id  # released when the job ended
     wait_for(lambda: Effect.objects.filter(key="dedup").count() == 2, what="the third job")
 
-
-def test_a_dedup_key_is_held_across_retries_until_the_job_ends(live_workers, test_redis):
-    job = transient_until.apply_async(["dedup-retry", 1], queue="bulk", dedup_key="dedup:2")
-    wait_for(lambda: test_redis.get("test:runs:dedup-retry") == "1", what="the first attempt")
-
-    assert transient_until.apply_async(["dedup-retry", 1], queue="bulk",
-                                       dedup_key="dedup:2").id == job.id
-    wait_for(lambda: test_redis.hget(FINISHED, job.id) == "2", what="the retry")
-    wait_for(lambda: not test_redis.exists("workers:dedup:dedup:2"), what="the release")
