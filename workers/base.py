@@ -42,21 +42,15 @@ class PlatformTask(DjangoTask):
     #: None: the task id (repeats of one message; a requeue from the dead letters runs).
     effect_key: str | None = None
 
-    def __call__(self, *args, **kwargs):
-        if not self.effect_once:
-            return super().__call__(*args, **kwargs)
-        from workers.effects import effect_claim, effect_key
+    def __init_subclass__(cls, **kwargs):
+        """Give only effect-once tasks the wrapping `__call__`.
 
-        # autoretry_for wraps `run` in (*args, **kwargs); the key needs the real signature.
-        run = getattr(self, "_orig_run", self.run)
-        key = effect_key(template=self.effect_key, run=run, task_id=self.request.id,
-                         args=args, kwargs=kwargs)
-        with transaction.atomic():
-            if not effect_claim(key=key, task_name=self.name, task_id=self.request.id or ""):
-                logger.info("%s[%s]: effects of %s already committed; skipped",
-                            self.name, self.request.id, key)
-                return None
-            return super().__call__(*args, **kwargs)
+        The worker calls `run` directly unless a task class defines `__call__`; keeping it
+        off every other task keeps their hot path as plain Celery's.
+        """
+        super().__init_subclass__(**kwargs)
+        if cls.effect_once and "__call__" not in vars(cls):
+            cls.__call__ = _call_effect_once
 
     def before_start(self, task_id, args, kwargs):
         """Refuse to run a message that already came back too often."""
@@ -110,6 +104,22 @@ class PlatformTask(DjangoTask):
             raise TypeError(f"{self.name} is not effect_once; the outbox needs it to be")
         return outbox_enqueue(task_name=self.name, args=args, kwargs=kwargs)
 
+
+
+def _call_effect_once(self, *args, **kwargs):
+    """Run the body in a transaction that first records the task's effect key."""
+    from workers.effects import effect_claim, effect_key
+
+    # autoretry_for wraps `run` in (*args, **kwargs); the key needs the real signature.
+    run = getattr(self, "_orig_run", self.run)
+    key = effect_key(template=self.effect_key, run=run, task_id=self.request.id,
+                     args=args, kwargs=kwargs)
+    with transaction.atomic():
+        if not effect_claim(key=key, task_name=self.name, task_id=self.request.id or ""):
+            logger.info("%s[%s]: effects of %s already committed; skipped",
+                        self.name, self.request.id, key)
+            return None
+        return DjangoTask.__call__(self, *args, **kwargs)
 
 def _delay_seconds(countdown: float | None, eta: datetime | str | None) -> float:
     if countdown is not None:
