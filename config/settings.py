@@ -236,9 +236,20 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("WORKER_MAX_TASKS_PER_CHILD", defaul
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("WORKER_MAX_MEMORY_PER_CHILD", default=262144)
 # Retries wait in the worker's memory until due; bound how many one worker holds.
 CELERY_WORKER_ETA_TASK_LIMIT = env.int("WORKER_ETA_TASK_LIMIT", default=1000)
-# Task events feed Flower; the sent event shows jobs that no worker picked up yet.
+# Celery's Django fix-up closes every database connection before and after each task, so
+# each task would open a new PostgreSQL connection (a third of an effect-once task's time
+# in bench/throughput.py). With this set it closes them only every this many tasks, and
+# workers/signals.py recycles connections per task as Django does per request (CONN_MAX_AGE,
+# CONN_HEALTH_CHECKS).
+CELERY_DB_REUSE_MAX = 1000
+# Task events feed Flower's task views and its Prometheus metrics.
 CELERY_WORKER_SEND_TASK_EVENTS = True
-CELERY_TASK_SEND_SENT_EVENT = True
+# A "sent" event per enqueue shows jobs no worker has picked up yet, but it is a second
+# Redis publish on every enqueue: about half the cost of `apply_async` (bench/). Waiting
+# work is counted by `manage.py queues stats` and Flower's Broker page without it.
+CELERY_TASK_SEND_SENT_EVENT = env.bool("TASK_SEND_SENT_EVENT", default=False)
+# Workers publish task events in batches at most this many seconds apart (or 24 at once).
+WORKER_EVENTS_FLUSH_INTERVAL = env.float("WORKER_EVENTS_FLUSH_INTERVAL", default=0.1)
 # Django's LOGGING config stays in charge of the worker's logs.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Messages that cannot become a task (undecodable, unknown task, malformed) are

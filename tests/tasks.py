@@ -13,6 +13,7 @@ from celery import shared_task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.signals import task_postrun
 from django.conf import settings
+from django.db import connection
 
 from workers.exceptions import PermanentError, TransientError
 
@@ -100,3 +101,11 @@ BEAT_TICKS = "test:beat-ticks"
 def beat_tick() -> None:
     """Sent by beat in the single-beat test: each run records when it ran."""
     store().rpush(BEAT_TICKS, time.time())
+
+
+@shared_task
+def database_backend(key: str) -> None:
+    """Record which PostgreSQL backend (server process) served this task's query."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        store().rpush(f"test:backends:{key}", cursor.fetchone()[0])

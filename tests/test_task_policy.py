@@ -71,7 +71,7 @@ def test_reliability_defaults():
     assert conf.task_create_missing_queues is False
     assert conf.broker_connection_retry_on_startup is True
     assert conf.worker_send_task_events
-    assert conf.task_send_sent_event
+    assert not conf.task_send_sent_event  # a second publish per enqueue; see settings
     assert conf.task_ignore_result is True
     assert conf.worker_max_tasks_per_child
     assert conf.worker_max_memory_per_child

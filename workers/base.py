@@ -102,7 +102,9 @@ class PlatformTask(DjangoTask):
 
         if not self.effect_once:
             raise TypeError(f"{self.name} is not effect_once; the outbox needs it to be")
-        return outbox_enqueue(task_name=self.name, args=args, kwargs=kwargs)
+        # A queue declared on the task wins over the route table, as in `apply_async`.
+        return outbox_enqueue(task_name=self.name, args=args, kwargs=kwargs,
+                              queue=getattr(self, "queue", None))
 
 
 

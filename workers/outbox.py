@@ -63,7 +63,7 @@ def _publish_committed(pk: int) -> None:
     batch = list(ids)
     ids.clear()
     pending = OutboxMessage.objects.filter(pk__in=batch)
-    while outbox_publish(pending=pending):
+    while outbox_publish(pending=pending) == settings.OUTBOX_BATCH:
         pass
 
 
@@ -75,9 +75,11 @@ def outbox_sweep(*, now: datetime) -> int:
     cutoff = now - timedelta(seconds=settings.OUTBOX_SWEEP_GRACE)
     pending = OutboxMessage.objects.filter(published_at__isnull=True, created_at__lte=cutoff)
     published = 0
-    while batch := outbox_publish(pending=pending):
+    while True:
+        batch = outbox_publish(pending=pending)
         published += batch
-    return published
+        if batch < settings.OUTBOX_BATCH:  # a short batch: nothing left that is not locked
+            return published
 
 
 def outbox_publish(*, pending: QuerySet[OutboxMessage]) -> int:
@@ -108,8 +110,9 @@ def outbox_publish(*, pending: QuerySet[OutboxMessage]) -> int:
                            len(unsent), exc)
             OutboxMessage.objects.filter(pk__in=unsent).update(
                 publish_attempts=F("publish_attempts") + 1, last_error=str(exc)[:2000])
-        OutboxMessage.objects.filter(pk__in=published).update(
-            published_at=timezone.now(), publish_attempts=F("publish_attempts") + 1)
+        if published:
+            OutboxMessage.objects.filter(pk__in=published).update(
+                published_at=timezone.now(), publish_attempts=F("publish_attempts") + 1)
     return len(published)
 
 

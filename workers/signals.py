@@ -9,7 +9,13 @@ import logging
 import time
 
 from celery import states
-from celery.signals import before_task_publish, task_failure, task_postrun, task_success
+from celery.signals import (
+    before_task_publish,
+    task_failure,
+    task_postrun,
+    task_prerun,
+    task_success,
+)
 from django.db import close_old_connections
 
 from workers.dedup import DEDUP_HEADER, dedup_release
@@ -40,6 +46,20 @@ def redact_shown_kwargs(headers=None, body=None, **_):
     kwargs = body[1] if isinstance(body, tuple | list) and len(body) > 1 else None
     if headers is not None and kwargs:
         headers["kwargsrepr"] = repr(redact(kwargs))
+
+
+@task_prerun.connect
+@task_postrun.connect
+def recycle_database_connections(sender=None, **_):
+    """Keep a pool process's database connection across tasks, as Django does across
+    requests: closed once older than CONN_MAX_AGE or broken, health-checked before reuse.
+
+    Celery's Django fix-up would close it around every task (see CELERY_DB_REUSE_MAX in
+    settings), a new PostgreSQL connection per task. Eager runs (tests) are left alone,
+    as the fix-up leaves them.
+    """
+    if not getattr(sender.request, "is_eager", False):
+        close_old_connections()
 
 
 @task_failure.connect
@@ -82,7 +102,6 @@ def resolve_replayed_dead_letter(sender=None, **_):
     request = sender.request
     dead_letter_id = request.get(REPLAY_HEADER)
     if dead_letter_id is not None:
-        close_old_connections()
         dead_letter_resolve_replay(dead_letter_id=dead_letter_id, replay_task_id=request.id)
 
 
