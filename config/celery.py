@@ -4,8 +4,11 @@ import os
 
 from celery import Celery
 
+from workers.timers import CancelledTimerCompaction
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("config", task_cls="workers.base:PlatformTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+app.steps["worker"].add(CancelledTimerCompaction)

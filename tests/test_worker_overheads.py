@@ -1,18 +1,24 @@
-"""What each task costs the worker beyond its body: database connections and task events.
+"""What each task costs the worker beyond its body: database connections, task events and
+time-limit timers.
 
-Both were found by bench/throughput.py: a new PostgreSQL connection per task, and a Redis
-publish (with a new client) per task event.
+Each was found by bench/throughput.py: a new PostgreSQL connection per task, a Redis
+publish (with a new client) per task event, and a minute of cancelled timers kept in the
+worker's memory.
 """
 
 import threading
 import time
+from types import SimpleNamespace
 
 from celery.utils import uuid
+from kombu.asynchronous import Hub
+from kombu.asynchronous.timer import Timer
 
 from config.celery import app
 from tests import tasks
 from tests.fixtures import wait_for
 from workers.routing import BULK
+from workers.timers import CancelledTimerCompaction, compact_cancelled
 
 
 def test_pool_processes_keep_their_database_connection_across_tasks(live_workers,
@@ -48,3 +54,36 @@ def test_task_events_still_reach_monitors_when_batched(live_workers):
         listener.join(timeout=20)
 
     assert seen == ["task-received", "task-started", "task-succeeded"]
+
+
+def test_cancelled_timers_are_dropped_once_they_outnumber_live_ones():
+    timer = Timer()
+    entries = [timer.call_after(60 + i, print, (i,)) for i in range(300)]
+    for entry in entries[:250]:
+        entry.cancel()
+
+    assert compact_cancelled(timer) == 250
+    # What is left is still a heap, in the order the live timers fire.
+    assert [event.entry.args[0] for event in timer.queue] == list(range(250, 300))
+
+
+def test_a_heap_of_mostly_live_timers_is_left_as_it_is():
+    timer = Timer()
+    entries = [timer.call_after(60 + i, print, (i,)) for i in range(300)]
+    for entry in entries[:150]:
+        entry.cancel()
+
+    assert compact_cancelled(timer) == 0
+    assert len(timer) == 300
+
+
+def test_every_worker_compacts_its_timers_while_it_runs():
+    assert CancelledTimerCompaction in app.steps["worker"]
+    worker = SimpleNamespace(hub=Hub(Timer()), use_eventloop=True)
+    step = CancelledTimerCompaction(worker)
+
+    step.start(worker)
+    (scheduled,) = worker.hub.timer.queue
+    step.stop(worker)
+
+    assert scheduled.entry.canceled

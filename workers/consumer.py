@@ -1,4 +1,5 @@
-"""The worker's message consumer, changed only in what it does with poison messages.
+"""The worker's message consumer, changed in what it does with poison messages and in how
+often it publishes task events.
 
 Celery logs and drops a message it cannot decode, one naming a task this worker does not
 know, or one without a task shape. Each of those becomes a dead letter here, with the raw

@@ -15,8 +15,9 @@ from celery.signals import (
     task_postrun,
     task_prerun,
     task_success,
+    worker_process_shutdown,
 )
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from workers.dedup import DEDUP_HEADER, dedup_release
 from workers.exceptions import UnroutedTaskError
@@ -60,6 +61,13 @@ def recycle_database_connections(sender=None, **_):
     """
     if not getattr(sender.request, "is_eager", False):
         close_old_connections()
+
+
+@worker_process_shutdown.connect
+def close_database_connections(**_):
+    """A pool process leaving (recycled, or the worker stopping) ends its kept database
+    session itself, rather than leaving the server to notice a dropped socket."""
+    connections.close_all()
 
 
 @task_failure.connect
