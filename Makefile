@@ -34,9 +34,10 @@ lint: install
 	$(BIN)/hadolint docker/Dockerfile
 	$(BIN)/shellcheck .ci/run
 
-# Throughput figures against plain Celery (needs the same services as the tests).
+# Every benchmark against plain Celery, then one table (bench/results/bench.json).
+# Needs the same services as the tests; takes about 13 minutes on 2 cores.
 bench: install check-test-services
-	$(BIN)/python bench/newsletter.py
+	$(BIN)/python -m bench
 
 check-test-services: install
 	@$(TEST_ENV) $(BIN)/python manage.py check_services

@@ -1,22 +1,32 @@
-"""The plain-Celery baseline: one fire-and-forget task per recipient, no records kept."""
+"""The template's side of each benchmark: tasks on the project's base task and settings.
 
-from functools import cache
+Loaded by the bench workers with `-I bench.tasks`. Each declares its queue, since these
+tasks are not in the project's route table (a queue on the task wins over the router).
+"""
 
-import celery
-import redis
+import time
+
 from celery import shared_task
-from django.conf import settings
-from django.core.mail import send_mail
 
-DONE_KEY = "bench:plain:done"
-
-
-@cache
-def _counter() -> redis.Redis:
-    return redis.Redis.from_url(settings.CELERY_BROKER_URL)
+from bench.probes import record_start
+from workers.routing import BULK, CRITICAL
 
 
-@shared_task(base=celery.Task, acks_late=True)
-def send_plain_email(to: str) -> None:
-    send_mail("News", "What is new", None, [to])
-    _counter().incr(DONE_KEY)
+@shared_task(queue=BULK)
+def noop() -> None:
+    """Nothing: what is left to time is the queue, the worker and the template's hooks."""
+
+
+@shared_task(queue=BULK, effect_once=True)
+def noop_effect_once() -> None:
+    """Nothing, inside the transaction that records the task's effect key."""
+
+
+@shared_task(queue=BULK)
+def sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+@shared_task(queue=CRITICAL)
+def probe(sent_at: float) -> None:
+    record_start(sent_at)
