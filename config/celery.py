@@ -4,6 +4,7 @@ import os
 
 from celery import Celery
 
+from workers.event_batches import EventBatchLimit
 from workers.timers import CancelledTimerCompaction
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -12,3 +13,4 @@ app = Celery("config", task_cls="workers.base:PlatformTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.steps["worker"].add(CancelledTimerCompaction)
+app.steps["consumer"].add(EventBatchLimit)

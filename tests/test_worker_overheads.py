@@ -17,6 +17,7 @@ from kombu.asynchronous.timer import Timer
 from config.celery import app
 from tests import tasks
 from tests.fixtures import wait_for
+from workers.event_batches import EVENT_BATCH_LIMIT, EventBatchLimit
 from workers.routing import BULK
 from workers.timers import CancelledTimerCompaction, compact_cancelled
 
@@ -54,6 +55,15 @@ def test_task_events_still_reach_monitors_when_batched(live_workers):
         listener.join(timeout=20)
 
     assert seen == ["task-received", "task-started", "task-succeeded"]
+
+
+def test_each_new_event_dispatcher_takes_batches_of_a_flush_interval():
+    assert EventBatchLimit in app.steps["consumer"]
+    with app.connection_for_write() as connection:
+        consumer = SimpleNamespace(event_dispatcher=app.events.Dispatcher(connection))
+        EventBatchLimit(consumer).start(consumer)
+
+    assert consumer.event_dispatcher.buffer_limit == EVENT_BATCH_LIMIT
 
 
 def test_cancelled_timers_are_dropped_once_they_outnumber_live_ones():

@@ -14,7 +14,7 @@ import heapq
 from celery import bootsteps
 from kombu.asynchronous.timer import Timer
 
-COMPACT_EVERY = 10.0  # seconds
+COMPACT_EVERY = 2.0  # seconds
 MIN_HEAP = 100  # below this, cancelled entries cost less than a pass over them
 
 
