@@ -5,10 +5,10 @@ re-sending the same jobs with plain Celery.
 
 The dead letters are rows as the failure hook writes them, for a no-op on `bulk`. The
 operator's command, `manage.py dlq requeue --task ...`, requeues them (a transaction per
-row, the publish after its commit) while worker-bulk runs them, and each replay closes
-its row once it succeeds: done is every row resolved. Plain Celery has no dead letters;
-its figure is the floor: the same 10,000 calls sent with `apply_async` by one process to
-a plain worker, done when the queue is drained.
+500 rows, their publishes after its commit) while worker-bulk runs them, and each replay
+closes its row once it succeeds (an UPDATE per task): done is every row resolved. Plain
+Celery has no dead letters; its figure is the floor: the same 10,000 calls sent with
+`apply_async` by one process to a plain worker, done when the queue is drained.
 """
 
 import argparse

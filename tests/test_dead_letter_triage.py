@@ -10,6 +10,7 @@ from tests.fixtures import wait_for
 from tests.test_worker_failures import dead_letter, ran_on, runs
 from workers.models import DeadLetter
 from workers.routing import BULK
+from workers.services import REQUEUE_BATCH
 
 
 def failed_on_bulk(test_redis) -> tuple[DeadLetter, str]:
@@ -63,6 +64,30 @@ def test_a_replay_that_fails_again_gets_its_own_row_linked_to_the_original(live_
     replay = dead_letter(original.replay_task_id)
     assert replay.replay_of_id == original.pk
     assert original.status == DeadLetter.Status.REQUEUED
+
+
+def test_requeue_of_many_rows_replays_every_replayable_one_and_names_the_rest(live_workers,
+                                                                            test_redis):
+    key = uuid()
+    test_redis.set(f"test:fixed:{key}", 1)
+    count = 2 * REQUEUE_BATCH + 7  # three transactions
+    DeadLetter.objects.bulk_create(
+        DeadLetter(task_id=uuid(), task_name=tasks.fails_until_fixed.name, queue=BULK,
+                   args=[key], exception_type="x.Error") for _ in range(count))
+    poison = DeadLetter.objects.create(task_id=uuid(), queue=BULK, raw_body="not a task message",
+                                       exception_type="x.Error")
+
+    with pytest.raises(CommandError, match=f"dead letter {poison.pk} is a message with no"):
+        call_command("dlq", "requeue", "--queue", BULK)
+
+    wait_for(lambda: runs(test_redis, key) == count, timeout=60, what="every replay to run")
+    wait_for(lambda: DeadLetter.objects.filter(status=DeadLetter.Status.RESOLVED).count()
+             == count, what="every replay to resolve its dead letter")
+    replays = DeadLetter.objects.exclude(pk=poison.pk).values_list("replay_task_id", flat=True)
+    assert len(set(replays)) == count
+    poison.refresh_from_db()
+    assert poison.status == DeadLetter.Status.NEW
+    assert poison.requeue_count == 0
 
 
 @pytest.mark.django_db

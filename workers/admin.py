@@ -1,6 +1,7 @@
 """Dead-letter triage in the Django admin: filter, read, requeue or discard."""
 
 import json
+from collections.abc import Iterable
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -15,7 +16,7 @@ from workers.services import (
     DeadLetterStateError,
     dead_letter_discard,
     dead_letter_replayable,
-    dead_letter_requeue,
+    dead_letters_requeue,
 )
 
 
@@ -72,23 +73,27 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     @admin.action(description="Requeue on the original queue", permissions=["change"])
     def requeue(self, request: HttpRequest, rows: QuerySet[DeadLetter]) -> None:
-        self._apply(request, rows, dead_letter_requeue, "requeued")
+        outcome = dead_letters_requeue(dead_letter_ids=list(rows.values_list("pk", flat=True)),
+                                       actor=request.user.get_username())
+        self._report(request, refused=outcome.refused.values(),
+                     succeeded=len(outcome.requeued), done="requeued")
 
     @admin.action(description="Discard (keep for the record, never replay)",
                   permissions=["change"])
     def discard(self, request: HttpRequest, rows: QuerySet[DeadLetter]) -> None:
-        self._apply(request, rows, dead_letter_discard, "discarded")
-
-    def _apply(self, request, rows, operation, done: str) -> None:
-        actor = request.user.get_username()
-        succeeded = 0
-        for pk in rows.values_list("pk", flat=True):
+        ids = list(rows.values_list("pk", flat=True))
+        refused = []
+        for pk in ids:
             try:
-                operation(dead_letter_id=pk, actor=actor)
+                dead_letter_discard(dead_letter_id=pk, actor=request.user.get_username())
             except DeadLetterStateError as exc:
-                self.message_user(request, str(exc), messages.WARNING)
-            else:
-                succeeded += 1
+                refused.append(str(exc))
+        self._report(request, refused=refused, succeeded=len(ids) - len(refused),
+                     done="discarded")
+
+    def _report(self, request, *, refused: Iterable[str], succeeded: int, done: str) -> None:
+        for reason in refused:
+            self.message_user(request, reason, messages.WARNING)
         if succeeded:
             self.message_user(request, f"{succeeded} dead letter(s) {done}.", messages.SUCCESS)
 

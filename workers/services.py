@@ -2,6 +2,8 @@
 
 import json
 import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from celery import current_app
@@ -18,6 +20,7 @@ REPLAY_HEADER = "replay_of"
 # Which dead letters each triage operation applies to (the admin offers the same).
 REQUEUEABLE = (DeadLetter.Status.NEW, DeadLetter.Status.DISCARDED)
 DISCARDABLE = (DeadLetter.Status.NEW,)
+REQUEUE_BATCH = 500
 
 
 class DeadLetterStateError(ValueError):
@@ -84,42 +87,68 @@ def dead_letter_replayable(row: DeadLetter) -> bool:
     return bool(row.task_name) and not row.raw_body
 
 
-@transaction.atomic
 def dead_letter_requeue(*, dead_letter_id: int, actor: str) -> str:
-    """Send the stored call to its original queue again; return the new task id.
+    """Send the stored call to its original queue again; return the new task id."""
+    outcome = dead_letters_requeue(dead_letter_ids=[dead_letter_id], actor=actor)
+    if dead_letter_id in outcome.refused:
+        raise DeadLetterStateError(outcome.refused[dead_letter_id])
+    return outcome.requeued[dead_letter_id]
 
-    The message is published only after the status change commits, so a rollback never
-    leaves a replay running for a row that still says `new`.
+
+@dataclass(frozen=True)
+class RequeueOutcome:
+    requeued: dict[int, str]  # dead letter id: replay task id
+    refused: dict[int, str]  # dead letter id: why it was not requeued
+
+
+def dead_letters_requeue(*, dead_letter_ids: Iterable[int], actor: str) -> RequeueOutcome:
+    """Requeue many dead letters, REQUEUE_BATCH rows to a transaction and a broker
+    connection: after an outage an operator replays thousands, and one transaction and
+    publish per row took 4 ms a row (bench/replay.py).
+
+    Each batch's messages are published only after its status change commits, so a
+    rollback never leaves a replay running for a row that still says `new`.
     """
-    row = DeadLetter.objects.select_for_update().get(pk=dead_letter_id)
-    if row.status not in REQUEUEABLE:
-        raise DeadLetterStateError(f"dead letter {row.pk} is {row.status}; only new or "
-                                   "discarded ones can be requeued")
-    if not dead_letter_replayable(row):
-        raise DeadLetterStateError(f"dead letter {row.pk} is a message with no usable task "
-                                   "call (see its raw body); it cannot be requeued")
-    replay_task_id = uuid()
-    DeadLetter.objects.filter(pk=row.pk).update(
-        status=DeadLetter.Status.REQUEUED,
-        requeue_count=F("requeue_count") + 1,
-        requeued_at=timezone.now(),
-        requeued_by=actor,
-        replay_task_id=replay_task_id,
-        closed_at=None,
-        closed_by="",
-        updated_at=timezone.now(),
-    )
-    transaction.on_commit(
-        lambda: current_app.send_task(
-            row.task_name,
-            args=row.args,
-            kwargs=row.kwargs,
-            queue=row.queue,
-            task_id=replay_task_id,
-            headers={REPLAY_HEADER: row.pk},
-        )
-    )
-    return replay_task_id
+    ids = sorted(set(dead_letter_ids))
+    outcome = RequeueOutcome(requeued={}, refused={})
+    for start in range(0, len(ids), REQUEUE_BATCH):
+        with transaction.atomic():
+            _requeue_batch(ids[start:start + REQUEUE_BATCH], actor=actor, outcome=outcome)
+    return outcome
+
+
+def _requeue_batch(ids: list[int], *, actor: str, outcome: RequeueOutcome) -> None:
+    rows = list(DeadLetter.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
+    for missing in sorted(set(ids) - {row.pk for row in rows}):
+        outcome.refused[missing] = f"no dead letter with id {missing}"
+    chosen = []
+    for row in rows:
+        if row.status not in REQUEUEABLE:
+            outcome.refused[row.pk] = (f"dead letter {row.pk} is {row.status}; only new or "
+                                       "discarded ones can be requeued")
+        elif not dead_letter_replayable(row):
+            outcome.refused[row.pk] = (f"dead letter {row.pk} is a message with no usable "
+                                       "task call (see its raw body); it cannot be requeued")
+        else:
+            row.replay_task_id = uuid()
+            chosen.append(row)
+            outcome.requeued[row.pk] = row.replay_task_id
+    # One UPDATE for what the rows share, and the per-row ids alone through bulk_update,
+    # whose CASE per field and row cost 2 ms a row for all eight fields.
+    now = timezone.now()
+    DeadLetter.objects.filter(pk__in=[row.pk for row in chosen]).update(
+        status=DeadLetter.Status.REQUEUED, requeue_count=F("requeue_count") + 1,
+        requeued_at=now, requeued_by=actor, closed_at=None, closed_by="", updated_at=now)
+    DeadLetter.objects.bulk_update(chosen, ["replay_task_id"])
+    transaction.on_commit(lambda: _publish_replays(chosen))
+
+
+def _publish_replays(rows: list[DeadLetter]) -> None:
+    with current_app.producer_or_acquire() as producer:
+        for row in rows:
+            current_app.send_task(row.task_name, args=row.args, kwargs=row.kwargs,
+                                  queue=row.queue, task_id=row.replay_task_id,
+                                  headers={REPLAY_HEADER: row.pk}, producer=producer)
 
 
 @transaction.atomic

@@ -14,8 +14,8 @@ from workers.selectors import dead_letters_matching
 from workers.services import (
     DeadLetterStateError,
     dead_letter_discard,
-    dead_letter_requeue,
     dead_letters_purge,
+    dead_letters_requeue,
 )
 from workers.tasks import dead_letter_drill
 
@@ -68,10 +68,10 @@ class Command(BaseCommand):
             self._list(rows[: options["limit"]])
         elif action == "purge":
             self.stdout.write(f"purged {dead_letters_purge(rows=rows)} dead letter(s)")
+        elif action == "requeue":
+            self._requeue(rows)
         else:
-            operation, done = {"requeue": (dead_letter_requeue, "requeued"),
-                               "discard": (dead_letter_discard, "discarded")}[action]
-            self._each(rows, operation, done=done)
+            self._discard(rows)
 
     def _list(self, rows) -> None:
         self.stdout.write(f"{'id':>6}  {'status':9}  {'queue':8}  {'failed at':19}  "
@@ -84,17 +84,24 @@ class Command(BaseCommand):
                 f"{'':>58}args={redact(row.args)} kwargs={redact(row.kwargs)}"
             )
 
-    def _each(self, rows, operation, done: str) -> None:
+    def _requeue(self, rows) -> None:
+        outcome = dead_letters_requeue(dead_letter_ids=list(rows.values_list("pk", flat=True)),
+                                       actor=f"cli:{_user()}")
+        for pk, replay_task_id in outcome.requeued.items():
+            self.stdout.write(f"requeued dead letter {pk} as {replay_task_id}")
+        if outcome.refused:
+            raise CommandError("; ".join(outcome.refused.values()))
+
+    def _discard(self, rows) -> None:
         actor = f"cli:{_user()}"
         failures = []
         for pk in list(rows.values_list("pk", flat=True)):
             try:
-                result = operation(dead_letter_id=pk, actor=actor)
+                dead_letter_discard(dead_letter_id=pk, actor=actor)
             except DeadLetterStateError as exc:
                 failures.append(str(exc))
                 continue
-            suffix = f" as {result}" if result else ""
-            self.stdout.write(f"{done} dead letter {pk}{suffix}")
+            self.stdout.write(f"discarded dead letter {pk}")
         if failures:
             raise CommandError("; ".join(failures))
 
