@@ -35,7 +35,7 @@ lint: install
 	$(BIN)/shellcheck .ci/run
 
 # Every benchmark against plain Celery, then one table (bench/results/bench.json).
-# Needs the same services as the tests; takes about 13 minutes on 2 cores.
+# Needs the same services as the tests; takes about 9 minutes on 2 cores.
 bench: install check-test-services
 	$(BIN)/python -m bench
 

@@ -173,10 +173,11 @@ def percentile(values: list[float], p: float) -> float:
 
 def figure(*, benchmark: str, name: str, template: float, baseline: float | None, unit: str,
            target: str = "", met: bool | None = None, baseline_label: str = PLAIN,
-           lower_bounds: tuple[str, ...] = ()) -> dict:
+           lower_bounds: tuple[str, ...] = (), ratio: bool = True) -> dict:
     """One row of the table. `lower_bounds` names the sides ("template", "baseline") whose
-    value is only a lower bound (a measurement cut off before it finished)."""
-    ratio = float(f"{template / baseline:.3g}") if baseline else None
+    value is only a lower bound (a measurement cut off before it finished); `ratio=False`
+    where dividing the two means nothing (growth in percent, counts)."""
+    ratio = float(f"{template / baseline:.3g}") if ratio and baseline else None
     return {"benchmark": benchmark, "figure": name, "template": template,
             "baseline": baseline, "baseline_label": baseline_label, "unit": unit,
             "ratio": ratio, "target": target, "met": met, "lower_bounds": list(lower_bounds)}

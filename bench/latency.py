@@ -122,7 +122,8 @@ def figures(results: dict[str, dict]) -> list[dict]:
         rows.append(figure(
             benchmark="latency", name=f"critical not started in time, plain: {layout}",
             unit="of " + str(template["sent"]), template=template["not_started"],
-            baseline=baseline["not_started"], baseline_label=f"plain Celery, {layout}"))
+            baseline=baseline["not_started"], baseline_label=f"plain Celery, {layout}",
+            ratio=False))
     return rows
 
 

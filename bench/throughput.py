@@ -113,7 +113,7 @@ def memory_figures(*, template: dict, baseline: dict, count: int) -> list[dict]:
         whole = part == "whole worker"
         rows.append(figure(
             benchmark="memory", name=f"RSS growth over {count:,} tasks, {part}", unit="%",
-            template=growth["template"], baseline=growth["baseline"],
+            template=growth["template"], baseline=growth["baseline"], ratio=False,
             target="<= 10 %" if whole else "",
             met=growth["template"] <= 10 if whole else None))
         rows.append(figure(
