@@ -106,8 +106,8 @@ class OutboxMessageAdmin(admin.ModelAdmin):
                     "publish_attempts")
     list_filter = (("published_at", admin.EmptyFieldListFilter), "queue", "task_name")
     search_fields = ("=task_id", "task_name")
-    fields = ("task_name", "task_id", "queue", "payload", "created_at", "published_at",
-              "publish_attempts", "last_error")
+    fields = ("task_name", "task_id", "queue", "payload", "headers", "created_at",
+              "published_at", "publish_attempts", "last_error")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -64,6 +64,7 @@ class OutboxMessage(models.Model):
     queue = models.CharField(max_length=64)
     args = models.JSONField(default=list, blank=True)
     kwargs = models.JSONField(default=dict, blank=True)
+    headers = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     published_at = models.DateTimeField(null=True, blank=True)
     publish_attempts = models.PositiveIntegerField(default=0)

@@ -36,14 +36,24 @@ _written = threading.local()
 
 def outbox_enqueue(*, task_name: str, args: list[Any] | tuple[Any, ...] = (),
                    kwargs: dict[str, Any] | None = None, queue: str | None = None,
-                   task_id: str | None = None) -> OutboxMessage:
+                   task_id: str | None = None,
+                   headers: dict[str, Any] | None = None) -> OutboxMessage:
     """Write the job in the current transaction and publish it once that commits."""
-    row = OutboxMessage.objects.create(
+    (row,) = outbox_enqueue_many(jobs=[OutboxMessage(
         task_id=task_id or uuid(), task_name=task_name, queue=queue or queue_for(task_name),
-        args=list(args), kwargs=dict(kwargs or {}))
-    _written_ids().add(row.pk)
-    transaction.on_commit(lambda: _publish_committed(row.pk))
+        args=list(args), kwargs=dict(kwargs or {}), headers=dict(headers or {}))])
     return row
+
+
+def outbox_enqueue_many(*, jobs: list[OutboxMessage]) -> list[OutboxMessage]:
+    """Write many jobs with one INSERT; they are published together once it commits."""
+    rows = OutboxMessage.objects.bulk_create(jobs)
+    written = _written_ids()
+    written.update(row.pk for row in rows)
+    if rows:
+        first = rows[0].pk
+        transaction.on_commit(lambda: _publish_committed(first))
+    return rows
 
 
 def _written_ids() -> set[int]:
@@ -101,7 +111,8 @@ def outbox_publish(*, pending: QuerySet[OutboxMessage]) -> int:
                 for row in rows:
                     current_app.send_task(
                         row.task_name, args=row.args, kwargs=row.kwargs, queue=row.queue,
-                        task_id=row.task_id, headers={OUTBOX_HEADER: row.pk}, ignore_result=True,
+                        task_id=row.task_id, headers={**row.headers, OUTBOX_HEADER: row.pk},
+                        ignore_result=True,
                         producer=producer, retry=False)
                     published.append(row.pk)
         except OperationalError as exc:

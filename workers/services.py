@@ -6,13 +6,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from celery import current_app
 from celery.utils import uuid
 from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from workers.models import DeadLetter
+from workers.models import DeadLetter, OutboxMessage
+from workers.outbox import outbox_enqueue_many
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +106,10 @@ def dead_letters_requeue(*, dead_letter_ids: Iterable[int], actor: str) -> Reque
     connection: after an outage an operator replays thousands, and one transaction and
     publish per row took 4 ms a row (bench/replay.py).
 
-    Each batch's messages are published only after its status change commits, so a
-    rollback never leaves a replay running for a row that still says `new`.
+    Each replay is an outbox job written in the transaction that marks its row: it is
+    published only if that commits (a rollback never leaves a replay running for a row
+    that still says `new`), and if Redis is down then, the outbox sweeper publishes it
+    later (a row marked requeued always has its replay coming).
     """
     ids = sorted(set(dead_letter_ids))
     outcome = RequeueOutcome(requeued={}, refused={})
@@ -140,15 +142,9 @@ def _requeue_batch(ids: list[int], *, actor: str, outcome: RequeueOutcome) -> No
         status=DeadLetter.Status.REQUEUED, requeue_count=F("requeue_count") + 1,
         requeued_at=now, requeued_by=actor, closed_at=None, closed_by="", updated_at=now)
     DeadLetter.objects.bulk_update(chosen, ["replay_task_id"])
-    transaction.on_commit(lambda: _publish_replays(chosen))
-
-
-def _publish_replays(rows: list[DeadLetter]) -> None:
-    with current_app.producer_or_acquire() as producer:
-        for row in rows:
-            current_app.send_task(row.task_name, args=row.args, kwargs=row.kwargs,
-                                  queue=row.queue, task_id=row.replay_task_id,
-                                  headers={REPLAY_HEADER: row.pk}, producer=producer)
+    outbox_enqueue_many(jobs=[OutboxMessage(
+        task_id=row.replay_task_id, task_name=row.task_name, queue=row.queue, args=row.args,
+        kwargs=row.kwargs, headers={REPLAY_HEADER: row.pk}) for row in chosen])
 
 
 @transaction.atomic

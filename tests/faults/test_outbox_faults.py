@@ -1,4 +1,5 @@
-"""The outbox under faults: a crash between commit and publish, and Redis down at commit."""
+"""The outbox under faults: a crash between commit and publish, and Redis down at commit
+(for a service's jobs and for dead letters an operator requeues)."""
 
 import signal
 import time
@@ -6,10 +7,12 @@ import time
 import redis
 
 from tests.faults.harness import PrivateRedis, Processes, new_keys, settle
-from workers.models import OutboxMessage
+from tests.fixtures import wait_for
+from workers.models import DeadLetter, OutboxMessage
 
 ENQUEUE = ["-m", "tests.faults.enqueue_through_outbox"]
 SWEEP = ["manage.py", "outbox", "sweep"]
+REQUEUE = ["manage.py", "dlq", "requeue", "--task", "tests.tasks.record_effect"]
 
 
 def test_a_crash_between_commit_and_publish_is_repaired_by_the_sweeper(
@@ -56,3 +59,28 @@ def test_jobs_enqueued_while_redis_is_down_run_after_it_returns(
     assert "published 20, still unpublished 0" in sweep.stdout, sweep.stdout + sweep.stderr
 
     record_ledger(settle("Redis down during outbox enqueue", keys, since=back_at))
+
+
+def test_dead_letters_requeued_while_redis_is_down_replay_after_it_returns(
+        processes: Processes, private_redis: PrivateRedis, record_ledger):
+    keys = new_keys(20)
+    DeadLetter.objects.bulk_create(
+        DeadLetter(task_id=f"failed-{key}", task_name="tests.tasks.record_effect",
+                   queue="critical", kwargs={"key": key}, exception_type="x.Error")
+        for key in keys)
+
+    requeue = processes.run(REQUEUE, CELERY_BROKER_URL=private_redis.url)
+
+    assert requeue.returncode == 0, requeue.stderr
+    assert "broker unreachable, jobs left for the sweeper" in requeue.stderr
+    requeued = DeadLetter.objects.filter(status=DeadLetter.Status.REQUEUED)
+    assert requeued.count() == 20
+    private_redis.start()
+    back_at = time.monotonic()
+    processes.worker("after-outage", private_redis.url)
+    sweep = processes.run(SWEEP, CELERY_BROKER_URL=private_redis.url,
+                          OUTBOX_SWEEP_GRACE="0")
+    assert "published 20, still unpublished 0" in sweep.stdout, sweep.stdout + sweep.stderr
+
+    record_ledger(settle("Redis down during dead-letter requeue", keys, since=back_at))
+    wait_for(lambda: not requeued.exists(), what="every replay to resolve its dead letter")
