@@ -250,7 +250,8 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 # Redis publish on every enqueue: about half the cost of `apply_async` (bench/). Waiting
 # work is counted by `manage.py queues stats` and Flower's Broker page without it.
 CELERY_TASK_SEND_SENT_EVENT = env.bool("TASK_SEND_SENT_EVENT", default=False)
-# Workers publish task events in batches at most this many seconds apart (or 24 at once).
+# Workers publish task events in batches at most this many seconds apart (see
+# workers/event_batches.py for how many one batch may hold).
 WORKER_EVENTS_FLUSH_INTERVAL = env.float("WORKER_EVENTS_FLUSH_INTERVAL", default=0.1)
 # Django's LOGGING config stays in charge of the worker's logs.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
