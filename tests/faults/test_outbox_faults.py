@@ -15,6 +15,18 @@ SWEEP = ["manage.py", "outbox", "sweep"]
 REQUEUE = ["manage.py", "dlq", "requeue", "--task", "tests.tasks.record_effect"]
 
 
+def redis_back_and_swept(processes: Processes, private_redis: PrivateRedis, *,
+                         jobs: int) -> float:
+    """Start Redis and a worker, run the sweeper; return when Redis came back."""
+    private_redis.start()
+    back_at = time.monotonic()
+    processes.worker("after-outage", private_redis.url)
+    sweep = processes.run(SWEEP, CELERY_BROKER_URL=private_redis.url,
+                          OUTBOX_SWEEP_GRACE="0")
+    assert f"published {jobs}, still unpublished 0" in sweep.stdout, sweep.stdout + sweep.stderr
+    return back_at
+
+
 def test_a_crash_between_commit_and_publish_is_repaired_by_the_sweeper(
         processes: Processes, fault_broker, record_ledger):
     keys = new_keys(20)
@@ -51,12 +63,7 @@ def test_jobs_enqueued_while_redis_is_down_run_after_it_returns(
     assert down.returncode == 1
     assert "could not be published: is Redis reachable?" in down.stderr
 
-    private_redis.start()
-    back_at = time.monotonic()
-    processes.worker("after-outage", private_redis.url)
-    sweep = processes.run(SWEEP, CELERY_BROKER_URL=private_redis.url,
-                          OUTBOX_SWEEP_GRACE="0")
-    assert "published 20, still unpublished 0" in sweep.stdout, sweep.stdout + sweep.stderr
+    back_at = redis_back_and_swept(processes, private_redis, jobs=20)
 
     record_ledger(settle("Redis down during outbox enqueue", keys, since=back_at))
 
@@ -75,12 +82,7 @@ def test_dead_letters_requeued_while_redis_is_down_replay_after_it_returns(
     assert "broker unreachable, jobs left for the sweeper" in requeue.stderr
     requeued = DeadLetter.objects.filter(status=DeadLetter.Status.REQUEUED)
     assert requeued.count() == 20
-    private_redis.start()
-    back_at = time.monotonic()
-    processes.worker("after-outage", private_redis.url)
-    sweep = processes.run(SWEEP, CELERY_BROKER_URL=private_redis.url,
-                          OUTBOX_SWEEP_GRACE="0")
-    assert "published 20, still unpublished 0" in sweep.stdout, sweep.stdout + sweep.stderr
+    back_at = redis_back_and_swept(processes, private_redis, jobs=20)
 
     record_ledger(settle("Redis down during dead-letter requeue", keys, since=back_at))
     wait_for(lambda: not requeued.exists(), what="every replay to resolve its dead letter")
