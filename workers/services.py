@@ -102,9 +102,9 @@ class RequeueOutcome:
 
 
 def dead_letters_requeue(*, dead_letter_ids: Iterable[int], actor: str) -> RequeueOutcome:
-    """Requeue many dead letters, REQUEUE_BATCH rows to a transaction and a broker
-    connection: after an outage an operator replays thousands, and one transaction and
-    publish per row took 4 ms a row (bench/replay.py).
+    """Requeue many dead letters, REQUEUE_BATCH rows to a transaction: after an outage an
+    operator replays thousands, and a transaction and a publish per row took 4 ms a row
+    (bench/replay.py).
 
     Each replay is an outbox job written in the transaction that marks its row: it is
     published only if that commits (a rollback never leaves a replay running for a row
