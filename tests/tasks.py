@@ -97,10 +97,10 @@ def record_effect(key: str, seconds: float = 0.0) -> None:
 BEAT_TICKS = "test:beat-ticks"
 
 
-@shared_task
-def beat_tick() -> None:
-    """Sent by beat in the single-beat test: each run records when it ran."""
-    store().rpush(BEAT_TICKS, time.time())
+@shared_task(bind=True)
+def beat_tick(self) -> None:
+    """Sent by beat in the single-beat test: each run records when beat published it."""
+    store().rpush(BEAT_TICKS, self.request.get("enqueued_at"))
 
 
 @shared_task
