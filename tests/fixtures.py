@@ -16,12 +16,19 @@ from django.db import connection
 from config.celery import app
 from tests.smtp_server import RecordingHandler, start_smtp_server
 from tests.stripe_server import StripeStandIn
+from tests.tasks import FINISHED
+from workers.models import OutboxMessage
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = {"critical": "critical@test", "bulk": "bulk@test"}
 
 
-def wait_for(predicate: Callable[[], object], *, timeout: float = 20.0, what: str = "") -> object:
+#: How long any wait may take before the test fails: long enough for a loaded 2-core
+#: machine, short enough to catch a hang. Waits are for events, never for the clock.
+HANG = 120.0
+
+
+def wait_for(predicate: Callable[[], object], *, timeout: float = HANG, what: str = "") -> object:
     """Poll until `predicate` returns something truthy; fail the test after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -30,6 +37,21 @@ def wait_for(predicate: Callable[[], object], *, timeout: float = 20.0, what: st
             return value
         time.sleep(0.05)
     pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+def last_outbox_id() -> int:
+    return OutboxMessage.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def wait_for_outbox_jobs(test_redis: redis.Redis, *, after_id: int) -> None:
+    """Every outbox job written after `after_id` was published and has run to its end in a
+    test worker: whatever those jobs would do has been done."""
+    def done() -> bool:
+        jobs = list(OutboxMessage.objects.filter(pk__gt=after_id)
+                    .values_list("task_id", "published_at"))
+        return all(published is not None and test_redis.hexists(FINISHED, task_id)
+                   for task_id, published in jobs)
+    wait_for(done, what=f"the outbox jobs after {after_id} to run")
 
 
 @pytest.fixture(scope="session")

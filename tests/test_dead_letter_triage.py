@@ -80,7 +80,7 @@ def test_requeue_of_many_rows_replays_every_replayable_one_and_names_the_rest(li
     with pytest.raises(CommandError, match=f"dead letter {poison.pk} is a message with no"):
         call_command("dlq", "requeue", "--queue", BULK)
 
-    wait_for(lambda: runs(test_redis, key) == count, timeout=60, what="every replay to run")
+    wait_for(lambda: runs(test_redis, key) == count, what="every replay to run")
     wait_for(lambda: DeadLetter.objects.filter(status=DeadLetter.Status.RESOLVED).count()
              == count, what="every replay to resolve its dead letter")
     replays = DeadLetter.objects.exclude(pk=poison.pk).values_list("replay_task_id", flat=True)

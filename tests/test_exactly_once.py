@@ -89,8 +89,8 @@ def test_the_sweeper_skips_rows_another_publisher_holds(test_redis):
     assert outbox_sweep(now=later) == 1
 
 
-def test_only_effect_once_tasks_may_use_the_outbox():
-    with pytest.raises(TypeError, match="not effect_once"):
+def test_only_effect_once_or_idempotent_tasks_may_use_the_outbox():
+    with pytest.raises(TypeError, match="neither effect_once nor idempotent"):
         probe.delay_via_outbox(0.0)
 
 

@@ -12,9 +12,9 @@ from workers.models import DeadLetter
 from workers.routing import BULK, CRITICAL
 
 
-def dead_letter(task_id: str, timeout: float = 20.0) -> DeadLetter:
+def dead_letter(task_id: str) -> DeadLetter:
     return wait_for(lambda: DeadLetter.objects.filter(task_id=task_id).first(),
-                    timeout=timeout, what=f"a dead letter for {task_id}")
+                    what=f"a dead letter for {task_id}")
 
 
 def ran_on(redis_client, task_id: str) -> tuple[str, str]:
@@ -93,7 +93,7 @@ def test_task_that_kills_its_worker_is_dead_lettered_after_the_delivery_cap(
     key = uuid()
     result = tasks.kill_own_process.apply_async(args=[key], queue=CRITICAL)
 
-    row = dead_letter(result.id, timeout=60)
+    row = dead_letter(result.id)
     assert row.exception_type == "workers.exceptions.RedeliveryLimitExceeded"
     assert runs(test_redis, key) == settings.TASK_MAX_DELIVERIES
     assert row.args == [key]

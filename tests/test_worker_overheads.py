@@ -7,7 +7,6 @@ worker's memory.
 """
 
 import threading
-import time
 from types import SimpleNamespace
 
 from celery.utils import uuid
@@ -16,7 +15,7 @@ from kombu.asynchronous.timer import Timer
 
 from config.celery import app
 from tests import tasks
-from tests.fixtures import wait_for
+from tests.fixtures import HANG, wait_for
 from workers.event_batches import EVENT_BATCH_LIMIT, EventBatchLimit
 from workers.routing import BULK
 from workers.timers import CancelledTimerCompaction, compact_cancelled
@@ -36,7 +35,7 @@ def test_pool_processes_keep_their_database_connection_across_tasks(live_workers
     assert len(set(backends)) <= 2
 
 
-def test_task_events_still_reach_monitors_when_batched(live_workers):
+def test_task_events_still_reach_monitors_when_batched(live_workers, test_redis):
     task_id = uuid()
     seen: list[str] = []
 
@@ -45,14 +44,17 @@ def test_task_events_still_reach_monitors_when_batched(live_workers):
             seen.append(event["type"])
             receiver.should_stop = event["type"] == "task-succeeded"
 
+    patterns_before = test_redis.execute_command("PUBSUB", "NUMPAT")
     with app.connection_for_read() as connection:
         receiver = app.events.Receiver(connection, handlers={"*": on_event})
         listener = threading.Thread(target=lambda: receiver.capture(
-            limit=None, timeout=20, wakeup=False), daemon=True)
+            limit=None, timeout=HANG, wakeup=False), daemon=True)
         listener.start()
-        time.sleep(1.0)  # Redis fan-out: the subscription must exist before events are sent
+        # Redis fan-out drops events sent before the receiver's pattern subscription.
+        wait_for(lambda: test_redis.execute_command("PUBSUB", "NUMPAT") > patterns_before,
+                 what="the event receiver to subscribe")
         tasks.database_backend.apply_async(args=[task_id], queue=BULK, task_id=task_id)
-        listener.join(timeout=20)
+        listener.join(timeout=HANG)
 
     assert seen == ["task-received", "task-started", "task-succeeded"]
 

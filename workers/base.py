@@ -41,6 +41,10 @@ class PlatformTask(DjangoTask):
     #: The key, formatted with the call's arguments, e.g. "payment-event:{event_id}".
     #: None: the task id (repeats of one message; a requeue from the dead letters runs).
     effect_key: str | None = None
+    #: The service guards its own effect (a row lock and a status it commits with it),
+    #: so a second run of the same call does nothing. For effects that must record
+    #: failed attempts: an effect-once transaction would roll those back with the error.
+    idempotent = False
 
     def __init_subclass__(cls, **kwargs):
         """Give only effect-once tasks the wrapping `__call__`.
@@ -95,13 +99,15 @@ class PlatformTask(DjangoTask):
     def delay_via_outbox(self, *args, **kwargs):
         """Enqueue in the current database transaction: the job exists iff it commits.
 
-        Only for effect-once tasks, since the outbox may publish a row twice (a crash
-        after the publish, before the row is marked) and only they make that harmless.
+        Only for effect-once or idempotent tasks, since the outbox may publish a row twice
+        (a crash after the publish, before the row is marked) and only they make that
+        harmless.
         """
         from workers.outbox import outbox_enqueue
 
-        if not self.effect_once:
-            raise TypeError(f"{self.name} is not effect_once; the outbox needs it to be")
+        if not (self.effect_once or self.idempotent):
+            raise TypeError(f"{self.name} is neither effect_once nor idempotent; the outbox "
+                            "may publish a job twice")
         # A queue declared on the task wins over the route table, as in `apply_async`.
         return outbox_enqueue(task_name=self.name, args=args, kwargs=kwargs,
                               queue=getattr(self, "queue", None))

@@ -20,10 +20,12 @@ class NotificationNotFound(PermanentError):
 @transaction.atomic
 def notification_request(*, kind: str, recipient: str, subject: str, body: str,
                          idempotency_key: str, user_id: int | None = None) -> Notification:
-    """Record a transactional message and send it after commit.
+    """Record a transactional message and send it through the outbox.
 
-    Asking again with the same key returns the first row and sends nothing new, so callers
-    can request "welcome for user 42" from a retried view or task without a second email.
+    The job is written in the caller's transaction, so a crash or a Redis outage right
+    after the commit delays the password reset instead of losing it. Asking again with the
+    same key returns the first row and sends nothing new, so callers can request "welcome
+    for user 42" from a retried view or task without a second email.
     """
     from apps.notifications.tasks import send_notification
 
@@ -36,7 +38,7 @@ def notification_request(*, kind: str, recipient: str, subject: str, body: str,
                   "user_id": user_id},
     )
     if created:
-        send_notification.delay_on_commit(notification.pk)
+        send_notification.delay_via_outbox(notification.pk)
     return notification
 
 
@@ -85,7 +87,7 @@ def campaign_start(*, campaign_id: int) -> Campaign:
         campaign.status = Campaign.Status.SENDING
         campaign.started_at = timezone.now()
         campaign.save(update_fields=["status", "started_at"])
-        fan_out_campaign.delay_on_commit(campaign.pk)
+        fan_out_campaign.delay_via_outbox(campaign.pk)
     return campaign
 
 

@@ -11,12 +11,14 @@ from apps.notifications.services import (
 )
 
 
-@shared_task(max_retries=8, retry_backoff_max=300)
+# The row lock and its status make a repeat send nothing; each failed attempt is kept.
+@shared_task(idempotent=True, max_retries=8, retry_backoff_max=300)
 def send_notification(notification_id: int) -> None:
     notification_send(notification_id=notification_id)
 
 
-@shared_task(soft_time_limit=120, time_limit=150)
+@shared_task(effect_once=True, effect_key="campaign-fan-out:{campaign_id}",
+             soft_time_limit=120, time_limit=150)
 def fan_out_campaign(campaign_id: int) -> None:
     campaign_fan_out(campaign_id=campaign_id)
 

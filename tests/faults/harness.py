@@ -14,7 +14,7 @@ from pathlib import Path
 import redis
 
 from config.celery import app
-from tests.fixtures import ROOT, wait_for
+from tests.fixtures import HANG, ROOT, wait_for
 from tests.ledger.models import Effect
 from workers.models import DeadLetter
 
@@ -60,7 +60,7 @@ class PrivateRedis:
              "--save", "", "--daemonize", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port)
-        wait_for(lambda: _answers(client), timeout=10, what="the private redis-server")
+        wait_for(lambda: _answers(client), what="the private redis-server")
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, only what the AOF already holds survives."""
@@ -117,6 +117,10 @@ class Processes:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
 
+    def log(self, name: str) -> str:
+        """Everything the process started as `name` has written so far."""
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
     def tail(self, lines: int = 20) -> str:
         return "".join(f"--- {path.name} ---\n" + "\n".join(path.read_text().splitlines()[-lines:])
                        + "\n" for path in sorted(self.logs.glob("*.log")))
@@ -144,12 +148,13 @@ class Ledger:
 
 
 
-def settle(fault: str, keys: list[str], *, since: float, timeout: float = 60,
-           quiet: float = 5) -> Ledger:
+def settle(fault: str, keys: list[str], *, since: float, broker_url: str,
+           timeout: float = HANG) -> Ledger:
     """The ledger once every key completed or was dead-lettered, timed from `since`.
 
-    Counted again after `quiet` seconds (longer than the fault workers' redelivery
-    delay), so a late second run still shows up as doubled.
+    Counted again once the broker holds nothing for them any more (no message waiting,
+    none delivered and unacknowledged), so a late second run, such as a redelivery
+    after the visibility timeout, has happened and shows up as doubled.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -159,8 +164,22 @@ def settle(fault: str, keys: list[str], *, since: float, timeout: float = 60,
         if time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    time.sleep(quiet)
+    wait_for(lambda: broker_idle(broker_url), timeout=timeout,
+             what=f"the broker at {broker_url} to hold no message")
     return Ledger.of(fault, keys, recovery_seconds=recovered)
+
+
+def broker_idle(broker_url: str) -> bool:
+    """No message waits in the fault workers' queue and none is delivered but unacked."""
+    client = redis.Redis.from_url(broker_url)
+    try:
+        pipe = client.pipeline()
+        for key in ("critical", *(f"critical\x06\x16{step}" for step in (3, 6, 9))):
+            pipe.llen(key)
+        pipe.hlen("unacked")
+        return not any(pipe.execute())
+    except redis.ConnectionError:
+        return False
 
 
 def effects_done(keys: list[str]) -> int:

@@ -60,7 +60,8 @@ def test_each_poison_kind_is_dead_lettered_and_the_worker_keeps_consuming(
     send_effects(fault_broker, good, seconds=0)  # queued behind the poison
 
     ledger = record_ledger(settle("poison messages (5 kinds with a task id)",
-                                  [*ids.values(), *good], since=sent_at))
+                                  [*ids.values(), *good], since=sent_at,
+                                  broker_url=fault_broker))
 
     assert (ledger.completed, ledger.dead_lettered) == (10, 5)
     rows = {row.task_id: row for row in DeadLetter.objects.filter(task_id__in=ids.values())}

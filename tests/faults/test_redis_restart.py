@@ -19,12 +19,13 @@ def test_a_redis_restart_with_jobs_queued_and_in_flight_loses_and_doubles_nothin
     private_redis.start()
     processes.worker("through-restart", private_redis.url)
     send_effects(private_redis.url, keys, seconds=0.05)
-    wait_for(lambda: effects_done(keys) >= 50, timeout=60, what="the first jobs to complete")
+    wait_for(lambda: effects_done(keys) >= 50, what="the first jobs to complete")
 
     private_redis.kill()  # SIGKILL: acks and deliveries in flight hit a dead socket
-    time.sleep(2)
+    wait_for(lambda: "Connection to broker lost" in processes.log("through-restart"),
+             what="the worker to notice Redis is gone")
     private_redis.start()  # replays the append-only file
     restarted_at = time.monotonic()
 
     record_ledger(settle("Redis SIGKILLed and restarted (AOF on)", keys, since=restarted_at,
-                         timeout=90))
+                         broker_url=private_redis.url))

@@ -20,14 +20,15 @@ def test_sigkill_of_the_whole_worker_loses_and_doubles_nothing(processes: Proces
     keys = new_keys(200)
     first = processes.worker("doomed", fault_broker)
     send_effects(fault_broker, keys, seconds=0.05)
-    wait_for(lambda: effects_done(keys) >= 40, timeout=60, what="the first jobs to complete")
+    wait_for(lambda: effects_done(keys) >= 40, what="the first jobs to complete")
 
     processes.kill_group(first)  # main process and pool children, mid-task
     first.wait(timeout=10)
     killed_at = time.monotonic()
     processes.worker("replacement", fault_broker)
 
-    record_ledger(settle("SIGKILL worker process group", keys, since=killed_at))
+    record_ledger(settle("SIGKILL worker process group", keys, since=killed_at,
+                         broker_url=fault_broker))
 
 
 STOP_GRACE_PERIOD = 120  # seconds: worker-critical's stop_grace_period in docker-compose.yml
@@ -38,7 +39,7 @@ def test_sigterm_finishes_running_tasks_and_returns_the_rest(processes: Processe
     keys = new_keys(40)
     first = processes.worker("stopping", fault_broker, concurrency=2)
     send_effects(fault_broker, keys, seconds=0.3)
-    wait_for(lambda: effects_done(keys) >= 6, timeout=60, what="the first jobs to complete")
+    wait_for(lambda: effects_done(keys) >= 6, what="the first jobs to complete")
 
     first.send_signal(signal.SIGTERM)  # what `docker compose stop` sends
     stopped_at = time.monotonic()
@@ -53,4 +54,5 @@ def test_sigterm_finishes_running_tasks_and_returns_the_rest(processes: Processe
     assert broker.llen("critical") + effects_done(keys) == len(keys)
     processes.worker("successor", fault_broker, concurrency=2)
 
-    record_ledger(settle("SIGTERM worker mid-batch", keys, since=stopped_at))
+    record_ledger(settle("SIGTERM worker mid-batch", keys, since=stopped_at,
+                         broker_url=fault_broker))

@@ -13,7 +13,7 @@ from apps.billing.gateway import GatewayRejected, GatewayUnavailable
 from apps.billing.models import Customer, Invoice, PaymentEvent, Subscription
 from apps.billing.services import dunning_enqueue_due, invoice_charge, invoices_generate_due
 from apps.notifications.models import Kind, Notification
-from tests.fixtures import wait_for
+from tests.fixtures import last_outbox_id, wait_for, wait_for_outbox_jobs
 from workers.models import DeadLetter
 
 SECRET = "whsec_test_secret"
@@ -45,7 +45,8 @@ def event(kind: str, invoice: Invoice | None = None, event_id: str | None = None
 
 
 def test_payment_succeeded_marks_the_invoice_paid_and_sends_one_receipt(
-        live_workers, client, smtp_server):
+        live_workers, client, smtp_server, test_redis):
+    jobs_before = last_outbox_id()
     invoice = make_invoice("payer@example.com")
     payment = event("payment.succeeded", invoice)
 
@@ -58,7 +59,7 @@ def test_payment_succeeded_marks_the_invoice_paid_and_sends_one_receipt(
     assert invoice.status == Invoice.Status.PAID
     assert invoice.payment_reference == payment["data"]["object"]["id"]
     assert PaymentEvent.objects.filter(event_id=payment["id"]).count() == 1
-    time.sleep(0.5)
+    wait_for_outbox_jobs(test_redis, after_id=jobs_before)
     assert len(smtp_server.to("payer@example.com")) == 1
     assert Notification.objects.get(kind=Kind.PAYMENT_RECEIPT).status == "sent"
 

@@ -22,10 +22,10 @@ from apps.notifications.services import (
     digest_start_for_day,
     notification_request,
 )
-from apps.notifications.tasks import send_notification
-from tests.fixtures import wait_for
-from tests.tasks import RAN_ON
-from workers.models import DeadLetter
+from apps.notifications.tasks import fan_out_campaign, send_notification
+from tests.fixtures import last_outbox_id, wait_for
+from tests.tasks import FINISHED, RAN_ON
+from workers.models import DeadLetter, OutboxMessage
 
 sequence = itertools.count()
 
@@ -53,9 +53,9 @@ def test_transactional_email_is_sent_once_on_critical(live_workers, smtp_server,
     sent = wait_status(first, Notification.Status.SENT)
     wait_for(lambda: smtp_server.to(to), what="the email to arrive")
     # the same job delivered twice more (redelivery, manual retry) sends nothing new
-    send_notification.delay(first.pk)
-    send_notification.delay(first.pk)
-    time.sleep(1)
+    repeats = [send_notification.delay(first.pk).id for _ in range(2)]
+    wait_for(lambda: all(test_redis.hexists(FINISHED, task_id) for task_id in repeats),
+             what="both repeats to finish")
 
     assert len(smtp_server.to(to)) == 1
     assert smtp_server.to(to)[0].message_id == sent.provider_message_id
@@ -66,6 +66,7 @@ def test_transactional_email_is_sent_once_on_critical(live_workers, smtp_server,
 
 def test_enqueue_waits_for_commit_and_a_rollback_sends_nothing(live_workers, smtp_server):
     to = address()
+    jobs_before = last_outbox_id()
 
     def sign_up_then_fail() -> None:
         with transaction.atomic():
@@ -74,8 +75,9 @@ def test_enqueue_waits_for_commit_and_a_rollback_sends_nothing(live_workers, smt
 
     with pytest.raises(RuntimeError):
         sign_up_then_fail()
-    time.sleep(1)
+    # Nothing to wait for: the job was a row of the rolled-back transaction.
     assert not Notification.objects.filter(recipient=to).exists()
+    assert last_outbox_id() == jobs_before
     assert smtp_server.to(to) == []
 
 
@@ -124,7 +126,7 @@ def test_a_newsletter_fans_out_in_chunks_skips_opt_outs_and_keeps_the_rate(live_
     campaign_start(campaign_id=campaign.pk)  # a double click starts nothing twice
     audience = [user.email for i, user in enumerate(users) if i not in {0, 7, 44}]
 
-    wait_for(lambda: all(smtp_server.to(to) for to in audience), timeout=30,
+    wait_for(lambda: all(smtp_server.to(to) for to in audience),
              what="every subscriber to get the newsletter")
 
     campaign.refresh_from_db()
@@ -138,15 +140,13 @@ def test_a_newsletter_fans_out_in_chunks_skips_opt_outs_and_keeps_the_rate(live_
 
 
 @pytest.mark.django_db
-def test_the_daily_digest_is_one_campaign_however_often_beat_fires(monkeypatch):
-    started = []
-    monkeypatch.setattr("apps.notifications.tasks.fan_out_campaign.delay_on_commit",
-                        started.append)
+def test_the_daily_digest_is_one_campaign_however_often_beat_fires():
     first = digest_start_for_day(day=date(2026, 11, 24))
     again = digest_start_for_day(day=date(2026, 11, 24))
     assert first.pk == again.pk
     assert Campaign.objects.filter(kind=Kind.DIGEST).count() == 1
-    assert started == [first.pk]
+    started = OutboxMessage.objects.filter(task_name=fan_out_campaign.name)
+    assert list(started.values_list("args", flat=True)) == [[first.pk]]
     assert first.status == Campaign.Status.SENDING
 
 
