@@ -162,6 +162,8 @@ OUTBOX_BATCH = env.int("OUTBOX_BATCH", default=500)
 OUTBOX_SWEEP_INTERVAL = env.int("OUTBOX_SWEEP_INTERVAL", default=10)
 OUTBOX_SWEEP_GRACE = env.int("OUTBOX_SWEEP_GRACE", default=5)
 OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=72)
+# How often beat moves dead letters kept in Redis during a database outage into the table.
+DEAD_LETTER_SPOOL_DRAIN_INTERVAL = env.int("DEAD_LETTER_SPOOL_DRAIN_INTERVAL", default=10)
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://localhost:6379/0")
 # Results only for tasks that ask for them (probes); Redis expires them by itself.
@@ -297,6 +299,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(OUTBOX_SWEEP_INTERVAL),
         # A sweep that waited longer than its interval is superseded by the next one.
         "options": {"expires": float(OUTBOX_SWEEP_INTERVAL)},
+    },
+    "workers-dead-letter-spool-drain": {
+        "task": "workers.tasks.drain_dead_letter_spool",
+        "schedule": float(DEAD_LETTER_SPOOL_DRAIN_INTERVAL),
+        "options": {"expires": float(DEAD_LETTER_SPOOL_DRAIN_INTERVAL)},
     },
     "workers-purge-expired-records": {
         "task": "workers.tasks.purge_expired_records",

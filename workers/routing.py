@@ -17,6 +17,7 @@ ROUTES: dict[str, str] = {
     "workers.tasks.probe": CRITICAL,
     "workers.tasks.dead_letter_drill": CRITICAL,
     "workers.tasks.sweep_outbox": CRITICAL,  # it publishes critical jobs: no bulk backlog
+    "workers.tasks.drain_dead_letter_spool": CRITICAL,  # a few inserts, after an outage
     "workers.tasks.purge_expired_records": BULK,
     # notifications
     "apps.notifications.tasks.send_notification": CRITICAL,

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery.utils import uuid
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from workers.dead_letter_spool import dead_letter_spool_drain, dead_letter_spool_push
 from workers.models import DeadLetter, OutboxMessage
 from workers.outbox import outbox_enqueue_many
 
@@ -40,35 +41,59 @@ def dead_letter_record(
     worker: str,
     replay_of_id: int | None,
     raw_body: str = "",
-) -> DeadLetter:
-    """Store a failed task once per task id, whichever failure path reports it first."""
+) -> DeadLetter | None:
+    """Store a failed task once per task id, whichever failure path reports it first.
+
+    With the database unreachable the row goes to the Redis spool instead, and None is
+    returned: the caller acknowledges the message either way, so the failure must be
+    kept somewhere before that. Raises only if Redis cannot take it either (then the
+    acknowledgement cannot reach Redis and the message comes back).
+    """
+    fields = {
+        "task_id": task_id,
+        "task_name": task_name,
+        "queue": queue,
+        "args": _jsonable(list(args or [])),
+        "kwargs": _jsonable(dict(kwargs or {})),
+        "exception_type": f"{type(exception).__module__}.{type(exception).__qualname__}",
+        "message": str(exception),
+        "traceback": traceback,
+        "attempts": attempts,
+        "worker": worker,
+        "replay_of_id": replay_of_id,
+        "raw_body": raw_body,
+    }
+    try:
+        return dead_letter_store(fields=fields)
+    except (DatabaseError, InterfaceError) as exc:
+        dead_letter_spool_push(fields=fields)
+        logger.warning("database unavailable (%s): dead letter %s[%s] kept in the Redis "
+                       "spool until it is back", exc, task_name, task_id)
+        return None
+
+
+def dead_letter_store(*, fields: dict[str, Any]) -> DeadLetter:
+    """Insert the row unless its task id already has one (the same failure reported twice)."""
+    fields = dict(fields)
+    replay_of_id = fields.get("replay_of_id")
     if replay_of_id is not None and not DeadLetter.objects.filter(pk=replay_of_id).exists():
-        replay_of_id = None  # the original was purged while its replay ran
-    row, created = DeadLetter.objects.get_or_create(
-        task_id=task_id,
-        defaults={
-            "task_name": task_name,
-            "queue": queue,
-            "args": _jsonable(list(args or [])),
-            "kwargs": _jsonable(dict(kwargs or {})),
-            "exception_type": f"{type(exception).__module__}.{type(exception).__qualname__}",
-            "message": str(exception),
-            "traceback": traceback,
-            "attempts": attempts,
-            "worker": worker,
-            "replay_of_id": replay_of_id,
-            "raw_body": raw_body,
-        },
-    )
+        fields["replay_of_id"] = None  # the original was purged while its replay ran
+    row, created = DeadLetter.objects.get_or_create(task_id=fields.pop("task_id"),
+                                                    defaults=fields)
     if created:
         logger.warning("dead-lettered %s[%s] after %d attempt(s): %s",
-                       task_name, task_id, attempts, row.exception_type)
+                       row.task_name, row.task_id, row.attempts, row.exception_type)
     return row
+
+
+def dead_letters_drain_spool() -> int:
+    """Store what the spool kept while the database was down; return how many rows."""
+    return dead_letter_spool_drain(store=dead_letter_store)
 
 
 def dead_letter_record_message(*, task_id: str, task_name: str, queue: str, raw_body: str,
                                content_type: str, exception: BaseException,
-                               worker: str) -> DeadLetter:
+                               worker: str) -> DeadLetter | None:
     """Store a message no task could be built from (a poison message).
 
     A JSON task body keeps its arguments, so the row can be replayed once the task

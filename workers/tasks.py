@@ -10,11 +10,17 @@ from django.utils import timezone
 from workers.effects import effects_purge_expired
 from workers.exceptions import PermanentError
 from workers.outbox import outbox_purge_published, outbox_sweep
+from workers.services import dead_letters_drain_spool
 
 
 @shared_task(soft_time_limit=60, time_limit=90)
 def sweep_outbox() -> None:
     outbox_sweep(now=timezone.now())
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def drain_dead_letter_spool() -> None:
+    dead_letters_drain_spool()
 
 
 @shared_task(soft_time_limit=300, time_limit=360)

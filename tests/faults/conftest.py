@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.faults.harness import FAULT_BROKER_DB, Ledger, PrivateRedis, Processes
+from tests.faults.harness import FAULT_BROKER_DB, Ledger, PrivatePostgres, PrivateRedis, Processes
 
 LEDGERS: list[Ledger] = []
 
@@ -36,6 +36,15 @@ def private_redis(tmp_path) -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres()
+    try:
+        yield server
+    finally:
+        server.remove()
 
 
 @pytest.fixture

@@ -1,10 +1,12 @@
 """Processes the fault tests start and kill, and the ledger they check afterwards."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -38,6 +40,14 @@ def send_effects(broker_url: str, keys: list[str], *, seconds: float) -> None:
                           queue="critical", producer=producer)
 
 
+def send_tasks(broker_url: str, name: str, calls: list[list]) -> None:
+    """Publish one `name` job per argument list to the critical queue at `broker_url`."""
+    with app.connection_for_write(broker_url) as connection, \
+            app.amqp.Producer(connection) as producer:
+        for args in calls:
+            app.send_task(name, args=args, queue="critical", producer=producer)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -67,6 +77,40 @@ class PrivateRedis:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (the server's binaries from the distribution,
+    run as the `postgres` user when the tests run as root), that the test may stop."""
+
+    def __init__(self):
+        self.directory = Path(tempfile.mkdtemp(prefix="fault-postgres-"))
+        self.port = free_port()
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+        self.bin = max(Path("/usr/lib/postgresql").glob("*/bin"),
+                       key=lambda path: int(path.parent.name))
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres", "postgres")
+        self._run("initdb", "-D", "data", "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", "data", "-l", "server.log", "-w", "start", "-o",
+                  f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
+                  "-c fsync=off")
+
+    def stop(self) -> None:
+        """Immediate shutdown: what a crashed or unreachable server looks like to clients."""
+        self._run("pg_ctl", "-D", "data", "-m", "immediate", "-w", "stop")
+
+    def remove(self) -> None:
+        if (self.directory / "data" / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", "data", "-m", "immediate", "-w", "stop", check=False)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _run(self, program: str, *args: str, check: bool = True) -> None:
+        as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*as_postgres, str(self.bin / program), *args], cwd=self.directory,
+                       check=check, capture_output=True, timeout=HANG)
 
 
 def _answers(client: redis.Redis) -> bool:

@@ -21,9 +21,7 @@ def test_a_redis_restart_with_jobs_queued_and_in_flight_loses_and_doubles_nothin
     send_effects(private_redis.url, keys, seconds=0.05)
     wait_for(lambda: effects_done(keys) >= 50, what="the first jobs to complete")
 
-    private_redis.kill()  # SIGKILL: acks and deliveries in flight hit a dead socket
-    wait_for(lambda: "Connection to broker lost" in processes.log("through-restart"),
-             what="the worker to notice Redis is gone")
+    private_redis.kill()  # SIGKILL, and its exit: acks and deliveries in flight hit a dead socket
     private_redis.start()  # replays the append-only file
     restarted_at = time.monotonic()
 
