@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TEST_ENV := DJANGO_SETTINGS_MODULE=tests.settings
 
-.PHONY: dev install test lint check-test-services bench lock clean
+.PHONY: dev install test lint check-test-services bench soak lock clean
 
 dev: install .env
 	@$(BIN)/python manage.py check_services
@@ -38,6 +38,12 @@ lint: install
 # Needs the same services as the tests; takes about 9 minutes on 2 cores.
 bench: install check-test-services
 	$(BIN)/python -m bench
+
+# Jobs and emails through both pools for SOAK_MINUTES while workers, Redis and PostgreSQL
+# are killed at random (private servers); prints the ledger, fails on any loss or double.
+SOAK_MINUTES ?= 10
+soak: install check-test-services
+	$(TEST_ENV) $(BIN)/python -m tests.faults.soak --minutes $(SOAK_MINUTES)
 
 check-test-services: install
 	@$(TEST_ENV) $(BIN)/python manage.py check_services

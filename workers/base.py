@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from celery.contrib.django.task import DjangoTask
 from celery.utils import uuid
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 
 from workers.dedup import DEDUP_HEADER, dedup_claim, dedup_release
 from workers.deliveries import redelivery_count
@@ -29,7 +29,10 @@ class PlatformTask(DjangoTask):
 
     Request = "workers.request:PlatformRequest"
 
-    autoretry_for = (TransientError,)
+    # A database that is restarting, failing over or out of connections (Django's
+    # OperationalError and InterfaceError) is transient too: a PostgreSQL restart should
+    # delay the jobs in flight, not dead-letter them.
+    autoretry_for = (TransientError, OperationalError, InterfaceError)
     max_retries = settings.TASK_MAX_RETRIES
     retry_backoff = settings.TASK_RETRY_BACKOFF
     retry_backoff_max = settings.TASK_RETRY_BACKOFF_MAX

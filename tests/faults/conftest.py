@@ -5,7 +5,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.faults.harness import FAULT_BROKER_DB, Ledger, PrivatePostgres, PrivateRedis, Processes
+from tests.faults.harness import FAULT_BROKER_DB, Ledger, Processes
+from tests.faults.servers import PrivatePostgres, PrivateRedis
 
 LEDGERS: list[Ledger] = []
 

@@ -1,12 +1,9 @@
 """Processes the fault tests start and kill, and the ledger they check afterwards."""
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -48,78 +45,6 @@ def send_tasks(broker_url: str, name: str, calls: list[list]) -> None:
             app.send_task(name, args=args, queue="critical", producer=producer)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class PrivateRedis:
-    """A redis-server of the test's own, with AOF on, that the test may kill and restart."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "always",
-             "--save", "", "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
-        wait_for(lambda: _answers(client), what="the private redis-server")
-
-    def kill(self) -> None:
-        """SIGKILL: no clean shutdown, only what the AOF already holds survives."""
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
-class PrivatePostgres:
-    """A PostgreSQL server of the test's own (the server's binaries from the distribution,
-    run as the `postgres` user when the tests run as root), that the test may stop."""
-
-    def __init__(self):
-        self.directory = Path(tempfile.mkdtemp(prefix="fault-postgres-"))
-        self.port = free_port()
-        self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
-        self.bin = max(Path("/usr/lib/postgresql").glob("*/bin"),
-                       key=lambda path: int(path.parent.name))
-        if os.geteuid() == 0:
-            shutil.chown(self.directory, "postgres", "postgres")
-        self._run("initdb", "-D", "data", "-A", "trust", "-U", "postgres", "--no-sync")
-
-    def start(self) -> None:
-        self._run("pg_ctl", "-D", "data", "-l", "server.log", "-w", "start", "-o",
-                  f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
-                  "-c fsync=off")
-
-    def stop(self) -> None:
-        """Immediate shutdown: what a crashed or unreachable server looks like to clients."""
-        self._run("pg_ctl", "-D", "data", "-m", "immediate", "-w", "stop")
-
-    def remove(self) -> None:
-        if (self.directory / "data" / "postmaster.pid").exists():
-            self._run("pg_ctl", "-D", "data", "-m", "immediate", "-w", "stop", check=False)
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def _run(self, program: str, *args: str, check: bool = True) -> None:
-        as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run([*as_postgres, str(self.bin / program), *args], cwd=self.directory,
-                       check=check, capture_output=True, timeout=HANG)
-
-
-def _answers(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
-
-
 class Processes:
     """Child processes on the migrated test database; every one is killed at the end."""
 
@@ -129,9 +54,9 @@ class Processes:
         self.started: list[subprocess.Popen] = []
 
     def worker(self, name: str, broker_url: str, *, concurrency: int = 4,
-               **env: str) -> subprocess.Popen:
+               queue: str = "critical", **env: str) -> subprocess.Popen:
         return self.spawn(
-            name, ["-m", "celery", "-A", "config", "worker", "-Q", "critical", "-n",
+            name, ["-m", "celery", "-A", "config", "worker", "-Q", queue, "-n",
                    f"{name}@faults", "-c", str(concurrency), "-P", "prefork", "-l", "info",
                    "-I", "tests.tasks", "--without-heartbeat", "--without-mingle",
                    "--without-gossip"],
@@ -213,12 +138,12 @@ def settle(fault: str, keys: list[str], *, since: float, broker_url: str,
     return Ledger.of(fault, keys, recovery_seconds=recovered)
 
 
-def broker_idle(broker_url: str) -> bool:
-    """No message waits in the fault workers' queue and none is delivered but unacked."""
+def broker_idle(broker_url: str, *, queue: str = "critical") -> bool:
+    """No message waits in the queue and none is delivered but unacked."""
     client = redis.Redis.from_url(broker_url)
     try:
         pipe = client.pipeline()
-        for key in ("critical", *(f"critical\x06\x16{step}" for step in (3, 6, 9))):
+        for key in (queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9))):
             pipe.llen(key)
         pipe.hlen("unacked")
         return not any(pipe.execute())

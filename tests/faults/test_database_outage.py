@@ -6,7 +6,8 @@ from collections import Counter
 import psycopg
 import redis
 
-from tests.faults.harness import Ledger, PrivatePostgres, Processes, new_keys, send_tasks
+from tests.faults.harness import Ledger, Processes, new_keys, send_tasks
+from tests.faults.servers import PrivatePostgres
 from tests.fixtures import HANG, wait_for
 from workers.dead_letter_spool import SPOOL_KEY
 

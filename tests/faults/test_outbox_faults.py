@@ -9,7 +9,8 @@ import redis
 from django.utils import timezone
 
 from apps.notifications.models import Notification
-from tests.faults.harness import Ledger, PrivateRedis, Processes, broker_idle, new_keys, settle
+from tests.faults.harness import Ledger, Processes, broker_idle, new_keys, settle
+from tests.faults.servers import PrivateRedis
 from tests.fixtures import wait_for
 from workers.models import DeadLetter, OutboxMessage
 

@@ -2,14 +2,8 @@
 
 import time
 
-from tests.faults.harness import (
-    PrivateRedis,
-    Processes,
-    effects_done,
-    new_keys,
-    send_effects,
-    settle,
-)
+from tests.faults.harness import Processes, effects_done, new_keys, send_effects, settle
+from tests.faults.servers import PrivateRedis
 from tests.fixtures import wait_for
 
 

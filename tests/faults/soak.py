@@ -1,0 +1,219 @@
+"""`make soak`: a steady stream of jobs and emails through both pools while faults strike.
+
+For `--minutes` (default 10), effect-once ledger jobs (on `critical` and `bulk`) and
+transactional emails are enqueued through the outbox, while at random moments a worker's
+process group is SIGKILLed, a worker is sent SIGTERM, the private Redis (AOF on) is
+SIGKILLed and restarted, or the private PostgreSQL is restarted. Then the stream stops,
+every process comes back, and the run waits until nothing is left in flight. It prints
+the ledger and exits 1 if any job or email was lost or doubled.
+
+What the database committed is what was sent: a job whose commit failed in an outage was
+never promised. An email delivered twice with the same Message-ID (a worker killed after
+the SMTP server accepted it, before the row was marked sent) is reported apart: the
+receiving provider drops the copy by its Message-ID, so it is not counted as doubled.
+"""
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from tests.faults.servers import PrivatePostgres, PrivateRedis
+
+POOLS = ("critical", "bulk")
+SETTLE_TIMEOUT = 900.0  # seconds for everything in flight to finish once faults stop
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=20.0, help="jobs per second")
+    parser.add_argument("--seed", type=int, default=None)
+    options = parser.parse_args()
+    seed = options.seed if options.seed is not None else random.randrange(1 << 30)
+    chance = random.Random(seed)
+    print(f"soak: {options.minutes:g} min, {options.rate:g} jobs/s, seed {seed}", flush=True)
+
+    logs = Path(tempfile.mkdtemp(prefix="soak-"))
+    broker = PrivateRedis(logs / "redis")
+    broker.directory.mkdir()
+    broker.start()
+    database = PrivatePostgres()
+    database.start()
+    os.environ.update(DJANGO_SETTINGS_MODULE="tests.settings", DATABASE_URL=database.url,
+                      CELERY_BROKER_URL=broker.url, OUTBOX_SWEEP_INTERVAL="2",
+                      OUTBOX_SWEEP_GRACE="1", DEAD_LETTER_SPOOL_DRAIN_INTERVAL="2",
+                      LOG_LEVEL="ERROR")  # this process's own; the outages are expected
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from tests.faults.harness import Processes
+    from tests.smtp_server import start_smtp_server
+
+    call_command("migrate", verbosity=0)
+    smtp, mailbox = start_smtp_server()
+    processes = Processes(os.environ | {"EMAIL_URL": f"smtp://127.0.0.1:{mailbox.port}",
+                                        "PYTHONPATH": str(Path.cwd()), "LOG_LEVEL": "INFO"},
+                          logs)
+    workers = {pool: processes.worker(f"{pool}-0", broker.url, concurrency=2, queue=pool)
+               for pool in POOLS}
+    processes.spawn("beat", ["-m", "celery", "-A", "config", "beat", "-l", "info",
+                             "--pidfile", str(logs / "beat.pid")])
+    faults: Counter[str] = Counter()
+    stop = threading.Event()
+    injector = threading.Thread(
+        target=inject_faults, args=(chance, stop, faults, workers, processes, broker,
+                                    database), daemon=True)
+    try:
+        injector.start()
+        stream(chance, until=time.monotonic() + options.minutes * 60, rate=options.rate)
+        stop.set()
+        injector.join()
+        print(f"soak: stream stopped, faults {dict(faults)}; settling", flush=True)
+        ledger = settle(mailbox, broker.url)
+    finally:
+        processes.stop_all()
+        smtp.stop()
+        broker.kill()
+        database.remove()
+    print_ledger(options.minutes, faults, ledger)
+    print(f"soak: logs in {logs}")
+    failed = ledger["jobs"]["lost"] + ledger["jobs"]["doubled"] + \
+        ledger["emails"]["lost"] + ledger["emails"]["doubled"]
+    return 1 if failed else 0
+
+
+def stream(chance: random.Random, *, until: float, rate: float) -> None:
+    """Enqueue through the outbox until `until`; outages only delay the next enqueue."""
+    from django.db import Error, close_old_connections, transaction
+    from redis.exceptions import RedisError
+
+    from apps.notifications.models import Kind
+    from apps.notifications.services import notification_request
+    from workers.outbox import outbox_enqueue
+
+    count = 0
+    while time.monotonic() < until:
+        count += 1
+        key = f"soak-{count}-{chance.randrange(1 << 30)}"
+        try:
+            if count % 5 == 0:
+                notification_request(kind=Kind.WELCOME, recipient=f"{key}@example.com",
+                                     subject="Welcome", body="Soak", idempotency_key=key)
+            else:
+                with transaction.atomic():
+                    outbox_enqueue(task_name="tests.tasks.record_effect", kwargs={"key": key},
+                                   queue=chance.choice(POOLS), task_id=key)
+        except (Error, RedisError):
+            close_old_connections()
+            time.sleep(0.2)
+        time.sleep(1 / rate)
+
+
+def inject_faults(chance, stop, faults, workers, processes, broker, database) -> None:
+    restarts = Counter()
+    while not stop.wait(chance.uniform(5, 15)):
+        kind = chance.choice(("worker SIGKILL", "worker SIGTERM", "Redis SIGKILL",
+                              "PostgreSQL restart"))
+        faults[kind] += 1
+        print(f"soak: {time.strftime('%H:%M:%S')} {kind}", flush=True)
+        if kind.startswith("worker"):
+            pool = chance.choice(POOLS)
+            worker = workers[pool]
+            if kind == "worker SIGKILL":
+                processes.kill_group(worker)
+            else:
+                worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=300)
+            except subprocess.TimeoutExpired:
+                processes.kill_group(worker)
+                worker.wait(timeout=30)
+            restarts[pool] += 1
+            workers[pool] = processes.worker(f"{pool}-{restarts[pool]}", broker.url,
+                                             concurrency=2, queue=pool)
+        elif kind == "Redis SIGKILL":
+            broker.kill()
+            broker.start()
+        else:
+            database.stop()
+            database.start()
+
+
+def settle(mailbox, broker_url: str) -> dict[str, dict[str, int]]:
+    """Wait until every committed job and email is done or dead-lettered and nothing is
+    left in flight; then count."""
+    from tests.faults.harness import broker_idle
+
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    ledger = count(mailbox)
+    while time.monotonic() < deadline:
+        ledger = count(mailbox)
+        if (not ledger["jobs"]["lost"] and not ledger["emails"]["lost"]
+                and ledger["pending"]["outbox"] == ledger["pending"]["spool"] == 0
+                and all(broker_idle(broker_url, queue=pool) for pool in POOLS)):
+            break
+        time.sleep(1)
+    return count(mailbox)
+
+
+def count(mailbox) -> dict[str, dict[str, int]]:
+    from django.db import close_old_connections
+
+    from apps.notifications.models import Notification
+    from tests.ledger.models import Effect
+    from workers.dead_letter_spool import dead_letter_spool_size
+    from workers.models import DeadLetter, OutboxMessage
+
+    close_old_connections()
+    jobs = list(OutboxMessage.objects.filter(task_name="tests.tasks.record_effect")
+                .values_list("task_id", flat=True))
+    runs = Counter(Effect.objects.values_list("key", flat=True))
+    dead = set(DeadLetter.objects.values_list("task_id", flat=True))
+    dead_args = {tuple(args) for args in DeadLetter.objects.filter(
+        task_name="apps.notifications.tasks.send_notification").values_list("args", flat=True)}
+    emails = list(Notification.objects.values_list("pk", "recipient"))
+    delivered: dict[str, list] = {recipient: [] for _, recipient in emails}
+    with mailbox.lock:
+        for item in mailbox.delivered:
+            delivered.setdefault(item.to, []).append(item)
+    distinct = {recipient: len({item.message_id for item in items})
+                for recipient, items in delivered.items()}
+    return {
+        "jobs": {"sent": len(jobs), "completed": sum(1 for key in jobs if runs[key]),
+                 "dead-lettered": sum(1 for key in jobs if not runs[key] and key in dead),
+                 "lost": sum(1 for key in jobs if not runs[key] and key not in dead),
+                 "doubled": sum(1 for key in jobs if runs[key] > 1)},
+        "emails": {"sent": len(emails),
+                   "delivered": sum(1 for n in distinct.values() if n),
+                   "dead-lettered": sum(1 for pk, recipient in emails
+                                        if not distinct[recipient] and (pk,) in dead_args),
+                   "lost": sum(1 for pk, recipient in emails
+                               if not distinct[recipient] and (pk,) not in dead_args),
+                   "doubled": sum(1 for n in distinct.values() if n > 1),
+                   "same Message-ID again": sum(len(items) - distinct[recipient]
+                                                for recipient, items in delivered.items())},
+        "pending": {"outbox": OutboxMessage.objects.filter(published_at=None).count(),
+                    "spool": dead_letter_spool_size()},
+    }
+
+
+def print_ledger(minutes: float, faults: Counter, ledger: dict) -> None:
+    print(f"\nsoak ledger ({minutes:g} min; faults injected: "
+          + ", ".join(f"{kind} {n}" for kind, n in sorted(faults.items())) + ")")
+    for what in ("jobs", "emails"):
+        print(f"  {what:7} " + ", ".join(f"{name} {n}" for name, n in ledger[what].items()))
+    print("  left    " + ", ".join(f"{name} {n}" for name, n in ledger["pending"].items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
