@@ -12,6 +12,9 @@ and done, and task events (what Flower's task views and Prometheus metrics are b
 from). Its effect-once variant adds a database transaction per task. The plain no-op
 runs on bench/plain.py.
 
+Fetch: the template's worker on its atomic-fetch Redis transport against the same worker
+on kombu's stock one (BROKER_TRANSPORT=redis), in alternating rounds, median of each.
+
 Enqueue: one process, one service call per job: plain `apply_async`; the template's
 `delay_on_commit` in a transaction (routing and publish hooks, the publish after commit);
 and `delay_via_outbox` in a transaction (row insert, publish after commit, row marked).
@@ -41,10 +44,12 @@ def main() -> None:
     parser.add_argument("--pools", type=int, nargs="+",
                         default=[os.cpu_count() or 1, 2 * (os.cpu_count() or 1)])
     parser.add_argument("--enqueue", type=int, default=2_000)
+    parser.add_argument("--fetch-rounds", type=int, default=3)
     args = parser.parse_args()
     with harness.bench_database():
         figures = [*drain_figures(tasks_count=args.tasks, memory_tasks=args.memory_tasks,
                                   pools=args.pools),
+                   fetch_figure(count=args.tasks, rounds=args.fetch_rounds),
                    *enqueue_figures(count=args.enqueue)]
     harness.save("throughput", figures, tasks=args.tasks, memory_tasks=args.memory_tasks,
                  pools=args.pools, enqueued=args.enqueue, warmup=WARMUP)
@@ -78,7 +83,24 @@ def drain_figures(*, tasks_count: int, memory_tasks: int, pools: list[int]) -> l
     return figures
 
 
-def drain(*, kind: str, send: Callable, queue: str, count: int, pool: int) -> dict:
+def fetch_figure(*, count: int, rounds: int) -> dict:
+    """The atomic fetch's cost: the same worker on both transports, rounds alternating."""
+    pool = os.cpu_count() or 1
+    rates: dict[str, list[float]] = {"atomic": [], "stock": []}
+    for _ in range(rounds):
+        for transport, env in (("stock", {"BROKER_TRANSPORT": "redis"}), ("atomic", {})):
+            rates[transport].append(drain(kind=TEMPLATE, send=tasks.noop.apply_async,
+                                          queue="bulk", count=count, pool=pool,
+                                          env=env)["rate"])
+    atomic, stock = statistics.median(rates["atomic"]), statistics.median(rates["stock"])
+    return figure(benchmark="throughput", name=f"drain {count:,} no-ops, pool of {pool}, "
+                  "atomic fetch", unit="tasks/s", template=atomic, baseline=stock,
+                  baseline_label="kombu's stock Redis transport", target=">= 0.95 of stock",
+                  met=atomic >= 0.95 * stock)
+
+
+def drain(*, kind: str, send: Callable, queue: str, count: int, pool: int,
+          env: dict[str, str] | None = None) -> dict:
     """Drain rate, and resident memory (KiB) of the worker's main and pool processes
     after a warm-up of WARMUP tasks and once the queue is empty."""
     harness.broker().flushdb()
@@ -91,7 +113,7 @@ def drain(*, kind: str, send: Callable, queue: str, count: int, pool: int) -> di
             memory["before"] = worker_rss(worker.pid)
 
     with harness.running(kind=kind, name=name, concurrency=pool,
-                         queues=queue if kind == TEMPLATE else None) as worker:
+                         queues=queue if kind == TEMPLATE else None, env=env) as worker:
         taken, seconds = harness.wait_drained(queue=queue, on_left=sample)
         memory["after"] = worker_rss(worker.pid)
     return {"rate": round(taken / seconds, 1), **memory}

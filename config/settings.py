@@ -168,8 +168,10 @@ DEAD_LETTER_SPOOL_DRAIN_INTERVAL = env.int("DEAD_LETTER_SPOOL_DRAIN_INTERVAL", d
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://localhost:6379/0")
 # On Redis, kombu's transport with a fetch that pops and records the message as
 # unacknowledged in one step (workers/redis_transport.py; needs Redis 6.2 or later).
-CELERY_BROKER_TRANSPORT = ("workers.redis_transport:Transport"
-                           if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else None)
+# BROKER_TRANSPORT=redis selects kombu's stock transport instead (bench/ compares them).
+CELERY_BROKER_TRANSPORT = env.str("BROKER_TRANSPORT", default="") or (
+    "workers.redis_transport:Transport"
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else None)
 # Results only for tasks that ask for them (probes); Redis expires them by itself.
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or CELERY_BROKER_URL
 CELERY_TASK_IGNORE_RESULT = True  # most jobs have effects, not return values
