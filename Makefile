@@ -31,6 +31,8 @@ test: install lint check-test-services
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/hadolint docker/Dockerfile
 	$(BIN)/shellcheck .ci/run
 

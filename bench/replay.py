@@ -18,7 +18,7 @@ import time
 
 from bench import harness, plain, tasks
 from bench.harness import PLAIN, ROOT, TEMPLATE, figure
-from workers.models import DeadLetter
+from workers.dead_letters.models import DeadLetter
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from django.db import transaction
 
 from bench import harness, plain, tasks
 from bench.harness import PLAIN, TEMPLATE, figure
-from workers.models import TaskEffect
+from workers.api.models import TaskEffect
 
 TARGET = ">= 0.90 of plain"
 WARMUP = 1000  # tasks drained before the first memory sample

@@ -4,13 +4,11 @@ import os
 
 from celery import Celery
 
-from workers.event_batches import EventBatchLimit
-from workers.timers import CancelledTimerCompaction
+from workers.runtime import install
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-app = Celery("config", task_cls="workers.base:PlatformTask")
+app = Celery("config", task_cls="workers.api.base:PlatformTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-app.steps["worker"].add(CancelledTimerCompaction)
-app.steps["consumer"].add(EventBatchLimit)
+install(app)

@@ -1,5 +1,9 @@
 """Django settings: every knob comes from the environment (see `.env.example`).
 
+Grouped by concern: Django, the platform (workers/), Celery, the apps, observability.
+Nothing here but reading the environment: no platform module is imported for its side
+effects (Sentry starts in the workers app's `ready()`).
+
 Defaults are the safe ones: DEBUG off, secure cookies and HSTS on, SECRET_KEY required
 unless DJANGO_ENV is `dev` or `test`. A local run with nothing set uses SQLite and the
 Redis on localhost so a fresh clone works before anyone writes a `.env`.
@@ -12,8 +16,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
-from workers.observability import init_sentry
-from workers.routing import BULK, CRITICAL
+from workers.api.routing import BULK, CRITICAL
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -35,6 +38,7 @@ else:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"] if LOCAL else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# --- Django ----------------------------------------------------------------------------
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -90,8 +94,6 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-if DJANGO_ENV == "test":
-    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -111,10 +113,17 @@ STORAGES = {
     },
 }
 
-EMAIL_CONFIG = env.email_url(
-    "EMAIL_URL", default="memorymail://" if DJANGO_ENV == "test" else "consolemail://"
-)
-vars().update(EMAIL_CONFIG)
+# One URL for the email backend and its server (smtp://user:password@host:587/?tls=True).
+_email = env.email_url("EMAIL_URL", default="memorymail://" if DJANGO_ENV == "test"
+                       else "consolemail://")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = _email.get("EMAIL_PORT", 25)
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+EMAIL_FILE_PATH = _email.get("EMAIL_FILE_PATH", "")  # filemail://
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@example.com")
 
 # Security: on outside dev/test, so production passes `manage.py check --deploy` untouched.
@@ -129,20 +138,8 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not LOCAL)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
-LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
-
-# --- Celery -------------------------------------------------------------------------
-# Every option below is read by config/celery.py through the CELERY_ namespace.
+# --- Platform (workers/) ---------------------------------------------------------------
+# Task policy the base task applies to every task that does not state its own.
 TASK_SOFT_TIME_LIMIT = env.int("TASK_SOFT_TIME_LIMIT", default=60)
 TASK_TIME_LIMIT = env.int("TASK_TIME_LIMIT", default=90)
 TASK_MAX_RETRIES = env.int("TASK_MAX_RETRIES", default=5)
@@ -150,7 +147,6 @@ TASK_RETRY_BACKOFF = env.int("TASK_RETRY_BACKOFF", default=2)
 TASK_RETRY_BACKOFF_MAX = env.int("TASK_RETRY_BACKOFF_MAX", default=600)
 TASK_MAX_COUNTDOWN = env.int("TASK_MAX_COUNTDOWN", default=1800)
 TASK_MAX_DELIVERIES = env.int("TASK_MAX_DELIVERIES", default=3)
-
 # Effect-once keys are kept this long: longer than any redelivery or dead-letter replay.
 TASK_EFFECT_TTL_DAYS = env.int("TASK_EFFECT_TTL_DAYS", default=30)
 # Default lifetime of an enqueue-time dedup key (a job sent with `dedup_key=`), seconds.
@@ -165,12 +161,27 @@ OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=72)
 # How often beat moves dead letters kept in Redis during a database outage into the table.
 DEAD_LETTER_SPOOL_DRAIN_INTERVAL = env.int("DEAD_LETTER_SPOOL_DRAIN_INTERVAL", default=10)
 
+# A message unacked for this long is handed to another worker. It must exceed the longest
+# hard limit, countdown and retry backoff, or a slow task runs twice (tests enforce it).
+BROKER_VISIBILITY_TIMEOUT = env.int("BROKER_VISIBILITY_TIMEOUT", default=3600)
+# How often each worker looks for messages whose visibility timeout has passed, seconds.
+BROKER_RESTORE_INTERVAL = env.int("BROKER_RESTORE_INTERVAL", default=60)
+# Seconds the beat lock lives without renewal: a standby beat takes over within this.
+BEAT_LOCK_TTL = env.int("BEAT_LOCK_TTL", default=30)
+# Workers publish task events in batches at most this many seconds apart (see
+# workers/runtime/event_batches.py for how many one batch may hold).
+WORKER_EVENTS_FLUSH_INTERVAL = env.float("WORKER_EVENTS_FLUSH_INTERVAL", default=0.1)
+
+# --- Celery ---------------------------------------------------------------------------
+# CELERY_* options are read by config/celery.py through the CELERY_ namespace (see
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html); the others in this
+# section are read by Celery's Django fix-up (CELERY_DB_REUSE_MAX) or by the platform.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://localhost:6379/0")
 # On Redis, kombu's transport with a fetch that pops and records the message as
-# unacknowledged in one step (workers/redis_transport.py; needs Redis 6.2 or later).
+# unacknowledged in one step (workers/runtime/redis_transport.py; needs Redis 6.2 or later).
 # BROKER_TRANSPORT=redis selects kombu's stock transport instead (bench/ compares them).
 CELERY_BROKER_TRANSPORT = env.str("BROKER_TRANSPORT", default="") or (
-    "workers.redis_transport:Transport"
+    "workers.runtime.redis_transport:Transport"
     if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else None)
 # Results only for tasks that ask for them (probes); Redis expires them by itself.
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or CELERY_BROKER_URL
@@ -190,10 +201,10 @@ CELERY_TASK_QUEUES = (
 )
 CELERY_TASK_CREATE_MISSING_QUEUES = False
 CELERY_TASK_DEFAULT_QUEUE = CRITICAL  # only Celery's own control messages rely on it
-CELERY_TASK_ROUTES = ("workers.routing.route_task",)
+CELERY_TASK_ROUTES = ("workers.api.routing.route_task",)
 # Ack after the task ran, so a crash mid-task re-runs it instead of losing it.
 CELERY_TASK_ACKS_LATE = True
-# A dead child process puts its message back; workers.base caps how often.
+# A dead child process puts its message back; workers.api.base caps how often.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # Failures and hard time limits are acked once the dead-letter row holds the payload.
 CELERY_TASK_ACKS_ON_FAILURE = True
@@ -208,11 +219,6 @@ CELERY_TASK_TIME_LIMIT = TASK_TIME_LIMIT
 # Wait for Redis at start-up instead of crashing the container into a restart loop.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # keep trying while Redis restarts
-# A message unacked for this long is handed to another worker. It must exceed the longest
-# hard limit, countdown and retry backoff, or a slow task runs twice (tests enforce it).
-BROKER_VISIBILITY_TIMEOUT = env.int("BROKER_VISIBILITY_TIMEOUT", default=3600)
-# How often each worker looks for messages whose visibility timeout has passed, seconds.
-BROKER_RESTORE_INTERVAL = env.int("BROKER_RESTORE_INTERVAL", default=60)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
     # kombu scans every interval * throttle seconds; throttle 1 makes the interval exact.
@@ -241,38 +247,34 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Recycle children to bound leaks in third-party code (per task count and resident KiB).
 # The memory cap is what catches a leak; the count is a backstop, since each replacement
-# is a fork of the main process (at 1000, 6 % of its time on short tasks in bench/).
+# is a fork of the main process (docs/performance.md).
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("WORKER_MAX_TASKS_PER_CHILD", default=10000)
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("WORKER_MAX_MEMORY_PER_CHILD", default=262144)
 # Retries wait in the worker's memory until due; bound how many one worker holds.
 CELERY_WORKER_ETA_TASK_LIMIT = env.int("WORKER_ETA_TASK_LIMIT", default=1000)
 # Celery's Django fix-up closes every database connection before and after each task, so
-# each task would open a new PostgreSQL connection (a third of an effect-once task's time
-# in bench/throughput.py). With this set it closes them only every this many tasks, and
-# workers/signals.py recycles connections per task as Django does per request (CONN_MAX_AGE,
+# each task would open a new PostgreSQL connection (docs/performance.md). With this set
+# it closes them only every this many tasks, and
+# workers/runtime/signals.py recycles connections per task as Django does per request (CONN_MAX_AGE,
 # CONN_HEALTH_CHECKS).
 CELERY_DB_REUSE_MAX = 1000
 # Task events feed Flower's task views and its Prometheus metrics.
 CELERY_WORKER_SEND_TASK_EVENTS = True
 # A "sent" event per enqueue shows jobs no worker has picked up yet, but it is a second
-# Redis publish on every enqueue: about half the cost of `apply_async` (bench/). Waiting
-# work is counted by `manage.py queues stats` and Flower's Broker page without it.
+# Redis publish on every enqueue (docs/performance.md). Waiting work is counted by
+# `manage.py queues stats` and Flower's Broker page without it.
 CELERY_TASK_SEND_SENT_EVENT = env.bool("TASK_SEND_SENT_EVENT", default=False)
-# Workers publish task events in batches at most this many seconds apart (see
-# workers/event_batches.py for how many one batch may hold).
-WORKER_EVENTS_FLUSH_INTERVAL = env.float("WORKER_EVENTS_FLUSH_INTERVAL", default=0.1)
 # Django's LOGGING config stays in charge of the worker's logs.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Messages that cannot become a task (undecodable, unknown task, malformed) are
 # dead-lettered with their raw body instead of being logged and dropped.
-CELERY_WORKER_CONSUMER = "workers.consumer:DeadLetteringConsumer"
+CELERY_WORKER_CONSUMER = "workers.runtime.consumer:DeadLetteringConsumer"
 # SIGTERM (warm shutdown) stops consuming and waits for running tasks; unstarted messages
 # go back to Redis. Compose's stop_grace_period per pool exceeds its longest hard limit.
 CELERY_TIMEZONE = TIME_ZONE
 # Beat schedules from the database, and only the holder of a Redis lock sends anything:
 # a second beat waits as a standby and takes over within BEAT_LOCK_TTL of the first dying.
-CELERY_BEAT_SCHEDULER = "workers.beat:LockedDatabaseScheduler"
-BEAT_LOCK_TTL = env.int("BEAT_LOCK_TTL", default=30)
+CELERY_BEAT_SCHEDULER = "workers.runtime.beat:LockedDatabaseScheduler"
 # Renew the lock at least three times per TTL (beat wakes at least this often).
 CELERY_BEAT_MAX_LOOP_INTERVAL = max(1, min(5, BEAT_LOCK_TTL // 3))
 # Write each entry's last run time to the database as soon as it is sent, so a standby
@@ -344,11 +346,24 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, ANALYTICS_MAX_BODY_BYTES)
 ANALYTICS_RETENTION_DAYS = env.int("ANALYTICS_RETENTION_DAYS", default=90)
 ANALYTICS_CLEANUP_BATCH = env.int("ANALYTICS_CLEANUP_BATCH", default=5000)
 
-FLOWER_BASIC_AUTH = env.str("FLOWER_BASIC_AUTH", default="")
+# --- Observability -----------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
 
-init_sentry(
-    dsn=env.str("SENTRY_DSN", default=""),
-    environment=env.str("SENTRY_ENVIRONMENT", default="") or DJANGO_ENV,
-    release=env.str("SENTRY_RELEASE", default=""),
-    traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
-)
+# Sentry: reports from web, workers and beat once a DSN is set (started by the workers
+# app when Django loads, workers/ops/sentry.py).
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="") or DJANGO_ENV
+SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="")
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+
+FLOWER_BASIC_AUTH = env.str("FLOWER_BASIC_AUTH", default="")

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from apps.billing.webhooks import billing_webhook
-from workers.health import healthz
+from workers.ops.health import healthz
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -17,7 +17,7 @@ from config.celery import app
 from tests.smtp_server import RecordingHandler, start_smtp_server
 from tests.stripe_server import StripeStandIn
 from tests.tasks import FINISHED
-from workers.models import OutboxMessage
+from workers.api.models import OutboxMessage
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = {"critical": "critical@test", "bulk": "bulk@test"}
@@ -37,6 +37,12 @@ def wait_for(predicate: Callable[[], object], *, timeout: float = HANG, what: st
             return value
         time.sleep(0.05)
     pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+def project_tasks() -> list:
+    """Every task of the project (not the test-only ones), each module imported."""
+    app.loader.import_default_modules()
+    return [task for name, task in sorted(app.tasks.items()) if not name.startswith("tests.")]
 
 
 def last_outbox_id() -> int:

@@ -18,3 +18,4 @@ os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="media-"))
 from config.settings import *  # noqa: F403
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.ledger"]  # noqa: F405
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests

@@ -15,7 +15,7 @@ from celery.signals import task_postrun
 from django.conf import settings
 from django.db import connection
 
-from workers.exceptions import PermanentError, TransientError
+from workers.api.exceptions import PermanentError, TransientError
 
 RAN_ON = "test:ran-on"
 FINISHED = "test:finished"

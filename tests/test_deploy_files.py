@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 
 from config.celery import app
-from tests.test_task_policy import project_tasks
-from workers.routing import queue_for
+from tests.fixtures import project_tasks
+from workers.api.routing import queue_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES = ("web", "worker-critical", "worker-bulk", "beat", "flower")

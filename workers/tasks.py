@@ -2,41 +2,43 @@
 
 import time
 from datetime import timedelta
+from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from workers.effects import effects_purge_expired
-from workers.exceptions import PermanentError
-from workers.outbox import outbox_purge_published, outbox_sweep
-from workers.services import dead_letters_drain_spool
+from workers.api.effects import effects_purge_expired
+from workers.api.exceptions import PermanentError
+from workers.api.outbox import outbox_purge_published, outbox_sweep
+from workers.api.routing import BULK, CRITICAL
+from workers.dead_letters.services import dead_letters_drain_spool
 
 
-@shared_task(soft_time_limit=60, time_limit=90)
+@shared_task(route=CRITICAL, soft_time_limit=60, time_limit=90)
 def sweep_outbox() -> None:
     outbox_sweep(now=timezone.now())
 
 
-@shared_task(soft_time_limit=60, time_limit=90)
+@shared_task(route=CRITICAL, soft_time_limit=60, time_limit=90)
 def drain_dead_letter_spool() -> None:
     dead_letters_drain_spool()
 
 
-@shared_task(soft_time_limit=300, time_limit=360)
+@shared_task(route=BULK, soft_time_limit=300, time_limit=360)
 def purge_expired_records() -> None:
     now = timezone.now()
     effects_purge_expired(now=now)
     outbox_purge_published(before=now - timedelta(hours=settings.OUTBOX_RETENTION_HOURS))
 
 
-@shared_task(bind=True, ignore_result=False, max_retries=0)
-def probe(self, sent_at: float) -> dict:
+@shared_task(route=CRITICAL, bind=True, ignore_result=False, max_retries=0)
+def probe(self: Task, sent_at: float) -> dict[str, Any]:
     """Echo back who ran it and when, so the caller can time the round trip."""
     return {"sent_at": sent_at, "started_at": time.time(), "worker": self.request.hostname}
 
 
-@shared_task(max_retries=0)
+@shared_task(route=CRITICAL, max_retries=0)
 def dead_letter_drill(reason: str) -> None:
     """Fail permanently on purpose: proves that failures reach the dead-letter table."""
     raise PermanentError(f"dead-letter drill: {reason}")

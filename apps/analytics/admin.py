@@ -1,4 +1,7 @@
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 
 from apps.analytics.models import Event, ExportJob, HourlyRollup
 from apps.analytics.services import export_start
@@ -31,7 +34,7 @@ class ExportJobAdmin(admin.ModelAdmin):
     readonly_fields = ("owner", "status", "progress", "row_count", "file", "error",
                        "created_at", "started_at", "finished_at")
 
-    def save_model(self, request, obj, form, change) -> None:
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if not change:
             obj.owner = request.user
         super().save_model(request, obj, form, change)

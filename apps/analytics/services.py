@@ -4,6 +4,7 @@ import csv
 import tempfile
 from datetime import date, datetime, time, timedelta
 from time import monotonic
+from typing import Any
 
 from django.core.files import File
 from django.db import transaction
@@ -12,7 +13,7 @@ from django.utils import timezone
 
 from apps.analytics.models import Event, ExportJob, HourlyRollup
 from apps.analytics.validation import ValidEvent
-from workers.exceptions import PermanentError
+from workers.api.exceptions import PermanentError
 
 EXPORT_COLUMNS = ("id", "name", "occurred_at", "properties")
 EXPORT_READ_CHUNK = 2000
@@ -78,7 +79,7 @@ def export_request(*, owner_id: int, date_from: date, date_to: date) -> ExportJo
 def export_start(*, export_id: int) -> None:
     from apps.analytics.tasks import run_export
 
-    run_export.delay_on_commit(export_id)
+    transaction.on_commit(lambda: run_export.delay(export_id))
 
 
 def export_run(*, export_id: int) -> ExportJob:
@@ -118,7 +119,7 @@ def export_run(*, export_id: int) -> ExportJob:
     return job
 
 
-def _export_update(job: ExportJob, **fields) -> None:
+def _export_update(job: ExportJob, **fields: Any) -> None:
     """Commit progress at once, so the status page sees it while the export runs."""
     ExportJob.objects.filter(pk=job.pk).update(**fields)
     for name, value in fields.items():

@@ -76,7 +76,8 @@ def export_download(request: HttpRequest, export_id: int) -> FileResponse | Json
     if job.status != ExportJob.Status.DONE:
         return JsonResponse({"error": f"the export is {job.status}"}, status=409)
     return FileResponse(job.file.open("rb"), as_attachment=True,
-                        filename=job.file.name.rpartition("/")[2], content_type="text/csv")
+                        filename=(job.file.name or "").rpartition("/")[2],
+                        content_type="text/csv")
 
 
 def _own_export(request: HttpRequest, export_id: int) -> ExportJob:

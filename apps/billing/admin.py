@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from apps.billing.models import Customer, Invoice, PaymentEvent, Subscription
 
@@ -36,5 +37,5 @@ class PaymentEventAdmin(admin.ModelAdmin):
     search_fields = ("=event_id",)
     readonly_fields = ("event_id", "type", "payload", "outcome", "received_at", "processed_at")
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

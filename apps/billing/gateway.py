@@ -6,11 +6,12 @@ PermanentError, since repeating it cannot help.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import stripe
 from django.conf import settings
 
-from workers.exceptions import PermanentError, TransientError
+from workers.api.exceptions import PermanentError, TransientError
 
 
 class GatewayUnavailable(TransientError):
@@ -57,5 +58,6 @@ def charge(*, customer_id: str, amount_cents: int, currency: str, description: s
 
 
 def _intent_id(error: stripe.CardError) -> str:
-    intent = (error.json_body or {}).get("error", {}).get("payment_intent") or {}
-    return intent.get("id", "")
+    body: Any = error.json_body or {}
+    intent = body.get("error", {}).get("payment_intent") or {}
+    return str(intent.get("id", ""))

@@ -15,7 +15,7 @@ from apps.billing import gateway
 from apps.billing.models import Invoice, PaymentEvent, Subscription
 from apps.notifications.models import Kind
 from apps.notifications.services import notification_request
-from workers.exceptions import PermanentError
+from workers.api.exceptions import PermanentError
 
 
 class MalformedEvent(ValueError):

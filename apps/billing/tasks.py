@@ -17,33 +17,34 @@ from apps.billing.services import (
     invoices_generate_due,
     payment_event_process,
 )
+from workers.api.routing import BULK, CRITICAL
 
 
-@shared_task(effect_once=True, effect_key="payment-event:{payment_event_id}")
+@shared_task(route=CRITICAL, effect_once=True, effect_key="payment-event:{payment_event_id}")
 def process_payment_event(payment_event_id: int) -> None:
     payment_event_process(payment_event_id=payment_event_id)
 
 
-@shared_task(effect_once=True, effect_key="invoice-paid:{invoice_id}")
+@shared_task(route=CRITICAL, effect_once=True, effect_key="invoice-paid:{invoice_id}")
 def mark_invoice_paid(invoice_id: int, reference: str) -> None:
     invoice_mark_paid(invoice_id=invoice_id, reference=reference)
 
 
-@shared_task(effect_once=True, effect_key="receipt:invoice:{invoice_id}")
+@shared_task(route=CRITICAL, effect_once=True, effect_key="receipt:invoice:{invoice_id}")
 def send_payment_receipt(invoice_id: int) -> None:
     invoice_send_receipt(invoice_id=invoice_id)
 
 
-@shared_task(effect_once=True, max_retries=6, retry_backoff_max=300)
+@shared_task(route=CRITICAL, effect_once=True, max_retries=6, retry_backoff_max=300)
 def charge_invoice(invoice_id: int) -> None:
     invoice_charge(invoice_id=invoice_id)
 
 
-@shared_task(soft_time_limit=300, time_limit=360)
+@shared_task(route=BULK, soft_time_limit=300, time_limit=360)
 def generate_due_invoices() -> None:
     invoices_generate_due(today=timezone.localdate())
 
 
-@shared_task
+@shared_task(route=BULK)
 def run_dunning() -> None:
     dunning_enqueue_due(now=timezone.now())

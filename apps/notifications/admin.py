@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest
 
 from apps.notifications.models import Campaign, Notification, NotificationPreference
 from apps.notifications.services import campaign_start
@@ -16,7 +17,7 @@ class NotificationAdmin(admin.ModelAdmin):
                        "last_error", "created_at", "sent_at", "updated_at")
     list_select_related = ("campaign",)
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
 
@@ -28,7 +29,7 @@ class CampaignAdmin(admin.ModelAdmin):
     readonly_fields = ("status", "recipients_total", "chunks_total", "created_at", "started_at")
     actions = ("start",)
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
         sent, failed = Notification.Status.SENT, Notification.Status.FAILED
         return super().get_queryset(request).annotate(
             sent_count=Count("notifications", filter=Q(notifications__status=sent)),
@@ -36,14 +37,14 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @admin.display(description="sent", ordering="sent_count")
     def sent(self, campaign: Campaign) -> int:
-        return campaign.sent_count
+        return campaign.sent_count  # type: ignore[attr-defined]  # get_queryset annotates
 
     @admin.display(description="failed", ordering="failed_count")
     def failed(self, campaign: Campaign) -> int:
-        return campaign.failed_count
+        return campaign.failed_count  # type: ignore[attr-defined]  # get_queryset annotates
 
     @admin.action(description="Start sending", permissions=["change"])
-    def start(self, request, rows) -> None:
+    def start(self, request: HttpRequest, rows: QuerySet[Campaign]) -> None:
         for campaign in rows:
             campaign_start(campaign_id=campaign.pk)
         self.message_user(request, f"{rows.count()} campaign(s) sending.", messages.SUCCESS)

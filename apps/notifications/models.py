@@ -28,6 +28,11 @@ class NotificationPreference(models.Model):
         return f"preferences of user {self.user_id}"
 
 
+def default_chunk_size() -> int:
+    """Users per bulk task of a new campaign: NOTIFICATIONS_CHUNK_SIZE, read when it is made."""
+    return int(settings.NOTIFICATIONS_CHUNK_SIZE)
+
+
 class Campaign(models.Model):
     """One digest or newsletter sent to everyone who did not opt out."""
 
@@ -41,7 +46,7 @@ class Campaign(models.Model):
     key = models.CharField(max_length=255, unique=True)
     subject = models.CharField(max_length=255)
     body = models.TextField()
-    chunk_size = models.PositiveIntegerField(default=500)
+    chunk_size = models.PositiveIntegerField(default=default_chunk_size)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     recipients_total = models.PositiveIntegerField(default=0)
     chunks_total = models.PositiveIntegerField(default=0)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 
-from workers.exceptions import PermanentError, TransientError
+from workers.api.exceptions import PermanentError, TransientError
 
 
 class ProviderUnavailable(TransientError):
@@ -50,7 +50,7 @@ class EmailProvider:
             self.connection.open()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.connection.close()
 
     def send(self, email: OutgoingEmail) -> str:

@@ -1,6 +1,7 @@
 """Transactional email (one message, `critical`) and campaigns (fan-out over `bulk`)."""
 
 from datetime import date
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -9,8 +10,10 @@ from django.utils import timezone
 from apps.notifications.models import TRANSACTIONAL_KINDS, Campaign, Kind, Notification
 from apps.notifications.providers import EmailProvider, OutgoingEmail, message_id_for
 from apps.notifications.selectors import campaign_audience
-from workers.exceptions import PermanentError, TransientError
-from workers.rate_limit import rate_limit_acquire
+from workers.api.exceptions import PermanentError, TransientError
+from workers.api.rate_limit import rate_limit_acquire
+
+_Error = TypeVar("_Error", bound=Exception)
 
 
 class NotificationNotFound(PermanentError):
@@ -70,10 +73,12 @@ def notification_send(*, notification_id: int) -> Notification:
 @transaction.atomic
 def campaign_create(*, kind: str, key: str, subject: str, body: str,
                     chunk_size: int | None = None) -> Campaign:
-    """A draft campaign; the same key returns the existing one."""
-    campaign, _ = Campaign.objects.get_or_create(
-        key=key, defaults={"kind": kind, "subject": subject, "body": body,
-                           "chunk_size": chunk_size or settings.NOTIFICATIONS_CHUNK_SIZE})
+    """A draft campaign; the same key returns the existing one. Without `chunk_size`, the
+    model's default (NOTIFICATIONS_CHUNK_SIZE)."""
+    defaults: dict[str, object] = {"kind": kind, "subject": subject, "body": body}
+    if chunk_size is not None:
+        defaults["chunk_size"] = chunk_size
+    campaign, _ = Campaign.objects.get_or_create(key=key, defaults=defaults)
     return campaign
 
 
@@ -156,7 +161,7 @@ def _deliver(provider: EmailProvider, notification: Notification) -> None:
     notification.last_error = ""
 
 
-def _record_failure(notification: Notification, error: Exception) -> Exception:
+def _record_failure(notification: Notification, error: _Error) -> _Error:
     notification.last_error = str(error)[:2000]
     notification.updated_at = timezone.now()
     if isinstance(error, PermanentError):

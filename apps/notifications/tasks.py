@@ -9,26 +9,27 @@ from apps.notifications.services import (
     digest_start_for_day,
     notification_send,
 )
+from workers.api.routing import BULK, CRITICAL
 
 
 # The row lock and its status make a repeat send nothing; each failed attempt is kept.
-@shared_task(idempotent=True, max_retries=8, retry_backoff_max=300)
+@shared_task(route=CRITICAL, idempotent=True, max_retries=8, retry_backoff_max=300)
 def send_notification(notification_id: int) -> None:
     notification_send(notification_id=notification_id)
 
 
-@shared_task(effect_once=True, effect_key="campaign-fan-out:{campaign_id}",
+@shared_task(route=BULK, effect_once=True, effect_key="campaign-fan-out:{campaign_id}",
              soft_time_limit=120, time_limit=150)
 def fan_out_campaign(campaign_id: int) -> None:
     campaign_fan_out(campaign_id=campaign_id)
 
 
-@shared_task(max_retries=10, retry_backoff_max=600, soft_time_limit=300, time_limit=360)
+@shared_task(route=BULK, max_retries=10, retry_backoff_max=600, soft_time_limit=300, time_limit=360)
 def send_campaign_chunk(campaign_id: int, first_user_id: int, last_user_id: int) -> None:
     campaign_send_chunk(campaign_id=campaign_id, first_user_id=first_user_id,
                         last_user_id=last_user_id)
 
 
-@shared_task
+@shared_task(route=BULK)
 def send_daily_digest() -> None:
     digest_start_for_day(day=timezone.localdate())

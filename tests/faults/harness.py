@@ -15,7 +15,7 @@ import redis
 from config.celery import app
 from tests.fixtures import HANG, ROOT, wait_for
 from tests.ledger.models import Effect
-from workers.models import DeadLetter
+from workers.dead_letters.models import DeadLetter
 
 # The fault workers' own Redis database, so the session's test workers never take their jobs.
 FAULT_BROKER_DB = 12

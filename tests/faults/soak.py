@@ -99,7 +99,7 @@ def stream(chance: random.Random, *, until: float, rate: float) -> None:
 
     from apps.notifications.models import Kind
     from apps.notifications.services import notification_request
-    from workers.outbox import outbox_enqueue
+    from workers.api.outbox import outbox_enqueue
 
     count = 0
     while time.monotonic() < until:
@@ -171,8 +171,9 @@ def count(mailbox) -> dict[str, dict[str, int]]:
 
     from apps.notifications.models import Notification
     from tests.ledger.models import Effect
-    from workers.dead_letter_spool import dead_letter_spool_size
-    from workers.models import DeadLetter, OutboxMessage
+    from workers.api.models import OutboxMessage
+    from workers.dead_letters.models import DeadLetter
+    from workers.dead_letters.spool import dead_letter_spool_size
 
     close_old_connections()
     jobs = list(OutboxMessage.objects.filter(task_name="tests.tasks.record_effect")

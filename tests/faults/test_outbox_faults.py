@@ -12,7 +12,8 @@ from apps.notifications.models import Notification
 from tests.faults.harness import Ledger, Processes, broker_idle, new_keys, settle
 from tests.faults.servers import PrivateRedis
 from tests.fixtures import wait_for
-from workers.models import DeadLetter, OutboxMessage
+from workers.api.models import OutboxMessage
+from workers.dead_letters.models import DeadLetter
 
 ENQUEUE = ["-m", "tests.faults.enqueue_through_outbox"]
 SWEEP = ["manage.py", "outbox", "sweep"]

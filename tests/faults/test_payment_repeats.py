@@ -7,13 +7,13 @@ from django.db import transaction
 
 from apps.billing.models import Invoice, PaymentEvent
 from apps.billing.tasks import charge_invoice, process_payment_event
-from apps.billing.tests.test_billing import event, make_invoice, post_event
 from apps.notifications.models import Kind, Notification
+from tests.factories import invoice_for, payment_event, post_event
 from tests.faults.harness import Ledger
 from tests.fixtures import last_outbox_id, wait_for, wait_for_outbox_jobs
 from tests.tasks import FINISHED
-from workers.models import OutboxMessage
-from workers.services import dead_letter_record, dead_letter_requeue
+from workers.api.models import OutboxMessage
+from workers.dead_letters.services import dead_letter_record, dead_letters_requeue
 
 
 def repeat(task, args: list, task_id: str, test_redis) -> None:
@@ -25,7 +25,8 @@ def repeat(task, args: list, task_id: str, test_redis) -> None:
                              queue="critical", args=args, kwargs={},
                              exception=RuntimeError("operator replay"), traceback="",
                              attempts=1, worker="", replay_of_id=None)
-    replay_id = dead_letter_requeue(dead_letter_id=row.pk, actor="fault-test")
+    replay_id = dead_letters_requeue(dead_letter_ids=[row.pk],
+                                     actor="fault-test").requeued[row.pk]
     wait_for(lambda: int(test_redis.hget(FINISHED, task_id) or 0) >= 3
              and test_redis.hget(FINISHED, replay_id), what="the repeats")
 
@@ -40,8 +41,8 @@ def test_a_payment_processed_three_times_charges_once_and_sends_one_receipt(
     started = time.monotonic()
     jobs_before = last_outbox_id()
     # A webhook event, delivered three times by the provider, then its job repeated.
-    paid_by_event = make_invoice("event-payer@example.com")
-    payment = event("payment.succeeded", paid_by_event)
+    paid_by_event = invoice_for("event-payer@example.com")
+    payment = payment_event("payment.succeeded", paid_by_event)
     assert [post_event(client, payment).status_code for _ in range(3)] == [200] * 3
     stored = PaymentEvent.objects.get(event_id=payment["id"])
     job = OutboxMessage.objects.get(task_name=process_payment_event.name, args=[stored.pk])
@@ -49,7 +50,7 @@ def test_a_payment_processed_three_times_charges_once_and_sends_one_receipt(
     repeat(process_payment_event, [stored.pk], job.task_id, test_redis)
 
     # A charge job, sent through the outbox, then repeated the same ways.
-    charged = make_invoice("charged@example.com")
+    charged = invoice_for("charged@example.com")
     with transaction.atomic():
         charge = charge_invoice.delay_via_outbox(charged.pk)
     wait_for(lambda: smtp_server.to("charged@example.com"), what="the charge's receipt")

@@ -4,14 +4,13 @@ import json
 import time
 import uuid
 
-import pytest
 from django.conf import settings
 from kombu import Connection
 
 from tests.faults.harness import Processes, new_keys, send_effects, settle
 from tests.fixtures import wait_for
-from workers.models import DeadLetter
-from workers.services import DeadLetterStateError, dead_letter_requeue
+from workers.dead_letters.models import DeadLetter
+from workers.dead_letters.services import dead_letters_requeue
 
 
 def task_headers(task: str, task_id: str) -> dict:
@@ -76,5 +75,5 @@ def test_each_poison_kind_is_dead_lettered_and_the_worker_keeps_consuming(
     assert len(taskless) == 2
     assert all(row.task_name == "" and row.task_id.startswith("poison-") for row in taskless)
     for row in [rows[ids["undecodable body"]], *taskless]:
-        with pytest.raises(DeadLetterStateError, match="cannot be requeued"):
-            dead_letter_requeue(dead_letter_id=row.pk, actor="test")
+        refused = dead_letters_requeue(dead_letter_ids=[row.pk], actor="test").refused
+        assert "cannot be requeued" in refused[row.pk]

@@ -10,7 +10,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from tests.faults.harness import Ledger, Processes
 from tests.fixtures import wait_for
 from tests.tasks import BEAT_TICKS
-from workers.beat import BEAT_LOCK_KEY
+from workers.runtime.beat import BEAT_LOCK_KEY
 
 LOCK_TTL = 3
 INTERVAL = 1.0  # seconds between the entry's sends

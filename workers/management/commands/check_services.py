@@ -1,9 +1,13 @@
 """`manage.py check_services`: one clear line per backing service that is not running."""
 
+from typing import Any
+
 from celery import current_app
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from kombu.utils.url import maybe_sanitize_url
+
+from workers.ops.health import broker_error, database_error
 
 HOW_TO_START = {
     "redis": "start it with: redis-server --daemonize yes (or: docker compose up -d redis)",
@@ -15,19 +19,15 @@ HOW_TO_START = {
 class Command(BaseCommand):
     help = "Fail fast, with the fix in one line, when the database or Redis is unreachable."
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         problems = []
-        try:
-            connection.ensure_connection()
-        except Exception as exc:
+        error = database_error()
+        if error is not None:
             vendor = connection.vendor
-            problems.append(f"{vendor} is not reachable ({exc.__class__.__name__}): "
+            problems.append(f"{vendor} is not reachable ({error.__class__.__name__}): "
                             f"{HOW_TO_START.get(vendor, 'start the database')}")
         broker = maybe_sanitize_url(current_app.conf.broker_url)
-        try:
-            with current_app.connection_for_read() as conn:
-                conn.ensure_connection(max_retries=1, timeout=2)
-        except Exception:
+        if broker_error() is not None:
             problems.append(f"Redis is not reachable at {broker}: {HOW_TO_START['redis']}")
         if problems:
             raise CommandError("\n".join(problems))

@@ -1,5 +1,7 @@
 """`manage.py dev_superuser`: the admin login `make dev` prints. Refused outside dev."""
 
+from typing import Any
+
 import environ
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -11,7 +13,7 @@ env = environ.Env()
 class Command(BaseCommand):
     help = "Create the development superuser if it does not exist, and print its login."
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if settings.DJANGO_ENV != "dev":
             raise CommandError("dev_superuser only runs with DJANGO_ENV=dev")
         username = env.str("DEV_SUPERUSER_USERNAME", default="admin")

@@ -4,16 +4,19 @@ import getpass
 import re
 import time
 from datetime import timedelta
+from typing import Any
 
 from celery.utils import uuid
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import QuerySet
 
-from workers.models import DeadLetter
-from workers.redaction import redact
-from workers.selectors import dead_letters_matching
-from workers.services import (
-    DeadLetterStateError,
-    dead_letter_discard,
+from workers.dead_letters.models import DeadLetter
+from workers.dead_letters.redaction import redact
+from workers.dead_letters.selectors import dead_letters_matching
+from workers.dead_letters.services import (
+    DISCARDABLE,
+    REQUEUEABLE,
+    dead_letters_discard,
     dead_letters_purge,
     dead_letters_requeue,
 )
@@ -51,12 +54,14 @@ class Command(BaseCommand):
         drill = actions.add_parser("drill", help="send a failing task and wait for its row")
         drill.add_argument("--timeout", type=float, default=15.0, help="seconds to wait")
 
-    def handle(self, *args, action: str, **options) -> None:
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
         if action == "drill":
             self._drill(timeout=options["timeout"])
             return
-        default_status = {"requeue": ["new"], "discard": ["new"],
-                          "purge": ["discarded", "resolved"]}.get(action)
+        default_status: list[str] | None = {
+            "requeue": [str(status) for status in REQUEUEABLE],
+            "discard": [str(status) for status in DISCARDABLE],
+            "purge": ["discarded", "resolved"]}.get(action)
         rows = dead_letters_matching(
             ids=options["ids"], task=options["task"], queue=options["queue"],
             statuses=options["status"] or default_status, older_than=options["older_than"],
@@ -73,7 +78,7 @@ class Command(BaseCommand):
         else:
             self._discard(rows)
 
-    def _list(self, rows) -> None:
+    def _list(self, rows: QuerySet[DeadLetter]) -> None:
         self.stdout.write(f"{'id':>6}  {'status':9}  {'queue':8}  {'failed at':19}  "
                           f"{'tries':>5}  task / exception / payload")
         for row in rows:
@@ -84,7 +89,7 @@ class Command(BaseCommand):
                 f"{'':>58}args={redact(row.args)} kwargs={redact(row.kwargs)}"
             )
 
-    def _requeue(self, rows) -> None:
+    def _requeue(self, rows: QuerySet[DeadLetter]) -> None:
         outcome = dead_letters_requeue(dead_letter_ids=list(rows.values_list("pk", flat=True)),
                                        actor=f"cli:{_user()}")
         for pk, replay_task_id in outcome.requeued.items():
@@ -92,28 +97,23 @@ class Command(BaseCommand):
         if outcome.refused:
             raise CommandError("; ".join(outcome.refused.values()))
 
-    def _discard(self, rows) -> None:
-        actor = f"cli:{_user()}"
-        failures = []
-        for pk in list(rows.values_list("pk", flat=True)):
-            try:
-                dead_letter_discard(dead_letter_id=pk, actor=actor)
-            except DeadLetterStateError as exc:
-                failures.append(str(exc))
-                continue
+    def _discard(self, rows: QuerySet[DeadLetter]) -> None:
+        outcome = dead_letters_discard(dead_letter_ids=list(rows.values_list("pk", flat=True)),
+                                       actor=f"cli:{_user()}")
+        for pk in outcome.discarded:
             self.stdout.write(f"discarded dead letter {pk}")
-        if failures:
-            raise CommandError("; ".join(failures))
+        if outcome.refused:
+            raise CommandError("; ".join(outcome.refused.values()))
 
     def _drill(self, *, timeout: float) -> None:
         task_id = uuid()
         started = time.monotonic()
-        dead_letter_drill.apply_async(args=["post-deploy fire drill"], task_id=task_id)
+        dead_letter_drill.apply_async(args=("post-deploy fire drill",), task_id=task_id)
         while time.monotonic() - started < timeout:
             row = DeadLetter.objects.filter(task_id=task_id).first()
             if row is not None:
                 elapsed = time.monotonic() - started
-                dead_letter_discard(dead_letter_id=row.pk, actor="dlq drill")
+                dead_letters_discard(dead_letter_ids=[row.pk], actor="dlq drill")
                 self.stdout.write(f"drill passed: dead letter {row.pk} recorded from queue "
                                   f"{row.queue} in {elapsed * 1000:.0f} ms, then discarded")
                 return

@@ -7,6 +7,7 @@ appears on a command line.
 
 import os
 import sys
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -15,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 class Command(BaseCommand):
     help = "Run Flower with basic auth from FLOWER_BASIC_AUTH (user:password[,user:password])."
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         pairs = [pair for pair in settings.FLOWER_BASIC_AUTH.split(",") if pair]
         if not pairs or not all(_valid(pair) for pair in pairs):
             raise CommandError("refusing to start Flower without auth: set FLOWER_BASIC_AUTH "

@@ -1,10 +1,12 @@
 """`manage.py outbox stats|sweep`: how many jobs wait to be published, and publish them now."""
 
+from typing import Any
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from workers.outbox import outbox_pending_stats, outbox_sweep
+from workers.api.outbox import outbox_pending_stats, outbox_sweep
 
 
 class Command(BaseCommand):
@@ -15,7 +17,7 @@ class Command(BaseCommand):
         actions.add_parser("stats", help="unpublished jobs and the oldest one's age")
         actions.add_parser("sweep", help="publish every job left unpublished past the grace")
 
-    def handle(self, *args, action: str, **options) -> None:
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
         if action == "stats":
             pending, oldest = outbox_pending_stats(now=timezone.now())
             age = "-" if oldest is None else f"{oldest:.1f}s"

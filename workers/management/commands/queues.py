@@ -1,13 +1,15 @@
 """`manage.py queues stats|probe`: is work waiting, and is anyone consuming it?"""
 
 import time
+from typing import Any
 
 from celery import current_app
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workers.queue_stats import queue_stats
-from workers.routing import QUEUES
+from workers.api.routing import QUEUES
+from workers.ops.health import broker_error
+from workers.ops.queue_stats import queue_stats
 from workers.tasks import probe
 
 
@@ -21,7 +23,7 @@ class Command(BaseCommand):
         probe_parser.add_argument("--timeout", type=float, default=5.0,
                                   help="seconds to wait for each queue's consumer")
 
-    def handle(self, *args, action: str, **options) -> None:
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
         if action == "stats":
             self._stats()
         else:
@@ -38,7 +40,7 @@ class Command(BaseCommand):
         silent = []
         for queue in QUEUES:
             sent_at = time.time()
-            result = probe.apply_async(args=[sent_at], queue=queue, expires=timeout)
+            result = probe.apply_async(args=(sent_at,), queue=queue, expires=timeout)
             try:
                 answer = result.get(timeout=timeout, interval=0.01)
             except CeleryTimeoutError:
@@ -57,6 +59,7 @@ class Command(BaseCommand):
 
 def _open_connections() -> None:
     """Connect to the broker and the result store first, so the timing is the queue's."""
-    current_app.backend.client.ping()
-    with current_app.producer_or_acquire() as producer:
-        producer.connection.ensure_connection(max_retries=1, timeout=2)
+    error = broker_error()
+    if error is not None:
+        raise CommandError(f"the broker is not reachable: {error}")
+    current_app.backend.client.ping()  # type: ignore[attr-defined]  # the Redis backend

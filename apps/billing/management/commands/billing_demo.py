@@ -4,6 +4,7 @@ Development only; running it again reuses the same rows.
 """
 
 from datetime import date
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -16,7 +17,7 @@ DEMO_INVOICE = "INV-DEMO-1"
 class Command(BaseCommand):
     help = "Create (once) a demo customer with an open invoice numbered INV-DEMO-1."
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if settings.DJANGO_ENV != "dev":
             raise CommandError("billing_demo only runs with DJANGO_ENV=dev")
         customer, _ = Customer.objects.get_or_create(

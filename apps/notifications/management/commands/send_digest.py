@@ -1,6 +1,7 @@
 """`manage.py send_digest [--date YYYY-MM-DD]`: start a day's digest now (as beat does at 07:00)."""
 
 from datetime import date
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
@@ -14,7 +15,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--date", help="the digest's day, default today")
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             day = date.fromisoformat(options["date"]) if options["date"] else timezone.localdate()
         except ValueError as exc:

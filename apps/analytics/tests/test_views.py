@@ -1,0 +1,139 @@
+"""Analytics endpoints: validated ingestion and owner-only exports."""
+
+import csv
+import io
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from apps.analytics.models import Event, ExportJob
+from tests.fixtures import wait_for
+from workers.dead_letters.models import DeadLetter
+
+TOKEN = "Bearer test-ingest-token"
+
+
+def post_events(client, body, token: str = TOKEN, **headers):
+    payload = body if isinstance(body, str | bytes) else json.dumps(body)
+    return client.post("/api/events/", payload, content_type="application/json",
+                       headers={"Authorization": token, **headers})
+
+
+def an_event(**overrides) -> dict:
+    return {"name": "signup", "occurred_at": "2026-11-24T10:15:00Z",
+            "properties": {"plan": "pro"}} | overrides
+
+
+@pytest.mark.django_db
+def test_a_valid_batch_is_stored_and_accepted(client):
+    response = post_events(client, {"events": [an_event(), an_event(name="login")]})
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 2}
+    assert sorted(Event.objects.values_list("name", flat=True)) == ["login", "signup"]
+
+
+@pytest.mark.django_db
+def test_every_bad_item_is_reported_and_nothing_of_the_batch_is_stored(client):
+    batch = {"events": [
+        an_event(),
+        an_event(name=""),
+        an_event(occurred_at="yesterday"),
+        an_event(occurred_at="2026-11-24T10:15:00"),
+        an_event(properties=["not", "an", "object"]),
+        an_event(properties={"blob": "x" * 5000}),
+        "not an object",
+    ]}
+    response = post_events(client, batch)
+
+    assert response.status_code == 400
+    reasons = {error["index"]: error["reason"] for error in response.json()["errors"]}
+    assert sorted(reasons) == [1, 2, 3, 4, 5, 6]
+    assert "name is required" in reasons[1]
+    assert "ISO 8601" in reasons[2]
+    assert "UTC offset" in reasons[3]
+    assert "properties must be an object" in reasons[4]
+    assert "exceed 4096 bytes" in reasons[5]
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("body", "status", "reason"), [
+    ("{broken", 400, "body is not JSON"),
+    ({"events": []}, 400, "a batch holds 1 to 500 events"),
+    ({"events": [an_event()] * 501}, 400, "a batch holds 1 to 500 events, not 501"),
+    ({"items": []}, 400, "body must be"),
+])
+def test_malformed_batches_get_a_clear_400(client, body, status, reason):
+    response = post_events(client, body)
+    assert response.status_code == status
+    assert reason in str(response.json())
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
+def test_ingestion_needs_the_token_and_refuses_oversized_bodies(client, settings):
+    assert post_events(client, {"events": [an_event()]}, token="Bearer wrong").status_code == 401
+    assert post_events(client, {"events": [an_event()]}, token="").status_code == 401
+    settings.ANALYTICS_MAX_BODY_BYTES = 100
+    assert post_events(client, {"events": [an_event()] * 5}).status_code == 413
+    settings.ANALYTICS_INGEST_TOKEN = ""
+    assert post_events(client, {"events": [an_event()]}).status_code == 503
+    assert not Event.objects.exists()
+
+
+def test_an_export_runs_on_bulk_shows_progress_and_downloads_for_its_owner_only(
+        live_workers, client):
+    owner = get_user_model().objects.create_user("owner", password="pw-owner-123")
+    other = get_user_model().objects.create_user("other", password="pw-other-123")
+    day = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    Event.objects.bulk_create([Event(name="signup", occurred_at=day, properties={"n": n})
+                               for n in range(4500)] +
+                              [Event(name="outside", occurred_at=day + timedelta(days=5))])
+    client.force_login(owner)
+
+    created = client.post("/api/exports/", {"date_from": "2026-11-20", "date_to": "2026-11-21"},
+                          content_type="application/json")
+    assert created.status_code == 202
+    job = created.json()
+    done = wait_for(lambda: (client.get(job["status_url"]).json()
+                             if ExportJob.objects.get(pk=job["id"]).status == "done" else None),
+                    what="the export to finish")
+
+    assert (done["progress"], done["rows"]) == (100, 4500)
+    download = client.get(done["download_url"])
+    assert download.status_code == 200
+    rows = list(csv.reader(io.StringIO(b"".join(download.streaming_content).decode())))
+    assert rows[0] == ["id", "name", "occurred_at", "properties"]
+    assert len(rows) == 4501
+    assert {row[1] for row in rows[1:]} == {"signup"}
+
+    client.force_login(other)
+    assert client.get(job["status_url"]).status_code == 404
+    assert client.get(done["download_url"]).status_code == 404
+    client.logout()
+    assert client.get(done["download_url"]).status_code == 404
+
+
+@pytest.mark.django_db
+def test_export_requests_are_validated(client):
+    user = get_user_model().objects.create_user("u", password="pw-u-123456")
+    assert client.post("/api/exports/", {}, content_type="application/json").status_code == 401
+    client.force_login(user)
+    for body in ({}, {"date_from": "2026-13-01", "date_to": "2026-12-01"},
+                 {"date_from": "2026-12-02", "date_to": "2026-12-01"},
+                 {"date_from": "2020-01-01", "date_to": "2026-12-01"}):
+        response = client.post("/api/exports/", body, content_type="application/json")
+        assert response.status_code == 400, body
+    assert not ExportJob.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_unfinished_export_cannot_be_downloaded(client):
+    user = get_user_model().objects.create_user("u", password="pw-u-123456")
+    job = ExportJob.objects.create(owner=user, date_from=date(2026, 1, 1),
+                                   date_to=date(2026, 1, 2))
+    client.force_login(user)
+    assert client.get(f"/api/exports/{job.pk}/download/").status_code == 409
+    assert not DeadLetter.objects.exists()

@@ -1,0 +1,61 @@
+"""Effect-once execution: a task's key is recorded in the same transaction as its effects.
+
+Late acks mean a task can run again after its effects committed (the worker died before
+the ack, Redis lost the ack, an operator requeued it). The key row commits or rolls back
+with the effects, so a second run finds it and does nothing, and a failed run leaves no
+key behind and can be retried.
+"""
+
+import inspect
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from workers.api.models import TaskEffect
+
+
+def effect_key(*, template: str | None, run: Any, task_id: str, args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> str:
+    """The declared key formatted with the call's arguments, or the task id.
+
+    Raises TypeError when the arguments do not fit the task, like the call itself would.
+    """
+    if not template:
+        return f"task:{task_id}"
+    bound = _signature(run).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return template.format(**bound.arguments)
+
+
+def effect_claim(*, key: str, task_name: str, task_id: str) -> bool:
+    """Record the key inside the caller's transaction; False if it was already recorded.
+
+    One statement, so a concurrent run of the same key waits on the unique index until
+    the first commits (then finds the key) or rolls back (then claims it).
+    """
+    now = timezone.now()
+    expires = now + timedelta(days=settings.TASK_EFFECT_TTL_DAYS)
+    quote = connection.ops.quote_name
+    table, key_column = quote(TaskEffect._meta.db_table), quote("key")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({key_column}, task_name, task_id, created_at, expires_at) "  # noqa: S608
+            f"VALUES (%s, %s, %s, %s, %s) ON CONFLICT ({key_column}) DO NOTHING RETURNING id",
+            [key, task_name, task_id, now, expires],
+        )
+        return cursor.fetchone() is not None
+
+
+def effects_purge_expired(*, now: datetime) -> int:
+    """Delete keys past their expiry; return how many."""
+    deleted, _ = TaskEffect.objects.filter(expires_at__lt=now).delete()
+    return deleted
+
+
+@cache
+def _signature(run: Any) -> inspect.Signature:
+    return inspect.signature(run)

@@ -1,0 +1,56 @@
+"""The rows behind transactional enqueue (the outbox) and effect-once execution."""
+
+from django.db import models
+from django.utils import timezone
+
+
+class OutboxMessage(models.Model):
+    """A task written in the same transaction as the change that needs it (the outbox).
+
+    It exists if and only if that transaction committed; `workers.api.outbox` publishes it
+    right after commit, and the beat sweeper publishes whatever a crash or a Redis
+    outage left behind. `task_id` is fixed here, so publishing a row twice sends the
+    same task id twice, which effect-once tasks run only once.
+    """
+
+    task_id = models.CharField(max_length=255, unique=True)
+    task_name = models.CharField(max_length=255)
+    queue = models.CharField(max_length=64)
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    published_at = models.DateTimeField(null=True, blank=True)
+    publish_attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["id"], condition=models.Q(published_at__isnull=True),
+                         name="outbox_unpublished"),
+            models.Index(fields=["published_at"], name="outbox_published_at"),
+        ]
+
+    def __str__(self) -> str:
+        state = "published" if self.published_at else "pending"
+        return f"{self.task_name}[{self.task_id}] {state}"
+
+
+class TaskEffect(models.Model):
+    """Proof that a task's effects committed: written in the same transaction as they are.
+
+    A redelivered or requeued task finds its key here and does nothing.
+    """
+
+    key = models.CharField(max_length=255, unique=True)
+    task_name = models.CharField(max_length=255)
+    task_id = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"], name="taskeffect_expires")]
+
+    def __str__(self) -> str:
+        return f"{self.key} by {self.task_name}[{self.task_id}]"

@@ -1,0 +1,92 @@
+"""`queues stats|probe`, `dlq drill`, `sync_schedules`, `/healthz`."""
+
+import subprocess
+import sys
+
+import pytest
+import redis
+from django.conf import settings
+from django.core.management import call_command
+from django_celery_beat.models import PeriodicTask
+
+from tests.fixtures import ROOT
+from workers.dead_letters.models import DeadLetter
+
+IDLE_BROKER = settings.CELERY_BROKER_URL.rsplit("/", 1)[0] + "/14"  # no worker consumes it
+
+
+@pytest.fixture
+def manage_on_idle_broker(process_env):
+    """Runs `manage.py` against a Redis db that no worker consumes."""
+    client = redis.Redis.from_url(IDLE_BROKER)
+    client.flushdb()
+
+    def manage(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60,
+                              env=process_env | {"CELERY_BROKER_URL": IDLE_BROKER})
+
+    yield manage
+    client.flushdb()
+
+
+def test_probe_reports_the_round_trip_of_each_queue(live_workers, capsys):
+    call_command("queues", "probe")
+    out = capsys.readouterr().out
+    assert "critical   round trip" in out
+    assert "(worker critical@test)" in out
+    assert "bulk       round trip" in out
+    assert "(worker bulk@test)" in out
+
+
+def test_probe_fails_when_a_queue_has_no_consumer(manage_on_idle_broker):
+    result = manage_on_idle_broker("queues", "probe", "--timeout", "1")
+    assert result.returncode != 0
+    assert "no consumer on critical, bulk" in result.stderr
+
+
+def test_stats_shows_waiting_messages_and_the_oldest_age(manage_on_idle_broker):
+    sent = manage_on_idle_broker("shell", "-c", "from workers.tasks import probe; "
+                                 "[probe.apply_async(args=[0], queue='bulk') for _ in range(3)]")
+    assert sent.returncode == 0, sent.stderr
+
+    result = manage_on_idle_broker("queues", "stats")
+
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[1:]}
+    assert rows["critical"] == ["0", "-"]
+    assert rows["bulk"][0] == "3"
+    assert float(rows["bulk"][1].rstrip("s")) < 30
+
+
+def test_drill_sees_its_dead_letter_and_discards_it(live_workers, capsys):
+    call_command("dlq", "drill")
+    assert "drill passed" in capsys.readouterr().out
+    row = DeadLetter.objects.get(task_name="workers.tasks.dead_letter_drill")
+    assert row.status == DeadLetter.Status.DISCARDED
+
+
+def test_drill_fails_without_a_critical_worker(manage_on_idle_broker):
+    result = manage_on_idle_broker("dlq", "drill", "--timeout", "1")
+    assert result.returncode != 0
+    assert "drill failed" in result.stderr
+
+
+@pytest.mark.django_db
+def test_sync_schedules_is_idempotent():
+    call_command("sync_schedules")
+    call_command("sync_schedules")
+    names = set(PeriodicTask.objects.values_list("name", flat=True))
+    assert set(settings.CELERY_BEAT_SCHEDULE) <= names
+    assert PeriodicTask.objects.filter(name__in=settings.CELERY_BEAT_SCHEDULE).count() == len(
+        settings.CELERY_BEAT_SCHEDULE)
+    rollup = PeriodicTask.objects.get(name="analytics-hourly-rollup")
+    assert rollup.task == "apps.analytics.tasks.rollup_last_hour"
+    assert rollup.crontab.minute == "5"
+
+
+@pytest.mark.django_db
+def test_healthz_reports_database_and_broker(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"database": "ok", "broker": "ok"}

@@ -1,0 +1,79 @@
+"""The worker's message consumer, changed in what it does with poison messages and in how
+often it publishes task events.
+
+Celery logs and drops a message it cannot decode, one naming a task this worker does not
+know, or one without a task shape. Each of those becomes a dead letter here, with the raw
+body when no task could be built, and the worker goes on consuming.
+"""
+
+import logging
+from typing import Any
+
+from celery.exceptions import NotRegistered
+from celery.utils import uuid
+from celery.worker.consumer import Consumer
+from django.conf import settings
+from django.db import close_old_connections
+
+from workers.dead_letters.services import dead_letter_record_message
+
+logger = logging.getLogger(__name__)
+
+
+class DeadLetteringConsumer(Consumer):
+    _events_flush_due = False
+
+    def on_send_event_buffered(self) -> None:
+        """Publish buffered task events in batches, not one Redis publish per event.
+
+        Celery flushes on the next loop turn, which on a busy worker means a publish, and
+        a new Redis client, for each of a task's three events: half the main process's
+        time in `bench/throughput.py`. Monitors read a batch as they read single events.
+        """
+        if self.hub and not self._events_flush_due:
+            self._events_flush_due = True
+            self.hub.call_later(settings.WORKER_EVENTS_FLUSH_INTERVAL, self._flush_due_events)
+
+    def _flush_due_events(self) -> None:
+        self._events_flush_due = False
+        self._flush_events()
+
+    def on_decode_error(self, message: Any, exc: Exception) -> None:
+        self._park(message, exc)
+        super().on_decode_error(message, exc)
+
+    def on_unknown_message(self, body: Any, message: Any) -> None:
+        self._park(message, ValueError("not a task message (no task name)"))
+        super().on_unknown_message(body, message)
+
+    def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
+        name = message.headers.get("task") if isinstance(message.headers, dict) else None
+        self._park(message, NotRegistered(f"no task named {name!r} in this worker"))
+        super().on_unknown_task(body, message, exc)
+
+    def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
+        self._park(message, exc)
+        super().on_invalid_task(body, message, exc)
+
+    def _park(self, message: Any, exc: BaseException) -> None:
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        close_old_connections()  # the main worker process may hold a connection gone stale
+        try:
+            dead_letter_record_message(
+                task_id=str(headers.get("id") or f"poison-{uuid()}"),
+                task_name=str(headers.get("task") or ""),
+                queue=(message.delivery_info or {}).get("routing_key") or "",
+                raw_body=_text(message.body),
+                content_type=message.content_type or "",
+                exception=exc,
+                worker=self.hostname,
+            )
+        except Exception:
+            # The database is down: Celery's own handler still logs the body below.
+            logger.exception("could not dead-letter a poison message")
+
+
+def _text(body: Any) -> str:
+    if isinstance(body, bytes):
+        return body.decode("utf-8", errors="backslashreplace")
+    return str(body)

@@ -1,0 +1,211 @@
+"""A Redis transport whose fetch cannot lose a message (the `broker_transport` setting).
+
+kombu's Redis transport pops a message with BRPOP and records it as unacknowledged in a
+second round trip (`QoS.append`); a worker or Redis killed in between leaves nothing that
+points at the message (kombu#305, still open). Here one Lua script pops from the first
+non-empty queue key and writes the unacked hash entry and index score exactly as
+`QoS.append` writes them, so ack, reject and the visibility-timeout restore are kombu's own.
+
+Lua cannot block. An idle channel therefore waits with `BLMOVE key key RIGHT RIGHT` on the
+primary key of its next queue: that moves the oldest message to where it already was,
+changing nothing, and returns as soon as there is one; its timeout (`fetch_wait`, 0.1 s)
+bounds how late a message on another key (a second queue, a priority step) is seen.
+
+Everything here leans on kombu's Redis channel internals; every private name it uses is
+checked by workers/runtime/tests/test_celery_internals.py.
+"""
+
+import logging
+from queue import Empty
+from time import monotonic, time
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+logger = logging.getLogger(__name__)
+
+#: KEYS: the queue keys in BRPOP's order, then the unacked hash and its index.
+#: ARGV[1]: the index score (now); ARGV[1 + i]: "1" if KEYS[i] is consumed without acks.
+#: Returns {i, item} or nil. An item that is not a kombu message is returned unrecorded.
+FETCH_SCRIPT = """
+local n = #KEYS - 2
+for i = 1, n do
+    local item = redis.call('RPOP', KEYS[i])
+    if item then
+        if ARGV[i + 1] ~= '1' then
+            local ok, payload = pcall(cjson.decode, item)
+            if ok and type(payload) == 'table' and type(payload['properties']) == 'table' then
+                local properties = payload['properties']
+                local tag = properties['delivery_tag']
+                local info = properties['delivery_info']
+                if type(tag) == 'string' and type(info) == 'table' then
+                    redis.call('ZADD', KEYS[n + 2], ARGV[1], tag)
+                    redis.call('HSET', KEYS[n + 1], tag, '[' .. item .. ', ' ..
+                        cjson.encode(info['exchange']) .. ', ' ..
+                        cjson.encode(info['routing_key']) .. ']')
+                end
+            end
+        end
+        return {i, item}
+    end
+end
+return nil
+"""
+
+
+class QoS(kombu_redis.QoS):
+    def append(self, message: Any, delivery_tag: str) -> None:
+        """Track the delivery; write the unacked records only if the fetch did not."""
+        recorded = self.channel.connection.recorded_tags
+        if delivery_tag in recorded:
+            recorded.discard(delivery_tag)
+            virtual.QoS.append(self, message, delivery_tag)
+        else:
+            super().append(message, delivery_tag)
+
+
+class Channel(kombu_redis.Channel):
+    QoS = QoS
+
+    #: Longest idle wait (seconds) before fetching again without a wake-up.
+    fetch_wait = 0.1
+
+    from_transport_options = (*kombu_redis.Channel.from_transport_options, "fetch_wait")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._no_ack_queues: set[str] = set()
+        self._fetch_next = True
+        self._fetch_keys: list[str] = []
+        super().__init__(*args, **kwargs)
+
+    def basic_consume(self, queue: str, *args: Any, **kwargs: Any) -> Any:
+        no_ack = kwargs.get("no_ack", args[0] if args else False)
+        (self._no_ack_queues.add if no_ack else self._no_ack_queues.discard)(queue)
+        return super().basic_consume(queue, *args, **kwargs)
+
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        with self.conn_or_acquire() as client:
+            payload = self._fetch(client, queue, record=not no_ack)
+            self._maybe_update_queues_expire(client, queue)
+        if payload is None:
+            return None
+        message = self.Message(payload, channel=self)
+        if not no_ack:
+            self.qos.append(message, str(message.delivery_tag))
+        return message
+
+    def _get(self, queue: str) -> dict[str, Any]:
+        with self.conn_or_acquire() as client:
+            payload = self._fetch(client, queue, record=True)
+            self._maybe_update_queues_expire(client, queue)
+        if payload is None:
+            raise Empty()
+        return payload
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        if self._fetch_next:
+            self._fetch_keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps
+                                for queue in queues]
+            command = self._fetch_command(self._fetch_keys,
+                                          no_ack=[key.rsplit(self.sep, 1)[0]
+                                                  in self._no_ack_queues
+                                                  for key in self._fetch_keys])
+        else:
+            watched = self._prefixed(queues[0])
+            command = ["BLMOVE", watched, watched, "RIGHT", "RIGHT", self.fetch_wait]
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = monotonic()
+        self.client.connection.send_command(*command)
+
+    def _brpop_read(self, **options: Any) -> bool:
+        fetching = self._fetch_next
+        try:
+            try:
+                reply = self.client.parse_response(
+                    self.client.connection, "EVAL" if fetching else "BLMOVE", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+            # After a fetch that found something, fetch again at once; after an empty
+            # one, wait; after a wait (woken or timed out), fetch.
+            self._fetch_next = bool(reply) or not fetching
+            if not fetching or not reply:
+                raise Empty()
+            index, item = reply
+            queue = self._fetch_keys[int(index) - 1].rsplit(self.sep, 1)[0]
+            payload = self._payload(item, recorded=queue not in self._no_ack_queues)
+            if payload is None:
+                raise Empty()
+            self._queue_cycle.rotate(queue)
+            self.connection._deliver(payload, queue)
+            return True
+        finally:
+            self._in_poll = None
+            self._flush_brpop_reauth()
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        """Refuse, as a lost connection, to build a client for a closed channel.
+
+        When Redis dies under a worker, the channel closes while tasks still run; their
+        acks (and the close's own hand-back of delivered messages) then ask this for a new
+        client, and kombu's AttributeError on the missing connection stops the whole
+        worker ("Unrecoverable error"). As a connection error it is logged and the
+        message stays in the unacked set: the visibility timeout brings it back.
+        """
+        if self.connection is None or self.connection.client is None:
+            raise RedisConnectionError("the broker connection of this channel is closed")
+        params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)  # type: ignore[misc]
+        return params
+
+    def _fetch(self, client: Any, queue: str, *, record: bool) -> dict[str, Any] | None:
+        keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps]
+        while True:
+            reply = client.execute_command(*self._fetch_command(keys,
+                                                                no_ack=[not record] * len(keys)))
+            if not reply:
+                return None
+            payload = self._payload(reply[1], recorded=record)
+            if payload is not None:
+                return payload
+
+    def _fetch_command(self, keys: list[str], *, no_ack: list[bool]) -> list[Any]:
+        # EVAL, not EVALSHA: the script cache is empty after a Redis restart.
+        return ["EVAL", FETCH_SCRIPT, len(keys) + 2,
+                *(self._prefixed(key) for key in keys),
+                self._prefixed(self.unacked_key), self._prefixed(self.unacked_index_key),
+                repr(time()), *("1" if flag else "0" for flag in no_ack)]
+
+    def _payload(self, item: bytes, *, recorded: bool) -> dict[str, Any] | None:
+        """The message, or None for an item no kombu client wrote (logged and dropped, as
+        kombu's own fetch drops it, but without stopping the worker)."""
+        try:
+            payload = loads(bytes_to_str(item))
+            tag = payload["properties"]["delivery_tag"]
+        except (ValueError, KeyError, TypeError):
+            logger.error("dropped a queue item that is not a kombu message: %r", item[:1000])
+            return None
+        if recorded:
+            self.connection.recorded_tags.add(tag)
+        return payload
+
+    def _prefixed(self, key: str) -> str:
+        return f"{self.global_keyprefix}{key}" if self.global_keyprefix else key
+
+
+class Transport(kombu_redis.Transport):
+    """kombu's Redis transport with the atomic fetch; `driver_type` stays "redis", so
+    Celery still applies `worker_disable_prefetch`."""
+
+    Channel = Channel
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Delivery tags whose unacked records the fetch already wrote.
+        self.recorded_tags: set[str] = set()

@@ -1,0 +1,51 @@
+"""The worker-side request class used by every project task."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from celery.exceptions import InvalidTaskError
+from celery.worker.request import Request
+
+MALFORMED_BODY = "task body is not [args, kwargs, options]"
+
+
+class PlatformRequest(Request):
+    """Exposes the task's request while failures are handled in the worker's main process.
+
+    Celery fires `task_failure` for hard time limits and rejected messages from the main
+    process without pushing the request, so the dead-letter hook would not know the queue,
+    the attempt number or the worker. Pushing it gives every failure path the same context.
+    """
+
+    def __init__(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        """Turn a body of the wrong shape into an invalid-task error.
+
+        Celery unpacks the body here without a guard, and the ValueError stops the whole
+        worker; redelivered, the same message would stop every worker that takes it.
+        As InvalidTaskError the consumer parks it as a dead letter and carries on.
+        """
+        try:
+            super().__init__(message, *args, **kwargs)
+        except (ValueError, TypeError) as exc:
+            raise InvalidTaskError(f"{MALFORMED_BODY}: {exc}") from exc
+        if not isinstance(self._args, list | tuple) or not isinstance(self._kwargs, dict):
+            raise InvalidTaskError(f"{MALFORMED_BODY}: args must be a list, kwargs an object")
+
+    @contextmanager
+    def _pushed(self) -> Iterator[None]:
+        self.task.request_stack.push(self._context)
+        try:
+            yield
+        finally:
+            self.task.request_stack.pop()
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        with self._pushed():
+            super().on_timeout(soft, timeout)
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True,
+                   return_ok: bool = False) -> None:
+        with self._pushed():
+            super().on_failure(exc_info, send_failed_event=send_failed_event,
+                               return_ok=return_ok)

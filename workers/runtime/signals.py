@@ -1,0 +1,127 @@
+"""Celery signal handlers: the dead-letter hand-off, dedup keys and message time stamps.
+
+`task_failure` is the one path every terminal failure takes, in the pool child (errors,
+exhausted retries) or in the worker's main process (hard time limits, lost workers,
+rejected messages), so recording here catches them all.
+"""
+
+import logging
+import time
+from typing import Any
+
+from celery import states
+from celery.signals import (
+    before_task_publish,
+    task_failure,
+    task_postrun,
+    task_prerun,
+    task_success,
+    worker_process_shutdown,
+)
+from django.db import close_old_connections, connections
+
+from workers.api.dedup import dedup_release
+from workers.api.exceptions import UnroutedTaskError
+from workers.api.headers import DEDUP_HEADER, ENQUEUED_AT_HEADER, REPLAY_HEADER
+from workers.api.routing import queue_for
+from workers.dead_letters.redaction import redact
+from workers.dead_letters.services import (
+    dead_letter_record,
+    dead_letter_resolve_replay,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@before_task_publish.connect
+def stamp_enqueue_time(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """Lets `queues stats` tell the age of the oldest waiting message."""
+    if headers is not None:
+        headers.setdefault(ENQUEUED_AT_HEADER, time.time())
+
+
+@before_task_publish.connect
+def redact_shown_kwargs(headers: dict[str, Any] | None = None, body: Any = None,
+                        **_: Any) -> None:
+    """Worker logs, events and Flower show `kwargsrepr`; the message keeps the real values.
+
+    Here rather than in the base task so every publish is covered: calls, retries, beat,
+    and dead-letter replays sent by name.
+    """
+    kwargs = body[1] if isinstance(body, tuple | list) and len(body) > 1 else None
+    if headers is not None and kwargs:
+        headers["kwargsrepr"] = repr(redact(kwargs))
+
+
+@task_prerun.connect
+@task_postrun.connect
+def recycle_database_connections(sender: Any = None, **_: Any) -> None:
+    """Keep a pool process's database connection across tasks, as Django does across
+    requests: closed once older than CONN_MAX_AGE or broken, health-checked before reuse.
+
+    Celery's Django fix-up would close it around every task (see CELERY_DB_REUSE_MAX in
+    settings), a new PostgreSQL connection per task. Eager runs (tests) are left alone,
+    as the fix-up leaves them.
+    """
+    if not getattr(sender.request, "is_eager", False):
+        close_old_connections()
+
+
+@worker_process_shutdown.connect
+def close_database_connections(**_: Any) -> None:
+    """A pool process leaving (recycled, or the worker stopping) ends its kept database
+    session itself, rather than leaving the server to notice a dropped socket."""
+    connections.close_all()
+
+
+@task_failure.connect
+def record_dead_letter(*, sender: Any, task_id: str, exception: BaseException,
+                       args: Any = None, kwargs: Any = None, einfo: Any = None,
+                       **_: Any) -> None:
+    request = sender.request
+    delivery_info = request.delivery_info or {}
+    close_old_connections()  # the main worker process may hold a connection gone stale
+    try:
+        dead_letter_record(
+            task_id=task_id,
+            task_name=sender.name,
+            queue=delivery_info.get("routing_key") or _routed_queue(sender.name),
+            args=args,
+            kwargs=kwargs,
+            exception=exception,
+            traceback=str(einfo.traceback) if einfo else "",
+            attempts=(request.retries or 0) + 1,
+            worker=request.hostname or "",
+            replay_of_id=request.get(REPLAY_HEADER),
+        )
+    except Exception:
+        # The database is down: the failure is still in the worker log and in Sentry.
+        logger.exception("could not dead-letter %s[%s]", sender.name, task_id)
+    dedup_key = request.get(DEDUP_HEADER)
+    if dedup_key is not None:  # failures in the main process (lost worker) skip postrun
+        dedup_release(key=dedup_key, task_id=task_id)
+
+
+@task_postrun.connect
+def release_dedup_key(*, sender: Any, task_id: str, state: str | None = None,
+                      **_: Any) -> None:
+    """The job ended (not merely scheduled a retry): an equal one may be enqueued again."""
+    dedup_key = sender.request.get(DEDUP_HEADER)
+    if dedup_key is not None and state != states.RETRY:
+        dedup_release(key=dedup_key, task_id=task_id)
+
+
+@task_success.connect
+def resolve_replayed_dead_letter(sender: Any = None, **_: Any) -> None:
+    request = sender.request
+    dead_letter_id = request.get(REPLAY_HEADER)
+    if dead_letter_id is not None:
+        dead_letter_resolve_replay(dead_letter_id=dead_letter_id, replay_task_id=request.id)
+
+
+def _routed_queue(task_name: str) -> str:
+    """The queue from the route table, or blank: an unroutable task still gets its row."""
+    try:
+        return queue_for(task_name)
+    except UnroutedTaskError:
+        return ""

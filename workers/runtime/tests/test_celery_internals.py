@@ -1,0 +1,112 @@
+"""Every private Celery, kombu and django-celery-beat name `workers.runtime` relies on,
+with the shape it expects, so an upgrade that renames one fails here and not, silently,
+in production (event batching, timer compaction, the atomic fetch or the beat fixes
+turned off). The pins in pyproject.toml stay; this is what tells a bump is safe."""
+
+import inspect
+
+from celery.fixups import django as celery_django_fixup
+from celery.worker import request as celery_request
+from celery.worker.consumer import Consumer
+from celery.worker.consumer import consumer as celery_consumer
+from celery.worker.consumer.events import Events
+from django_celery_beat import schedulers as beat_schedulers
+from kombu.asynchronous.timer import Timer
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+
+from config.celery import app
+from workers.tasks import probe
+
+
+def parameters(function) -> list[str]:
+    return list(inspect.signature(function).parameters)
+
+
+def test_consumer_hooks_the_dead_lettering_consumer_overrides():
+    """workers/runtime/consumer.py: poison messages and event batching."""
+    for hook, params in (("on_decode_error", ["self", "message", "exc"]),
+                         ("on_unknown_message", ["self", "body", "message"]),
+                         ("on_unknown_task", ["self", "body", "message", "exc"]),
+                         ("on_invalid_task", ["self", "body", "message", "exc"]),
+                         ("on_send_event_buffered", ["self"]),
+                         ("_flush_events", ["self"])):
+        assert parameters(getattr(Consumer, hook)) == params, hook
+    # Celery calls the buffered-event hook from its dispatcher, and flushes on the loop.
+    assert "on_send_event_buffered" in inspect.getsource(celery_consumer)
+
+
+def test_event_dispatcher_batch_limit_and_the_step_it_runs_after():
+    """workers/runtime/event_batches.py sets EventDispatcher.buffer_limit."""
+    with app.connection_for_write() as connection:
+        dispatcher = app.events.Dispatcher(connection, enabled=False)
+        assert isinstance(dispatcher.buffer_limit, int)
+    assert f"{Events.__module__}:{Events.__name__}" == "celery.worker.consumer.events:Events"
+
+
+def test_kombu_timer_heap_the_compaction_prunes():
+    """workers/runtime/timers.py reads Timer._queue and each entry's `canceled`."""
+    timer = Timer()
+    entry = timer.call_after(60, lambda: None)
+    assert timer._queue[0].entry is entry
+    entry.cancel()
+    assert timer._queue[0].entry.canceled is True
+
+
+def test_request_internals_the_platform_request_uses():
+    """workers/runtime/request.py: `_args`, `_kwargs`, `_context`, the request stack and the
+    two failure hooks it wraps."""
+    source = inspect.getsource(celery_request.Request.__init__)
+    for name in ("self._args", "self._kwargs"):
+        assert name in source, name
+    assert hasattr(inspect.getattr_static(celery_request.Request, "_context"), "__get__")
+    assert parameters(celery_request.Request.on_timeout) == ["self", "soft", "timeout"]
+    assert parameters(celery_request.Request.on_failure) == [
+        "self", "exc_info", "send_failed_event", "return_ok"]
+    assert callable(probe.request_stack.push)
+    assert callable(probe.request_stack.pop)
+
+
+def test_database_scheduler_state_the_locked_scheduler_resets():
+    """workers/runtime/beat.py: the schedule, the heap and its invalidation flag, the
+    change timestamp, `reserve` and `apply_async`'s signature."""
+    scheduler = beat_schedulers.DatabaseScheduler
+    for name in ("_schedule", "_heap_invalidated", "_last_timestamp", "_initial_read"):
+        assert hasattr(scheduler, name), name
+    assert "self._heap_invalidated = True" in inspect.getsource(scheduler)
+    assert callable(scheduler.Changes.last_change)
+    assert parameters(scheduler.reserve) == ["self", "entry"]
+    assert parameters(scheduler.apply_async)[:4] == ["self", "entry", "producer", "advance"]
+    assert "last_run_at" in inspect.getsource(beat_schedulers.ModelEntry.__next__)
+
+
+def test_the_django_fixup_reads_the_connection_reuse_setting():
+    """config/settings.py sets CELERY_DB_REUSE_MAX for Celery's Django fix-up."""
+    assert "CELERY_DB_REUSE_MAX" in inspect.getsource(celery_django_fixup)
+
+
+def test_redis_channel_internals_the_atomic_fetch_replaces_or_calls():
+    """workers/runtime/redis_transport.py."""
+    for name in ("_brpop_start", "_brpop_read", "_q_for_pri", "_flush_brpop_reauth",
+                 "_maybe_update_queues_expire", "_in_poll", "_brpop_sent_at",
+                 "from_transport_options", "priority_steps", "sep", "unacked_key",
+                 "unacked_index_key", "global_keyprefix", "conn_or_acquire", "client"):
+        assert hasattr(kombu_redis.Channel, name), name
+    assert "global_keyprefix" in kombu_redis.Channel.from_transport_options
+    # QoS.append writes [payload, exchange, routing key] JSON under the delivery tag.
+    assert "dumps([message._raw, EX, RK])" in inspect.getsource(kombu_redis.QoS.append)
+    assert parameters(virtual.QoS.append) == ["self", "message", "delivery_tag"]
+    assert parameters(kombu_redis.Channel._connparams) == ["self", "asynchronous"]
+    assert "self.connection.client" in inspect.getsource(kombu_redis.Channel._connparams)
+    assert hasattr(virtual.Transport, "_deliver")
+    assert "'BRPOP': self._brpop_read" in inspect.getsource(kombu_redis.Channel.__init__)
+    with app.connection_for_read() as connection:
+        channel = connection.default_channel
+        assert callable(channel._queue_cycle.consume)
+        assert callable(channel._queue_cycle.rotate)
+        assert connection.transport.driver_type == "redis"  # keeps worker_disable_prefetch
+
+
+def test_redis_list_layout_queue_stats_reads():
+    """workers/ops/queue_stats.py: a queue is a list, published with LPUSH (oldest last)."""
+    assert "lpush" in inspect.getsource(kombu_redis.Channel._put)

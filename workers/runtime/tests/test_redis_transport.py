@@ -1,0 +1,178 @@
+"""The atomic-fetch Redis transport against a real Redis, next to kombu's stock one."""
+
+import select
+
+import pytest
+import redis
+from kombu import Connection, Exchange, Queue
+from kombu.transport import redis as kombu_redis
+
+from config.celery import app
+from tests.fixtures import wait_for
+from workers.runtime import redis_transport
+
+TRANSPORT_DB = 11  # a Redis database of these tests' own
+URL = f"redis://127.0.0.1:6379/{TRANSPORT_DB}"
+STOCK = "redis"
+ATOMIC = "workers.runtime.redis_transport:Transport"
+QUEUE = Queue("rt", Exchange("rt"), routing_key="rt")
+
+
+@pytest.fixture
+def store() -> redis.Redis:
+    client = redis.Redis.from_url(URL)
+    client.flushdb()
+    return client
+
+
+def connect(transport: str, **options) -> Connection:
+    return Connection(URL, transport=transport,
+                      transport_options={"visibility_timeout": 1, **options})
+
+
+def publish(connection: Connection, body: dict, **options) -> None:
+    with connection.Producer() as producer:
+        producer.publish(body, exchange=QUEUE.exchange, routing_key="rt", declare=[QUEUE],
+                         serializer="json", **options)
+
+
+def test_the_app_uses_it_for_a_redis_broker():
+    with app.connection_for_read() as connection:
+        assert isinstance(connection.transport, redis_transport.Transport)
+
+
+def fetch_then_drop(transport: str) -> None:
+    """Start a consumer's fetch and lose the connection once Redis has answered, before
+    the answer is read: a worker killed between the fetch and the delivery."""
+    with connect(transport) as connection:
+        channel = connection.default_channel
+        channel.basic_consume(QUEUE.name, no_ack=False, callback=lambda message: None,
+                              consumer_tag="rt")
+        connection.transport.cycle._register_BRPOP(channel)  # sends the fetch (or BRPOP)
+        sock = channel.client.connection._sock
+        select.select([sock], [], [], 10)
+        channel.client.connection.disconnect()
+
+
+@pytest.mark.parametrize(("transport", "restored"), [(ATOMIC, True), (STOCK, False)])
+def test_a_fetch_lost_before_delivery_is_restored_after_the_visibility_timeout(
+        store, transport, restored):
+    with connect(transport) as connection:
+        publish(connection, {"n": 1})
+
+    fetch_then_drop(transport)
+
+    assert store.llen("rt") == 0  # it was taken
+    with connect(transport) as connection:
+        qos = connection.default_channel.qos
+
+        def back_in_the_queue() -> bool:
+            qos.restore_visible(num=10, interval=1)
+            return store.llen("rt") == 1
+
+        if restored:
+            wait_for(back_in_the_queue, what="the visibility timeout to restore it")
+        else:  # kombu#305: nothing points at the message any more
+            assert store.hlen("unacked") == 0
+            assert not back_in_the_queue()
+
+
+def test_unacked_records_match_what_kombus_own_append_writes(store):
+    with connect(STOCK) as connection:
+        publish(connection, {"n": 1})
+        stock = connection.default_channel.basic_get(QUEUE.name)
+        written_by_kombu = store.hget("unacked", stock.delivery_tag)
+    store.flushdb()
+    with connect(ATOMIC) as connection:
+        publish(connection, {"n": 1})
+        atomic = connection.default_channel.basic_get(QUEUE.name)
+        written_by_script = store.hget("unacked", atomic.delivery_tag)
+        assert store.zscore("unacked_index", atomic.delivery_tag) is not None
+
+    kombu_message, *kombu_route = kombu_redis.loads(written_by_kombu)
+    script_message, *script_route = kombu_redis.loads(written_by_script)
+    for message in (kombu_message, script_message):
+        message["properties"].pop("delivery_tag")
+        message["headers"] = message["body"] = None
+    assert (script_message, script_route) == (kombu_message, kombu_route)
+
+
+@pytest.fixture
+def consumed() -> list:
+    received: list = []
+    return received
+
+
+def drain(connection: Connection, *, no_ack: bool, received: list) -> None:
+    with connection.Consumer(QUEUE, no_ack=no_ack, callbacks=[
+            lambda body, message: received.append(message)]):
+        wait_for(lambda: _drained(connection) or received, what="a delivery")
+
+
+def _drained(connection: Connection) -> bool:
+    try:
+        connection.drain_events(timeout=0.2)
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_acked_consumers_are_recorded_until_the_ack_and_no_ack_ones_never(store, consumed):
+    with connect(ATOMIC) as connection:
+        publish(connection, {"n": 1})
+        drain(connection, no_ack=False, received=consumed)
+        assert store.hlen("unacked") == store.zcard("unacked_index") == 1
+        consumed[0].ack()
+        assert store.hlen("unacked") == store.zcard("unacked_index") == 0
+
+        publish(connection, {"n": 2})
+        consumed.clear()
+        drain(connection, no_ack=True, received=consumed)  # as pidbox replies are consumed
+        assert consumed[0].payload == {"n": 2}
+        assert store.hlen("unacked") == 0
+
+
+def test_priority_steps_and_the_global_key_prefix_are_respected(store, consumed):
+    with connect(ATOMIC, global_keyprefix="tenant:") as connection:
+        publish(connection, {"n": 9}, priority=9)
+        drain(connection, no_ack=False, received=consumed)
+        assert consumed[0].payload == {"n": 9}
+        assert store.hlen("tenant:unacked") == 1
+        assert store.hlen("unacked") == 0
+        consumed[0].reject(requeue=True)
+        assert store.llen("tenant:rt\x06\x169") + store.llen("tenant:rt") == 1
+
+
+def test_a_queue_item_that_is_not_a_kombu_message_is_dropped_not_fatal(store, consumed,
+                                                                       caplog):
+    with connect(ATOMIC) as connection:
+        connection.default_channel.queue_declare(QUEUE.name)
+        store.lpush("rt", b"\xff not json")
+        publish(connection, {"n": 1})
+        drain(connection, no_ack=False, received=consumed)
+
+    assert consumed[0].payload == {"n": 1}
+    assert "not a kombu message" in caplog.text
+
+
+def test_a_channel_whose_connection_is_gone_fails_as_a_lost_connection(store):
+    """Redis died under the worker: a late ack, or the close handing back deliveries, is
+    a connection error the worker logs (kombu's AttributeError stopped the whole worker),
+    and the message comes back from its unacked record."""
+    connection = connect(ATOMIC)
+    publish(connection, {"n": 1})
+    channel = connection.default_channel
+    message = channel.basic_get(QUEUE.name)
+    channel._pool = None  # what a dropped connection leaves behind
+    connection.transport.client = None
+
+    with pytest.raises(redis.ConnectionError):
+        message.ack()
+    with pytest.raises(redis.ConnectionError):
+        channel.close()
+
+    assert store.hlen("unacked") == 1
+    with connect(ATOMIC) as again:
+        qos = again.default_channel.qos
+        wait_for(lambda: qos.restore_visible(num=10, interval=1) or store.llen("rt") == 1,
+                 what="the visibility timeout to restore it")
