@@ -55,6 +55,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "workers.ops.request_id.RequestIdMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -129,7 +130,7 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@example.com
 # Security: on outside dev/test, so production passes `manage.py check --deploy` untouched.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not LOCAL)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # probed over plain HTTP inside the network
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # probed over plain HTTP inside the network
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if LOCAL else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not LOCAL)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not LOCAL)
@@ -168,6 +169,12 @@ BROKER_VISIBILITY_TIMEOUT = env.int("BROKER_VISIBILITY_TIMEOUT", default=3600)
 BROKER_RESTORE_INTERVAL = env.int("BROKER_RESTORE_INTERVAL", default=60)
 # Seconds the beat lock lives without renewal: a standby beat takes over within this.
 BEAT_LOCK_TTL = env.int("BEAT_LOCK_TTL", default=30)
+# Liveness files (empty: off): a worker rewrites its file every WORKER_HEARTBEAT_INTERVAL
+# seconds while connected to the broker, beat on every tick; probes run
+# `python -m workers.ops.liveness FILE --max-age N` (workers/runtime/heartbeat.py).
+WORKER_HEARTBEAT_FILE = env.str("WORKER_HEARTBEAT_FILE", default="")
+WORKER_HEARTBEAT_INTERVAL = env.float("WORKER_HEARTBEAT_INTERVAL", default=10.0)
+BEAT_HEARTBEAT_FILE = env.str("BEAT_HEARTBEAT_FILE", default="")
 # Workers publish task events in batches at most this many seconds apart (see
 # workers/runtime/event_batches.py for how many one batch may hold).
 WORKER_EVENTS_FLUSH_INTERVAL = env.float("WORKER_EVENTS_FLUSH_INTERVAL", default=0.1)
@@ -348,13 +355,23 @@ ANALYTICS_CLEANUP_BATCH = env.int("ANALYTICS_CLEANUP_BATCH", default=5000)
 
 # --- Observability -----------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# `plain` (the local default) or `json`: one object per line, with the task's id, name,
+# queue and attempt and the correlation id of the request that started the work.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"task_context": {"()": "workers.ops.logs.TaskContextFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(processName)s %(name)s %(message)s "
+                   "%(task_id)s %(task_name)s %(queue)s %(attempt)s %(correlation_id)s",
+        },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
+                             "filters": ["task_context"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

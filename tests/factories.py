@@ -61,11 +61,12 @@ def payment_event(kind: str, invoice: Invoice | None = None,
 
 def post_event(client: ClientType | Client, event: dict | bytes, *,
                secret: str = WEBHOOK_SECRET, timestamp: int | None = None,
-               header: str | None = None):
+               header: str | None = None, headers: dict[str, str] | None = None):
     """POST a webhook signed the way Stripe signs it (or with the header given)."""
     body = event if isinstance(event, bytes) else json.dumps(event).encode()
     if header is None:
         header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret,
                                                                    timestamp=timestamp)
+    signature = {"Stripe-Signature": header} if header else {}
     return client.post(WEBHOOK_URL, body, content_type="application/json",
-                       headers={"Stripe-Signature": header} if header else {})
+                       headers={**signature, **(headers or {})})

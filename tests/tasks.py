@@ -4,6 +4,7 @@ They are sent with an explicit `queue=` since the project's route table must not
 them. Side effects go to the test Redis so the test process can count them.
 """
 
+import logging
 import os
 import signal
 import time
@@ -16,6 +17,8 @@ from django.conf import settings
 from django.db import connection
 
 from workers.api.exceptions import PermanentError, TransientError
+
+logger = logging.getLogger(__name__)
 
 RAN_ON = "test:ran-on"
 FINISHED = "test:finished"
@@ -92,6 +95,18 @@ def record_effect(key: str, seconds: float = 0.0) -> None:
 
     time.sleep(seconds)
     Effect.objects.create(key=key)
+
+
+@shared_task
+def relay(key: str) -> None:
+    """Log a line and enqueue `log_line`: the correlation id must follow."""
+    logger.info("relay %s", key)
+    log_line.apply_async(args=[key], queue="critical")
+
+
+@shared_task
+def log_line(key: str) -> None:
+    logger.info("log line %s", key)
 
 
 BEAT_TICKS = "test:beat-ticks"

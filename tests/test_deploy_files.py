@@ -57,11 +57,22 @@ def test_redis_keeps_jobs_across_restarts_and_never_evicts_them():
 
 def test_every_service_has_a_healthcheck_or_depends_on_healthy_ones():
     services = compose()["services"]
-    for name in ("web", "redis", "postgres", "worker-critical", "worker-bulk"):
+    for name in ("web", "redis", "postgres", "worker-critical", "worker-bulk", "beat"):
         assert "healthcheck" in services[name], name
     for name in PROCESSES:
         conditions = {dep["condition"] for dep in services[name]["depends_on"].values()}
         assert conditions <= {"service_healthy", "service_completed_successfully"}, name
+
+
+def test_worker_and_beat_probes_read_the_heartbeat_file_their_process_writes():
+    """No Django or Celery process per probe: the liveness module reads a file's age."""
+    services = compose()["services"]
+    for name, variable in (("worker-critical", "WORKER_HEARTBEAT_FILE"),
+                           ("worker-bulk", "WORKER_HEARTBEAT_FILE"),
+                           ("beat", "BEAT_HEARTBEAT_FILE")):
+        probe = services[name]["healthcheck"]["test"]
+        assert probe[:4] == ["CMD", "python", "-m", "workers.ops.liveness"], name
+        assert probe[4] == services[name]["environment"][variable], name
 
 
 def test_the_image_runs_as_a_non_root_user():

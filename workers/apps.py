@@ -7,9 +7,12 @@ class WorkersConfig(AppConfig):
     verbose_name = "Background jobs"
 
     def ready(self) -> None:
-        """Start Sentry in every process that loads Django: web, workers, beat, commands."""
+        """In every process that loads Django (web, workers, beat, commands): connect the
+        Celery signal handlers, and start Sentry."""
         from workers.ops.sentry import init_sentry
+        from workers.runtime import connect_signal_handlers
 
+        connect_signal_handlers()
         init_sentry(dsn=settings.SENTRY_DSN, environment=settings.SENTRY_ENVIRONMENT,
                     release=settings.SENTRY_RELEASE,
                     traces_sample_rate=settings.SENTRY_TRACES_SAMPLE_RATE)

@@ -21,6 +21,8 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from workers.api.broker import broker_reachable
+from workers.api.correlation import correlation_id
+from workers.api.headers import CORRELATION_HEADER
 from workers.api.models import OutboxMessage
 from workers.api.routing import queue_for
 
@@ -44,7 +46,14 @@ def outbox_enqueue(*, task_name: str, args: list[Any] | tuple[Any, ...] = (),
 
 
 def outbox_enqueue_many(*, jobs: list[OutboxMessage]) -> list[OutboxMessage]:
-    """Write many jobs with one INSERT; they are published together once it commits."""
+    """Write many jobs with one INSERT; they are published together once it commits.
+
+    Each keeps the correlation id bound now: the sweeper may publish it from elsewhere.
+    """
+    bound = correlation_id()
+    if bound:
+        for job in jobs:
+            job.headers.setdefault(CORRELATION_HEADER, bound)
     rows = OutboxMessage.objects.bulk_create(jobs)
     written = _written_ids()
     written.update(row.pk for row in rows)

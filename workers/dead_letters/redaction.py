@@ -28,20 +28,36 @@ def redact(value: Any) -> Any:
     return value
 
 
-_SENSITIVE_JSON_VALUE = re.compile(
-    r'("(?P<key>[^"\\]*)"\s*:\s*)("(?:[^"\\]|\\.)*"|[^,}\]\s]+)')
+# A quoted key, a colon and its value, in JSON ("key": "v") or a Python repr ('key': 'v').
+_KEYED_VALUE = re.compile(
+    r"""(?P<head>(?P<q>["'])(?P<key>[^"'\\]*)(?P=q)\s*:\s*)"""
+    r"""(?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^,}\]\s{\[]+)""")
 
 
 def redact_text(text: str) -> str:
-    """A raw message body with the values of sensitive-looking JSON keys replaced.
-
-    For bodies that are not valid JSON (poison messages), so only the text is there.
-    """
-    def hide(match: re.Match) -> str:
+    """Text with the values of sensitive-looking keys replaced: a raw message body that is
+    not valid JSON (poison messages), or the repr of a dict in an error report."""
+    def hide(match: re.Match[str]) -> str:
         if SENSITIVE_KEY.search(match["key"]):
-            return f'{match[1]}"{REDACTED}"'
+            return f'{match["head"]}{match["q"]}{REDACTED}{match["q"]}'
+        value = match["value"]
+        if value[0] in "\"'":  # a string may hold a repr of its own ('kwargsrepr': "{...}")
+            return f"{match['head']}{value[0]}{redact_text(value[1:-1])}{value[-1]}"
         return match[0]
-    return _SENSITIVE_JSON_VALUE.sub(hide, text)
+    return _KEYED_VALUE.sub(hide, text)
+
+
+def redact_everywhere(value: Any) -> Any:
+    """`redact`, and `redact_text` on every string inside: for reports whose values may be
+    reprs of objects holding arguments (Sentry's local variables)."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {key: REDACTED if SENSITIVE_KEY.search(str(key)) else redact_everywhere(item)
+                for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_everywhere(item) for item in value]
+    return value
 
 
 def payload_html(args: list, kwargs: dict) -> str:

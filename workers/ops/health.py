@@ -1,9 +1,11 @@
-"""Is the database up, is the broker up: one answer for `/healthz`, `check_services` and
-`queues probe`. (The outbox's publish path has its own quicker Redis ping,
-`workers.api.broker.broker_reachable`, since it runs after every commit.)"""
+"""Liveness and readiness of the web process, and one answer to "is the database up, is the
+broker up" for `/readyz`, `check_services` and `queues probe`. (The outbox's publish path
+has its own quicker Redis ping, `workers.api.broker.broker_reachable`, since it runs after
+every commit.)"""
 
 from celery import current_app
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
@@ -28,10 +30,35 @@ def broker_error() -> Exception | None:
     return None
 
 
+def migrations_error() -> Exception | None:
+    """None if every migration on disk is applied to the default database."""
+    try:
+        executor = MigrationExecutor(connection)
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except Exception as exc:
+        return exc
+    if pending:
+        return RuntimeError(f"{len(pending)} migration(s) not applied")
+    return None
+
+
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database and the broker answer, else 503 naming what is down."""
-    checks = {"database": database_error() is None, "broker": broker_error() is None}
-    status = 200 if all(checks.values()) else 503
-    return JsonResponse({name: "ok" if ok else "down" for name, ok in checks.items()},
-                        status=status)
+    """Liveness: the process serves requests. No I/O, so a database or broker outage does
+    not get every web container restarted (that is what `/readyz` is for)."""
+    return JsonResponse({"status": "ok"})
+
+
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: 200 when the database answers, its migrations are applied and the broker
+    answers; else 503, naming what is down."""
+    checks = {"database": database_error(), "migrations": None, "broker": broker_error()}
+    if checks["database"] is None:
+        checks["migrations"] = migrations_error()
+    else:
+        checks["migrations"] = RuntimeError("database unreachable")
+    body = {name: "ok" if error is None else f"down: {type(error).__name__}"
+            for name, error in checks.items()}
+    status = 200 if all(error is None for error in checks.values()) else 503
+    return JsonResponse(body, status=status)

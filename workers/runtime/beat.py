@@ -25,6 +25,7 @@ from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 from redis.exceptions import LockNotOwnedError, RedisError
 
 from workers.api.broker import redis_client
+from workers.runtime.heartbeat import touch
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class LockedDatabaseScheduler(DatabaseScheduler):
         super().__init__(*args, **kwargs)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
+        if settings.BEAT_HEARTBEAT_FILE:
+            touch(settings.BEAT_HEARTBEAT_FILE)
         if not self._hold_lock():
             return self.max_interval
         return super().tick(*args, **kwargs)

@@ -20,9 +20,19 @@ from celery.signals import (
 )
 from django.db import close_old_connections, connections
 
+from workers.api.correlation import (
+    bind_correlation_id,
+    correlation_id,
+    new_correlation_id,
+)
 from workers.api.dedup import dedup_release
 from workers.api.exceptions import UnroutedTaskError
-from workers.api.headers import DEDUP_HEADER, ENQUEUED_AT_HEADER, REPLAY_HEADER
+from workers.api.headers import (
+    CORRELATION_HEADER,
+    DEDUP_HEADER,
+    ENQUEUED_AT_HEADER,
+    REPLAY_HEADER,
+)
 from workers.api.routing import queue_for
 from workers.dead_letters.redaction import redact
 from workers.dead_letters.services import (
@@ -35,9 +45,18 @@ logger = logging.getLogger(__name__)
 
 @before_task_publish.connect
 def stamp_enqueue_time(headers: dict[str, Any] | None = None, **_: Any) -> None:
-    """Lets `queues stats` tell the age of the oldest waiting message."""
+    """Lets `queues stats` tell the age of the oldest waiting message, and carries the
+    correlation id of the request or task enqueueing it (a new one for beat's sends)."""
     if headers is not None:
         headers.setdefault(ENQUEUED_AT_HEADER, time.time())
+        headers.setdefault(CORRELATION_HEADER, correlation_id() or new_correlation_id())
+
+
+@task_prerun.connect
+def bind_task_correlation_id(sender: Any = None, **_: Any) -> None:
+    """What this task enqueues, and what it logs, carries the id it was sent with (until
+    the next task in this process binds its own)."""
+    bind_correlation_id(sender.request.get(CORRELATION_HEADER))
 
 
 @before_task_publish.connect

@@ -1,4 +1,4 @@
-from workers.dead_letters.redaction import REDACTED, redact
+from workers.dead_letters.redaction import REDACTED, redact, redact_everywhere
 
 
 def test_sensitive_keys_are_redacted_at_any_depth_and_the_rest_kept():
@@ -41,3 +41,13 @@ def test_published_messages_show_sensitive_kwargs_redacted_but_carry_the_values(
         assert "4242" not in shown
         assert "[redacted]" in shown
         assert sent_kwargs == {"card_number": "4242"}
+
+
+def test_sensitive_values_inside_reprs_and_nested_strings_are_redacted():
+    shown = redact_everywhere({"req": "<Context: {'kwargsrepr': \"{'card_number': '4242'}\", "
+                                      "'kwargs': {'card_number': '4242424242424242'}}>",
+                               "password": "hunter2", "frames": ["'token': 'abc'"]})
+    assert "4242" not in str(shown)
+    assert "hunter2" not in str(shown)
+    assert "abc" not in str(shown)
+    assert "Context" in shown["req"]

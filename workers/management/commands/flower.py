@@ -2,15 +2,18 @@
 
 Flower shows task arguments and can revoke tasks; an open Flower is an open door. It
 reads FLOWER_BASIC_AUTH (and FLOWER_PORT) from the environment itself, so the secret never
-appears on a command line.
+appears on a command line, and runs in this process so that its metrics and health paths
+ask for the same login as the rest (workers/ops/flower.py).
 """
 
 import os
-import sys
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+
+from workers.ops.flower import require_login_everywhere
 
 
 class Command(BaseCommand):
@@ -22,8 +25,8 @@ class Command(BaseCommand):
             raise CommandError("refusing to start Flower without auth: set FLOWER_BASIC_AUTH "
                                "to user:password (see .env.example)")
         os.environ["FLOWER_BASIC_AUTH"] = settings.FLOWER_BASIC_AUTH
-        argv = [sys.executable, "-m", "celery", "-A", "config", "flower"]
-        os.execv(sys.executable, argv)  # noqa: S606 (fixed argv, no shell)
+        require_login_everywhere()
+        current_app.start(argv=["flower"])
 
 
 def _valid(pair: str) -> bool:

@@ -1,4 +1,4 @@
-"""`queues stats|probe`, `dlq drill`, `sync_schedules`, `/healthz`."""
+"""`queues stats|probe`, `dlq drill`, `sync_schedules`, `/healthz` and `/readyz`."""
 
 import subprocess
 import sys
@@ -86,7 +86,29 @@ def test_sync_schedules_is_idempotent():
 
 
 @pytest.mark.django_db
-def test_healthz_reports_database_and_broker(client):
-    response = client.get("/healthz")
+def test_readyz_reports_database_migrations_and_broker(client):
+    response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"database": "ok", "broker": "ok"}
+    assert response.json() == {"database": "ok", "migrations": "ok", "broker": "ok"}
+
+
+@pytest.fixture
+def broker_down(monkeypatch):
+    """Point the app at a port where no broker listens (Celery reads the variable first)."""
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+
+
+@pytest.mark.django_db
+def test_healthz_answers_without_touching_the_database_or_the_broker(
+        client, django_assert_num_queries, broker_down):
+    with django_assert_num_queries(0):
+        response = client.get("/healthz")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+@pytest.mark.django_db
+def test_readyz_is_503_naming_what_is_down(client, broker_down):
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"database": "ok", "migrations": "ok",
+                               "broker": "down: OperationalError"}

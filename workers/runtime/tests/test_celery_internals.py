@@ -110,3 +110,14 @@ def test_redis_channel_internals_the_atomic_fetch_replaces_or_calls():
 def test_redis_list_layout_queue_stats_reads():
     """workers/ops/queue_stats.py: a queue is a list, published with LPUSH (oldest last)."""
     assert "lpush" in inspect.getsource(kombu_redis.Channel._put)
+
+
+def test_flower_handlers_the_lockdown_guards():
+    """workers/ops/flower.py adds a login check to Flower's open monitoring handlers."""
+    from flower import urls
+    from flower.views import BaseHandler, monitor
+
+    routes = {spec[0]: spec[1] for spec in urls.handlers if isinstance(spec, tuple)}
+    assert routes["/metrics"] is monitor.Metrics
+    assert routes["/healthcheck"] is monitor.Healthcheck
+    assert parameters(BaseHandler.get_current_user) == ["self"]

@@ -1,0 +1,70 @@
+"""Effect-once keys: a task's database effects commit once per key."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from apps.billing.models import Invoice
+from apps.billing.tasks import charge_invoice
+from tests.factories import invoice_for
+from tests.ledger.models import Effect
+from tests.tasks import record_effect
+from workers.api.effects import effects_purge_expired
+from workers.api.models import TaskEffect
+
+
+@pytest.fixture
+def unpublished(monkeypatch):
+    """Keep the receipts these eager runs queue in the outbox: a worker running them would
+    race the test database's teardown."""
+    monkeypatch.setattr("workers.api.outbox.outbox_publish", lambda *, pending: 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_effect_once_task_repeated_with_its_id_has_its_effects_once():
+    for _ in range(3):
+        record_effect.apply(args=["repeated"], task_id="same-id")
+    record_effect.apply(args=["repeated"], task_id="another-id")  # a replay runs again
+
+    assert Effect.objects.filter(key="repeated").count() == 2
+    assert TaskEffect.objects.filter(key__in=["task:same-id", "task:another-id"]).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_run_records_no_key_so_the_retry_runs(stripe_api, unpublished):
+
+    invoice = invoice_for("flaky@example.com", customer_id="cus_flaky")
+
+    # Eager: the 500 from the gateway is retried inline under the same task id. Had the
+    # failed attempt kept its key, the retry would have been skipped as a repeat.
+    charge_invoice.apply(args=[invoice.pk], task_id="charge-1")
+
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.PAID
+    assert len(stripe_api.requests) == 2
+    assert TaskEffect.objects.filter(key="task:charge-1").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_declared_key_makes_a_second_job_for_the_same_object_a_no_op(unpublished):
+    from apps.billing.tasks import mark_invoice_paid
+
+    invoice = invoice_for("declared@example.com")
+    mark_invoice_paid.apply(args=[invoice.pk, "pi_1"], task_id="first")
+    mark_invoice_paid.apply(args=[invoice.pk, "pi_2"], task_id="second")
+
+    invoice.refresh_from_db()
+    assert invoice.payment_reference == "pi_1"
+    assert TaskEffect.objects.get(key=f"invoice-paid:{invoice.pk}").task_id == "first"
+
+
+@pytest.mark.django_db
+def test_expired_keys_are_purged_and_live_ones_kept():
+    now = timezone.now()
+    TaskEffect.objects.create(key="old", task_name="t", task_id="1", expires_at=now)
+    TaskEffect.objects.create(key="live", task_name="t", task_id="2",
+                              expires_at=now + timedelta(days=1))
+
+    assert effects_purge_expired(now=now + timedelta(seconds=1)) == 1
+    assert list(TaskEffect.objects.values_list("key", flat=True)) == ["live"]

@@ -1,0 +1,84 @@
+"""The outbox: a job exists iff its transaction commits, is published after it, swept if not."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from tests.fixtures import wait_for
+from tests.ledger.models import Effect
+from tests.tasks import FINISHED, record_effect
+from workers.api.models import OutboxMessage
+from workers.api.outbox import outbox_enqueue, outbox_sweep
+from workers.tasks import probe
+
+
+def enqueue_effect(key: str) -> OutboxMessage:
+    return outbox_enqueue(task_name=record_effect.name, kwargs={"key": key}, queue="critical",
+                          task_id=key)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_transaction_leaves_no_job(test_redis):
+    def failing_service():
+        with transaction.atomic():
+            enqueue_effect("rolled-back")
+            raise RuntimeError("the service failed after enqueueing")
+
+    with pytest.raises(RuntimeError):
+        failing_service()
+
+    assert not OutboxMessage.objects.exists()
+
+
+def test_a_committed_job_is_published_after_commit_and_runs(live_workers):
+    with transaction.atomic():
+        rows = [enqueue_effect(f"outbox-{n}") for n in range(3)]
+
+    wait_for(lambda: Effect.objects.filter(key__startswith="outbox-").count() == 3,
+             what="the three jobs")
+    published = OutboxMessage.objects.filter(pk__in=[row.pk for row in rows])
+    assert all(row.published_at for row in published)
+
+
+def test_publishing_a_row_twice_runs_its_effects_once(live_workers, test_redis):
+    with transaction.atomic():
+        row = enqueue_effect("published-twice")
+    wait_for(lambda: test_redis.hget(FINISHED, row.task_id), what="the first run")
+    OutboxMessage.objects.filter(pk=row.pk).update(published_at=None)  # as if never marked
+
+    assert outbox_sweep(now=timezone.now() + timedelta(minutes=1)) == 1
+    wait_for(lambda: test_redis.hget(FINISHED, row.task_id) == "2", what="the second delivery")
+    assert Effect.objects.filter(key="published-twice").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweeper_skips_rows_another_publisher_holds(test_redis):
+    with transaction.atomic():
+        enqueue_effect("held")
+    OutboxMessage.objects.update(published_at=None)
+    holding, release = threading.Event(), threading.Event()
+
+    def other_publisher():
+        with transaction.atomic():
+            list(OutboxMessage.objects.select_for_update())
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=other_publisher)
+    thread.start()
+    holding.wait(10)
+    later = timezone.now() + timedelta(minutes=1)
+    try:
+        assert outbox_sweep(now=later) == 0  # skipped, not waited for
+    finally:
+        release.set()
+        thread.join()
+    assert outbox_sweep(now=later) == 1
+
+
+def test_only_effect_once_or_idempotent_tasks_may_use_the_outbox():
+    with pytest.raises(TypeError, match="neither effect_once nor idempotent"):
+        probe.delay_via_outbox(0.0)

@@ -1,0 +1,79 @@
+"""JSON logs with task context, and a correlation id from the request through every task."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from kombu import Connection
+
+from config.celery import app
+from tests.factories import invoice_for, payment_event, post_event
+from tests.fixtures import ROOT, wait_for
+from workers.api.headers import CORRELATION_HEADER
+from workers.api.models import OutboxMessage
+
+BROKER = "redis://127.0.0.1:6379/10"  # a database of this test's own
+
+
+@pytest.fixture
+def json_worker(process_env, transactional_db, tmp_path):
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "critical", "-c",
+             "1", "-n", "json@test", "-l", "info", "-I", "tests.tasks", "--without-heartbeat",
+             "--without-mingle", "--without-gossip"],
+            cwd=ROOT, env=process_env | {"CELERY_BROKER_URL": BROKER, "LOG_FORMAT": "json"},
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield log
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+def records(log) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+
+
+def test_task_log_lines_are_json_with_task_context_and_the_callers_correlation_id(
+        json_worker):
+    with Connection(BROKER) as connection, app.amqp.Producer(connection) as producer:
+        app.send_task("tests.tasks.relay", args=["k1"], queue="critical", producer=producer,
+                      headers={CORRELATION_HEADER: "req-abc123"})
+
+    def both_lines() -> list[dict] | None:
+        lines = [r for r in records(json_worker) if r["message"] in ("relay k1", "log line k1")]
+        return lines if len(lines) == 2 else None
+
+    lines = wait_for(both_lines, what="both tasks to log")
+    assert {r["task_name"] for r in lines} == {"tests.tasks.relay", "tests.tasks.log_line"}
+    for record in lines:
+        assert record["correlation_id"] == "req-abc123", record
+        assert record["queue"] == "critical"
+        assert record["attempt"] == 1
+        assert record["task_id"]
+        assert record["levelname"] == "INFO"
+    assert lines[0]["task_id"] != lines[1]["task_id"]
+
+
+@pytest.mark.django_db
+def test_a_request_id_is_echoed_and_carried_by_the_jobs_the_request_enqueues(client):
+    invoice = invoice_for("correlated@example.com")
+
+    response = post_event(client, payment_event("payment.succeeded", invoice),
+                          headers={"X-Request-ID": "lb-7f3a"})
+
+    assert response["X-Request-ID"] == "lb-7f3a"
+    job = OutboxMessage.objects.get(task_name="apps.billing.tasks.process_payment_event")
+    assert job.headers[CORRELATION_HEADER] == "lb-7f3a"
+
+
+@pytest.mark.django_db
+def test_a_request_without_a_usable_id_gets_a_new_one(client):
+    response = client.get("/healthz", headers={"X-Request-ID": "not an id; drop table"})
+    assert response["X-Request-ID"] != "not an id; drop table"
+    assert len(response["X-Request-ID"]) == 32
