@@ -147,6 +147,37 @@ def celery_workers(process_env, test_redis, tmp_path_factory
             sys.stderr.writelines((logs / f"{queue}.log").read_text().splitlines(True)[-15:])
 
 
+#: A Redis database for tests that start Celery processes of their own (`celery_process`).
+PRIVATE_BROKER = "redis://127.0.0.1:6379/10"
+
+
+@pytest.fixture
+def celery_process(process_env, transactional_db, tmp_path) -> Iterator[Callable[..., Path]]:
+    """Start `celery -A config <args>` on PRIVATE_BROKER with extra environment; return the
+    path of its log (worker args: the test workers' flags, the critical queue, one child).
+    Every process started is killed when the test ends."""
+    redis.Redis.from_url(PRIVATE_BROKER).flushdb()
+    started: list[subprocess.Popen] = []
+
+    def start(command: str, *args: str, **env: str) -> Path:
+        if command == "worker":
+            args = ("-Q", "critical", "-c", "1", "-n", f"private-{len(started)}@test",
+                    "-I", "tests.tasks", "--without-heartbeat", "--without-mingle",
+                    "--without-gossip", *args)
+        log = tmp_path / f"{command}-{len(started)}.log"
+        with log.open("w") as out:
+            started.append(subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "config", command, "-l", "info", *args],
+                cwd=ROOT, env=process_env | {"CELERY_BROKER_URL": PRIVATE_BROKER, **env},
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+        return log
+
+    yield start
+    for process in started:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
 @pytest.fixture
 def live_workers(celery_workers, transactional_db, test_redis):
     """Real workers plus a committed-data database the workers can see."""

@@ -127,7 +127,6 @@ class PlatformTask(DjangoTask[Any, Any]):
                               queue=queue_for(self.name, self))
 
 
-
 def _call_effect_once(self: PlatformTask, *args: Any, **kwargs: Any) -> Any:
     """Run the body in a transaction that first records the task's effect key."""
     from workers.api.effects import effect_claim, effect_key

@@ -1,38 +1,15 @@
 """JSON logs with task context, and a correlation id from the request through every task."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 
 import pytest
 from kombu import Connection
 
 from config.celery import app
 from tests.factories import invoice_for, payment_event, post_event
-from tests.fixtures import ROOT, wait_for
+from tests.fixtures import PRIVATE_BROKER, wait_for
 from workers.api.headers import CORRELATION_HEADER
 from workers.api.models import OutboxMessage
-
-BROKER = "redis://127.0.0.1:6379/10"  # a database of this test's own
-
-
-@pytest.fixture
-def json_worker(process_env, transactional_db, tmp_path):
-    log = tmp_path / "worker.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "critical", "-c",
-             "1", "-n", "json@test", "-l", "info", "-I", "tests.tasks", "--without-heartbeat",
-             "--without-mingle", "--without-gossip"],
-            cwd=ROOT, env=process_env | {"CELERY_BROKER_URL": BROKER, "LOG_FORMAT": "json"},
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield log
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
 
 
 def records(log) -> list[dict]:
@@ -40,8 +17,10 @@ def records(log) -> list[dict]:
 
 
 def test_task_log_lines_are_json_with_task_context_and_the_callers_correlation_id(
-        json_worker):
-    with Connection(BROKER) as connection, app.amqp.Producer(connection) as producer:
+        celery_process):
+    json_worker = celery_process("worker", LOG_FORMAT="json")
+    with Connection(PRIVATE_BROKER) as connection, \
+            app.amqp.Producer(connection) as producer:
         app.send_task("tests.tasks.relay", args=["k1"], queue="critical", producer=producer,
                       headers={CORRELATION_HEADER: "req-abc123"})
 

@@ -1,9 +1,5 @@
 """What reaches Sentry from a real worker and beat, captured by a local stand-in."""
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -13,11 +9,10 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from kombu import Connection
 
 from config.celery import app
-from tests.fixtures import ROOT, wait_for
+from tests.fixtures import PRIVATE_BROKER, wait_for
 from tests.sentry_server import SentryStandIn
 from workers.ops.sentry import _sub_minute_schedules
 
-BROKER = "redis://127.0.0.1:6379/10"  # a database of this test's own
 CARD = "4242424242424242"
 
 
@@ -30,38 +25,21 @@ def sentry() -> Iterator[SentryStandIn]:
 
 
 @pytest.fixture
-def spawn(process_env, transactional_db, sentry, test_redis) -> Iterator:
-    started: list[subprocess.Popen] = []
-
-    def start(args: list[str], **env: str) -> None:
-        started.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", *args], cwd=ROOT,
-            env=process_env | {"CELERY_BROKER_URL": BROKER, "SENTRY_DSN": sentry.dsn, **env},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
-
-    yield start
-    for process in started:
-        os.killpg(process.pid, signal.SIGTERM)
-    for process in started:
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+def spawn(celery_process, sentry, test_redis):
+    def start(command: str, *args: str, **env: str) -> None:
+        celery_process(command, *args, SENTRY_DSN=sentry.dsn, **env)
+    return start
 
 
 def send(name: str, *args: object, **kwargs: object) -> str:
-    with Connection(BROKER) as connection, app.amqp.Producer(connection) as producer:
+    with Connection(PRIVATE_BROKER) as connection, \
+            app.amqp.Producer(connection) as producer:
         return app.send_task(name, args=args, kwargs=kwargs, queue="critical",
                              producer=producer).id
 
 
-def worker_args() -> list[str]:
-    return ["worker", "-Q", "critical", "-c", "1", "-n", "sentry@test", "-l", "info", "-I",
-            "tests.tasks", "--without-heartbeat", "--without-mingle", "--without-gossip"]
-
-
 def test_one_event_per_failed_job_none_for_a_retry_and_no_secret_in_any(spawn, sentry):
-    spawn(worker_args())
+    spawn("worker")
     retried_then_ok = send("tests.tasks.transient_until", "s-ok", 1)
     retried_then_failed = send("tests.tasks.transient_until", "s-fail", 99)
     card_holder = send("tests.tasks.permanent", "s-card", card_number=CARD)
@@ -82,8 +60,8 @@ def test_beat_entries_send_cron_check_ins(spawn, sentry):
     PeriodicTask.objects.create(name="sentry-monitored tick", task="tests.tasks.beat_tick",
                                 interval=every_minute, queue="critical",
                                 last_run_at=timezone.now() - timedelta(minutes=5))
-    spawn(worker_args())
-    spawn(["beat", "-l", "info", "--pidfile", ""], BEAT_LOCK_TTL="3")
+    spawn("worker")
+    spawn("beat", "--pidfile", "", BEAT_LOCK_TTL="3")
 
     def check_ins(status: str) -> list[dict]:
         return [c for c in sentry.items("check_in")

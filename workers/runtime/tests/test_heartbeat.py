@@ -4,14 +4,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.fixtures import ROOT, wait_for
-
-BROKER = "redis://127.0.0.1:6379/10"  # a database of this test's own
 
 
 def alive(path: Path, *, max_age: float) -> bool:
@@ -25,44 +20,33 @@ def alive(path: Path, *, max_age: float) -> bool:
     return probe.returncode == 0
 
 
-@pytest.fixture
-def spawn(process_env, transactional_db) -> Iterator:
-    started: list[subprocess.Popen] = []
-
-    def start(args: list[str], **env: str) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", *args],
-                                   cwd=ROOT, env=process_env | {"CELERY_BROKER_URL": BROKER,
-                                                                **env},
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   start_new_session=True)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
+def pid_of(log: Path) -> int:
+    """The celery process's pid, from the pidfile it was given beside its log."""
+    return int(wait_for(lambda: (log.with_suffix(".pid").read_text().strip()
+                                 if log.with_suffix(".pid").exists() else None),
+                        what="the pidfile"))
 
 
-def test_a_worker_is_alive_while_its_event_loop_runs_and_not_when_it_hangs(spawn, tmp_path):
+def test_a_worker_is_alive_while_its_event_loop_runs_and_not_when_it_hangs(celery_process,
+                                                                           tmp_path):
     heartbeat = tmp_path / "worker.alive"
     assert not alive(heartbeat, max_age=60)  # no file yet
-    worker = spawn(["worker", "-Q", "critical", "-c", "1", "-n", "alive@test",
-                    "--without-heartbeat", "--without-mingle", "--without-gossip"],
-                   WORKER_HEARTBEAT_FILE=str(heartbeat), WORKER_HEARTBEAT_INTERVAL="0.5")
+    log = celery_process("worker", "--pidfile", str(tmp_path / "worker-0.pid"),
+                         WORKER_HEARTBEAT_FILE=str(heartbeat), WORKER_HEARTBEAT_INTERVAL="0.5")
     wait_for(lambda: alive(heartbeat, max_age=5), what="the worker's heartbeat")
 
-    os.kill(worker.pid, signal.SIGSTOP)  # a main process stuck in a blocking call
+    worker = pid_of(log)
+    os.kill(worker, signal.SIGSTOP)  # a main process stuck in a blocking call
     wait_for(lambda: not alive(heartbeat, max_age=3), what="the probe to fail")
-    os.kill(worker.pid, signal.SIGCONT)
+    os.kill(worker, signal.SIGCONT)
     wait_for(lambda: alive(heartbeat, max_age=3), what="the heartbeat to resume")
 
 
-def test_beat_is_alive_while_it_ticks(spawn, tmp_path):
+def test_beat_is_alive_while_it_ticks(celery_process, tmp_path):
     heartbeat = tmp_path / "beat.alive"
-    beat = spawn(["beat", "--pidfile", str(tmp_path / "beat.pid")],
-                 BEAT_HEARTBEAT_FILE=str(heartbeat), BEAT_LOCK_TTL="3")
+    log = celery_process("beat", "--pidfile", str(tmp_path / "beat-0.pid"),
+                         BEAT_HEARTBEAT_FILE=str(heartbeat), BEAT_LOCK_TTL="3")
     wait_for(lambda: alive(heartbeat, max_age=5), what="beat's heartbeat")
 
-    os.kill(beat.pid, signal.SIGSTOP)
+    os.kill(pid_of(log), signal.SIGSTOP)
     wait_for(lambda: not alive(heartbeat, max_age=3), what="the probe to fail")
