@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from celery.contrib.django.task import DjangoTask
 from celery.result import AsyncResult
 from celery.utils import uuid
+from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 
@@ -128,19 +129,29 @@ class PlatformTask(DjangoTask[Any, Any]):
 
 
 def _call_effect_once(self: PlatformTask, *args: Any, **kwargs: Any) -> Any:
-    """Run the body in a transaction that first records the task's effect key."""
+    """Run the body in a transaction that first records the task's effect key.
+
+    A database error while opening that transaction or claiming the key happens outside
+    `run`, where `autoretry_for` does not reach; it is retried here with the same backoff,
+    so a PostgreSQL restart delays an effect-once job instead of dead-lettering it.
+    """
     from workers.api.effects import effect_claim, effect_key
 
     # autoretry_for wraps `run` in (*args, **kwargs); inspect.signature follows the
     # wrapper's __wrapped__ to the real one, which the key needs.
     key = effect_key(template=self.effect_key, run=self.run, task_id=self.request.id or "",
                      args=args, kwargs=kwargs)
-    with transaction.atomic():
-        if not effect_claim(key=key, task_name=self.name, task_id=self.request.id or ""):
-            logger.info("%s[%s]: effects of %s already committed; skipped",
-                        self.name, self.request.id, key)
-            return None
-        return DjangoTask.__call__(self, *args, **kwargs)
+    try:
+        with transaction.atomic():
+            if not effect_claim(key=key, task_name=self.name, task_id=self.request.id or ""):
+                logger.info("%s[%s]: effects of %s already committed; skipped",
+                            self.name, self.request.id, key)
+                return None
+            return DjangoTask.__call__(self, *args, **kwargs)
+    except (OperationalError, InterfaceError) as exc:
+        raise self.retry(exc=exc, countdown=get_exponential_backoff_interval(
+            factor=int(max(1, self.retry_backoff)), retries=self.request.retries,
+            maximum=self.retry_backoff_max, full_jitter=self.retry_jitter)) from exc
 
 def _delay_seconds(countdown: float | None, eta: datetime | str | None) -> float:
     if countdown is not None:

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import OperationalError
 from django.utils import timezone
 
 from apps.billing.models import Invoice
@@ -68,3 +69,26 @@ def test_expired_keys_are_purged_and_live_ones_kept():
 
     assert effects_purge_expired(now=now + timedelta(seconds=1)) == 1
     assert list(TaskEffect.objects.values_list("key", flat=True)) == ["live"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_error_while_claiming_the_key_is_retried_not_dead_lettered(monkeypatch):
+    """Outside `run`, where autoretry_for does not reach: the PostgreSQL restart case."""
+    from workers.api import effects
+
+    claims = []
+
+    def restarting_then_back(**claim):
+        claims.append(claim["key"])
+        if len(claims) == 1:
+            raise OperationalError("the database system is starting up")
+        return real_claim(**claim)
+
+    real_claim = effects.effect_claim
+    monkeypatch.setattr(effects, "effect_claim", restarting_then_back)
+
+    result = record_effect.apply(args=["claim-retried"], task_id="claim-retried")
+
+    assert result.successful()
+    assert len(claims) == 2
+    assert Effect.objects.filter(key="claim-retried").count() == 1
