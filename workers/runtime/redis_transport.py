@@ -67,6 +67,21 @@ class QoS(kombu_redis.QoS):
         else:
             super().append(message, delivery_tag)
 
+    def ack(self, delivery_tag: str) -> None:
+        """Acknowledge; if Redis is gone, still give the delivery's credit back.
+
+        kombu forgets a delivery only once Redis has removed its unacked record. Acks that
+        fail while Redis is down (tasks finishing during the outage) then keep the
+        channel's prefetch credit used up: the worker stops polling, never notices the
+        lost connection and never reconnects. The record, if Redis kept it, brings the
+        message back after the visibility timeout (effect-once tasks skip the rerun).
+        """
+        try:
+            super().ack(delivery_tag)
+        except self.channel.connection_errors:
+            virtual.QoS.ack(self, delivery_tag)
+            raise
+
 
 class Channel(kombu_redis.Channel):
     QoS = QoS

@@ -96,6 +96,9 @@ def test_redis_channel_internals_the_atomic_fetch_replaces_or_calls():
     # QoS.append writes [payload, exchange, routing key] JSON under the delivery tag.
     assert "dumps([message._raw, EX, RK])" in inspect.getsource(kombu_redis.QoS.append)
     assert parameters(virtual.QoS.append) == ["self", "message", "delivery_tag"]
+    assert parameters(virtual.QoS.ack) == ["self", "delivery_tag"]
+    assert "self._remove_from_indices(delivery_tag).execute()" in inspect.getsource(
+        kombu_redis.QoS.ack)
     assert parameters(kombu_redis.Channel._connparams) == ["self", "asynchronous"]
     assert "self.connection.client" in inspect.getsource(kombu_redis.Channel._connparams)
     assert hasattr(virtual.Transport, "_deliver")

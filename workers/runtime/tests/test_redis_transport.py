@@ -8,6 +8,7 @@ from kombu import Connection, Exchange, Queue
 from kombu.transport import redis as kombu_redis
 
 from config.celery import app
+from tests.faults.servers import PrivateRedis
 from tests.fixtures import wait_for
 from workers.runtime import redis_transport
 
@@ -161,18 +162,49 @@ def test_a_channel_whose_connection_is_gone_fails_as_a_lost_connection(store):
     and the message comes back from its unacked record."""
     connection = connect(ATOMIC)
     publish(connection, {"n": 1})
+    publish(connection, {"n": 2})
     channel = connection.default_channel
-    message = channel.basic_get(QUEUE.name)
+    finished = channel.basic_get(QUEUE.name)
+    assert channel.basic_get(QUEUE.name) is not None  # still running when the close comes
     channel._pool = None  # what a dropped connection leaves behind
     connection.transport.client = None
 
     with pytest.raises(redis.ConnectionError):
-        message.ack()
+        finished.ack()
     with pytest.raises(redis.ConnectionError):
-        channel.close()
+        channel.close()  # handing back the other delivery
 
-    assert store.hlen("unacked") == 1
+    assert store.hlen("unacked") == 2
     with connect(ATOMIC) as again:
         qos = again.default_channel.qos
-        wait_for(lambda: qos.restore_visible(num=10, interval=1) or store.llen("rt") == 1,
-                 what="the visibility timeout to restore it")
+        wait_for(lambda: qos.restore_visible(num=10, interval=1) or store.llen("rt") == 2,
+                 what="the visibility timeout to restore both")
+
+
+def test_an_ack_that_fails_because_redis_died_still_gives_the_credit_back(tmp_path):
+    """Else the consumer stops polling, never sees the lost connection, never reconnects."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        with Connection(server.url, transport=ATOMIC,
+                        transport_options={"visibility_timeout": 1}) as connection:
+            publish(connection, {"n": 1})
+            channel = connection.default_channel
+            channel.basic_qos(prefetch_count=1)
+            message = channel.basic_get(QUEUE.name)
+            assert not channel.qos.can_consume()
+
+            server.kill()
+            with pytest.raises(redis.ConnectionError):
+                message.ack()
+
+            assert channel.qos.can_consume()
+        server.start()  # the append-only file kept the unacked record
+        with Connection(server.url, transport=ATOMIC,
+                        transport_options={"visibility_timeout": 1}) as again:
+            qos = again.default_channel.qos
+            back = redis.Redis(port=server.port)
+            wait_for(lambda: qos.restore_visible(num=10, interval=1) or back.llen("rt") == 1,
+                     what="the visibility timeout to restore it")
+    finally:
+        server.kill()
