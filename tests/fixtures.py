@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from django.conf import settings
 from django.db import connection
 
 from config.celery import app
+from tests.polling import poll_until
 from tests.smtp_server import RecordingHandler, start_smtp_server
 from tests.stripe_server import StripeStandIn
 from tests.tasks import FINISHED
@@ -30,19 +30,25 @@ HANG = 120.0
 
 def wait_for(predicate: Callable[[], object], *, timeout: float = HANG, what: str = "") -> object:
     """Poll until `predicate` returns something truthy; fail the test after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
+    value = poll_until(predicate, timeout=timeout)
+    if not value:
+        pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
+    return value
 
 
 def project_tasks() -> list:
     """Every task of the project (not the test-only ones), each module imported."""
     app.loader.import_default_modules()
     return [task for name, task in sorted(app.tasks.items()) if not name.startswith("tests.")]
+
+
+def publish_task(broker_url: str, name: str, *args: object,
+                 headers: dict[str, object] | None = None, **kwargs: object) -> str:
+    """Publish one `name` job by name to the critical queue at `broker_url`; return its id."""
+    with app.connection_for_write(broker_url) as connection, \
+            app.amqp.Producer(connection) as producer:
+        return app.send_task(name, args=args, kwargs=kwargs, queue="critical",
+                             producer=producer, headers=headers).id
 
 
 def last_outbox_id() -> int:

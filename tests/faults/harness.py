@@ -15,6 +15,7 @@ import redis
 from config.celery import app
 from tests.fixtures import HANG, ROOT, wait_for
 from tests.ledger.models import Effect
+from tests.polling import poll_until
 from workers.dead_letters.models import DeadLetter
 
 # The fault workers' own Redis database, so the session's test workers never take their jobs.
@@ -35,14 +36,6 @@ def send_effects(broker_url: str, keys: list[str], *, seconds: float) -> None:
         for key in keys:
             app.send_task("tests.tasks.record_effect", args=[key, seconds], task_id=key,
                           queue="critical", producer=producer)
-
-
-def send_tasks(broker_url: str, name: str, calls: list[list]) -> None:
-    """Publish one `name` job per argument list to the critical queue at `broker_url`."""
-    with app.connection_for_write(broker_url) as connection, \
-            app.amqp.Producer(connection) as producer:
-        for args in calls:
-            app.send_task(name, args=args, queue="critical", producer=producer)
 
 
 class Processes:
@@ -125,14 +118,9 @@ def settle(fault: str, keys: list[str], *, since: float, broker_url: str,
     none delivered and unacknowledged), so a late second run, such as a redelivery
     after the visibility timeout, has happened and shows up as doubled.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        recovered = time.monotonic() - since
-        if Ledger.of(fault, keys, recovery_seconds=recovered).lost == 0:
-            break
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    poll_until(lambda: Ledger.of(fault, keys, recovery_seconds=0).lost == 0,
+               timeout=timeout, interval=0.1)
+    recovered = time.monotonic() - since
     wait_for(lambda: broker_idle(broker_url), timeout=timeout,
              what=f"the broker at {broker_url} to hold no message")
     return Ledger.of(fault, keys, recovery_seconds=recovered)

@@ -8,10 +8,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import redis
+
+from tests.polling import poll_until
 
 #: How long a server may take to answer after it starts before the run gives up.
 START_TIMEOUT = 120.0
@@ -39,11 +40,8 @@ class PrivateRedis:
              "--save", "", "--daemonize", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + START_TIMEOUT
-        while not _answers(client):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {self.port} did not start")
-            time.sleep(0.05)
+        if not poll_until(lambda: _answers(client), timeout=START_TIMEOUT):
+            raise RuntimeError(f"redis-server on port {self.port} did not start")
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, only what the AOF already holds survives."""

@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 from tests.faults.servers import PrivatePostgres, PrivateRedis
+from tests.polling import poll_until
 
 POOLS = ("critical", "bulk")
 SETTLE_TIMEOUT = 900.0  # seconds for everything in flight to finish once faults stop
@@ -154,15 +155,13 @@ def settle(mailbox, broker_url: str) -> dict[str, dict[str, int]]:
     left in flight; then count."""
     from tests.faults.harness import broker_idle
 
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    ledger = count(mailbox)
-    while time.monotonic() < deadline:
+    def nothing_in_flight() -> bool:
         ledger = count(mailbox)
-        if (not ledger["jobs"]["lost"] and not ledger["emails"]["lost"]
+        return (not ledger["jobs"]["lost"] and not ledger["emails"]["lost"]
                 and ledger["pending"]["outbox"] == ledger["pending"]["spool"] == 0
-                and all(broker_idle(broker_url, queue=pool) for pool in POOLS)):
-            break
-        time.sleep(1)
+                and all(broker_idle(broker_url, queue=pool) for pool in POOLS))
+
+    poll_until(nothing_in_flight, timeout=SETTLE_TIMEOUT, interval=1)
     return count(mailbox)
 
 

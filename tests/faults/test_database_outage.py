@@ -6,9 +6,9 @@ from collections import Counter
 import psycopg
 import redis
 
-from tests.faults.harness import Ledger, Processes, broker_idle, new_keys, send_tasks
+from tests.faults.harness import Ledger, Processes, broker_idle, new_keys
 from tests.faults.servers import PrivatePostgres
-from tests.fixtures import HANG, wait_for
+from tests.fixtures import HANG, publish_task, wait_for
 from workers.dead_letters.spool import SPOOL_KEY
 
 
@@ -32,14 +32,15 @@ def test_failures_during_a_database_outage_are_dead_lettered_once_it_returns(
     keys = new_keys(10)
 
     private_postgres.stop()
-    send_tasks(fault_broker, "tests.tasks.permanent", [[key] for key in keys])
+    for key in keys:
+        publish_task(fault_broker, "tests.tasks.permanent", key)
     wait_for(lambda: broker.llen(SPOOL_KEY) == len(keys), what="every failure in the spool")
     # Recorded first, acknowledged after: every message is acked once its failure is kept.
     wait_for(lambda: broker_idle(fault_broker), what="every failed message acknowledged")
 
     private_postgres.start()
     back_at = time.monotonic()
-    send_tasks(fault_broker, "workers.tasks.drain_dead_letter_spool", [[]])  # as beat does
+    publish_task(fault_broker, "workers.tasks.drain_dead_letter_spool")  # as beat does
     wait_for(lambda: broker.llen(SPOOL_KEY) == 0, what="the spool to drain")
 
     rows = dead_letters(private_postgres.url, keys)

@@ -2,7 +2,6 @@
 
 import base64
 import re
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -13,16 +12,11 @@ import pytest
 import tornado.web
 from flower import urls
 
+from tests.faults.servers import free_port
 from tests.fixtures import ROOT, wait_for
 
 CREDENTIALS = "ops:long-enough-secret"
 NOT_GUARDED = ("/static/", "/login", "/logout", ".*")  # files, the login itself, the 404 page
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,9 @@
 import json
 
 import pytest
-from kombu import Connection
 
-from config.celery import app
 from tests.factories import invoice_for, payment_event, post_event
-from tests.fixtures import PRIVATE_BROKER, wait_for
+from tests.fixtures import PRIVATE_BROKER, publish_task, wait_for
 from workers.api.headers import CORRELATION_HEADER
 from workers.api.models import OutboxMessage
 
@@ -19,10 +17,8 @@ def records(log) -> list[dict]:
 def test_task_log_lines_are_json_with_task_context_and_the_callers_correlation_id(
         celery_process):
     json_worker = celery_process("worker", LOG_FORMAT="json")
-    with Connection(PRIVATE_BROKER) as connection, \
-            app.amqp.Producer(connection) as producer:
-        app.send_task("tests.tasks.relay", args=["k1"], queue="critical", producer=producer,
-                      headers={CORRELATION_HEADER: "req-abc123"})
+    publish_task(PRIVATE_BROKER, "tests.tasks.relay", "k1",
+                 headers={CORRELATION_HEADER: "req-abc123"})
 
     def both_lines() -> list[dict] | None:
         lines = [r for r in records(json_worker) if r["message"] in ("relay k1", "log line k1")]

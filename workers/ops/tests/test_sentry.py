@@ -6,10 +6,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
-from kombu import Connection
 
-from config.celery import app
-from tests.fixtures import PRIVATE_BROKER, wait_for
+from tests.fixtures import PRIVATE_BROKER, publish_task, wait_for
 from tests.sentry_server import SentryStandIn
 from workers.ops.sentry import _sub_minute_schedules
 
@@ -31,18 +29,11 @@ def spawn(celery_process, sentry, test_redis):
     return start
 
 
-def send(name: str, *args: object, **kwargs: object) -> str:
-    with Connection(PRIVATE_BROKER) as connection, \
-            app.amqp.Producer(connection) as producer:
-        return app.send_task(name, args=args, kwargs=kwargs, queue="critical",
-                             producer=producer).id
-
-
 def test_one_event_per_failed_job_none_for_a_retry_and_no_secret_in_any(spawn, sentry):
     spawn("worker")
-    retried_then_ok = send("tests.tasks.transient_until", "s-ok", 1)
-    retried_then_failed = send("tests.tasks.transient_until", "s-fail", 99)
-    card_holder = send("tests.tasks.permanent", "s-card", card_number=CARD)
+    retried_then_ok = publish_task(PRIVATE_BROKER, "tests.tasks.transient_until", "s-ok", 1)
+    retried_then_failed = publish_task(PRIVATE_BROKER, "tests.tasks.transient_until", "s-fail", 99)
+    card_holder = publish_task(PRIVATE_BROKER, "tests.tasks.permanent", "s-card", card_number=CARD)
 
     wait_for(lambda: len(sentry.items("event")) >= 2, what="the failures' events")
     # The job that recovered after a retry has run to its end by the time both failures
