@@ -130,7 +130,8 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@example.com
 # Security: on outside dev/test, so production passes `manage.py check --deploy` untouched.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not LOCAL)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # probed over plain HTTP inside the network
+# Probed and scraped over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if LOCAL else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not LOCAL)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not LOCAL)
@@ -384,3 +385,36 @@ SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="")
 SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
 
 FLOWER_BASIC_AUTH = env.str("FLOWER_BASIC_AUTH", default="")
+
+# Prometheus: `/metrics` on the web process answers only with `Authorization: Bearer
+# <METRICS_TOKEN>`, and is not served at all while the token is unset. Every worker
+# process sums its per-task figures in memory and flushes them to Redis this often
+# (seconds); a host silent for METRICS_HOST_TTL seconds leaves the scrape
+# (workers/runtime/metrics.py). METRICS_ENABLED=false records nothing (bench/ compares).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+METRICS_FLUSH_INTERVAL = env.float("METRICS_FLUSH_INTERVAL", default=2.0)
+METRICS_HOST_TTL = env.int("METRICS_HOST_TTL", default=86400)
+# A worker counts as up while its last heartbeat is younger than this (seconds).
+METRICS_WORKER_UP_AGE = env.float("METRICS_WORKER_UP_AGE", default=3 * WORKER_HEARTBEAT_INTERVAL)
+
+# Alerts (workers/ops/alerts): a new failure fingerprint, and each threshold below, posts
+# to a Slack-compatible incoming webhook and/or emails ALERTS_EMAIL_TO; repeats within
+# ALERTS_REPEAT_MINUTES are counted and sent as one digest. Links in alerts start with
+# ALERTS_BASE_URL (the admin's public address, https://ops.example.com).
+ALERTS_SLACK_WEBHOOK_URL = env.str("ALERTS_SLACK_WEBHOOK_URL", default="")
+ALERTS_EMAIL_TO = env.list("ALERTS_EMAIL_TO", default=[])
+ALERTS_REPEAT_MINUTES = env.float("ALERTS_REPEAT_MINUTES", default=60.0)
+ALERTS_BASE_URL = env.str("ALERTS_BASE_URL", default="http://localhost:8000")
+# Thresholds, checked every ALERTS_CHECK_INTERVAL seconds by whichever live beat or worker
+# gets there first: the oldest waiting message per queue, the oldest unpublished outbox
+# row, and beat's last tick (seconds); a pool with no worker heartbeat always alerts.
+ALERTS_CHECK_INTERVAL = env.float("ALERTS_CHECK_INTERVAL", default=60.0)
+ALERTS_QUEUE_MAX_AGE = {
+    CRITICAL: env.float("ALERTS_CRITICAL_MAX_AGE", default=60.0),
+    BULK: env.float("ALERTS_BULK_MAX_AGE", default=1800.0),
+}
+ALERTS_OUTBOX_MAX_AGE = env.float("ALERTS_OUTBOX_MAX_AGE", default=120.0)
+ALERTS_BEAT_MAX_SILENCE = env.float("ALERTS_BEAT_MAX_SILENCE", default=120.0)
+# Seconds a webhook post may take; a failed delivery is retried with backoff.
+ALERTS_HTTP_TIMEOUT = env.float("ALERTS_HTTP_TIMEOUT", default=5.0)

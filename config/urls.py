@@ -5,11 +5,13 @@ from django.urls import include, path
 
 from apps.billing.webhooks import billing_webhook
 from workers.ops.health import healthz, readyz
+from workers.ops.metrics import metrics
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("webhooks/billing/", billing_webhook, name="billing-webhook"),
     path("api/", include("apps.analytics.urls")),
 ]

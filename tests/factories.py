@@ -11,10 +11,25 @@ from django.test import Client
 from django.test.client import Client as ClientType
 
 from apps.billing.models import Customer, Invoice, Subscription
+from workers.dead_letters.fingerprints import failure_fingerprint
+from workers.dead_letters.models import DeadLetter
 
 WEBHOOK_SECRET = "whsec_test_secret"  # BILLING_WEBHOOK_SECRET in tests/settings.py
 WEBHOOK_URL = "/webhooks/billing/"
 _sequence = itertools.count()
+
+
+class DeadLetterFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = DeadLetter
+
+    task_id = factory.Sequence(lambda n: f"dead-letter-{n}")
+    task_name = "tests.tasks.permanent"
+    queue = "critical"
+    exception_type = "workers.api.exceptions.PermanentError"
+    message = "invalid input"
+    fingerprint = factory.LazyAttribute(lambda row: failure_fingerprint(
+        task_name=row.task_name, exception_type=row.exception_type, message=row.message))
 
 
 class CustomerFactory(factory.django.DjangoModelFactory):

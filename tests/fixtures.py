@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from django.conf import settings
 from django.db import connection
 
 from config.celery import app
+from tests.faults.servers import free_port
 from tests.polling import poll_until
 from tests.smtp_server import RecordingHandler, start_smtp_server
 from tests.stripe_server import StripeStandIn
@@ -182,6 +184,35 @@ def celery_process(process_env, transactional_db, tmp_path) -> Iterator[Callable
     for process in started:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
+
+
+@pytest.fixture
+def web_process(process_env, transactional_db, tmp_path) -> Iterator[str]:
+    """The web application under gunicorn (two processes) on PRIVATE_BROKER, as deployed;
+    yields its base URL. Scrape it with METRICS_TOKEN."""
+    port = free_port()
+    log = (tmp_path / "web.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}",
+         "-w", "2"],
+        cwd=ROOT, env=process_env | {"CELERY_BROKER_URL": PRIVATE_BROKER,
+                                     "ALLOWED_HOSTS": "127.0.0.1"},
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(f"{url}/healthz"), what="gunicorn to serve /healthz")
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # localhost
+            return response.status == 200
+    except OSError:
+        return False
 
 
 @pytest.fixture

@@ -12,6 +12,9 @@ os.environ.setdefault("TASK_RETRY_BACKOFF", "1")  # retries within seconds, stil
 os.environ.setdefault("NOTIFICATIONS_RATE_PER_SECOND", "20")
 os.environ.setdefault("BILLING_WEBHOOK_SECRET", "whsec_test_secret")
 os.environ.setdefault("ANALYTICS_INGEST_TOKEN", "test-ingest-token")
+# The test workers run no periodic alert checks unless a test starts one that does.
+os.environ.setdefault("ALERTS_CHECK_INTERVAL", "0")
+os.environ.setdefault("METRICS_TOKEN", "test-metrics-token")
 # One export directory for this run, shared by the test process and its workers.
 os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="media-"))
 

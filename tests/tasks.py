@@ -124,3 +124,9 @@ def database_backend(key: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         store().rpush(f"test:backends:{key}", cursor.fetchone()[0])
+
+
+@shared_task
+def declines(order: int) -> None:
+    """Fails for good with a message that differs per job only by a number: one fingerprint."""
+    raise PermanentError(f"card declined for order {order}")

@@ -2,5 +2,6 @@
 
 from workers.dead_letters import admin as dead_letters_admin
 from workers.ops import outbox_admin
+from workers.ops.alerts import admin as alerts_admin
 
-__all__ = ("dead_letters_admin", "outbox_admin")
+__all__ = ("alerts_admin", "dead_letters_admin", "outbox_admin")

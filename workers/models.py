@@ -2,5 +2,6 @@
 
 from workers.api.models import OutboxMessage, TaskEffect
 from workers.dead_letters.models import DeadLetter
+from workers.ops.alerts.models import Alert
 
-__all__ = ("DeadLetter", "OutboxMessage", "TaskEffect")
+__all__ = ("Alert", "DeadLetter", "OutboxMessage", "TaskEffect")

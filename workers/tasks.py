@@ -13,6 +13,7 @@ from workers.api.exceptions import PermanentError
 from workers.api.outbox import outbox_purge_published, outbox_sweep
 from workers.api.routing import BULK, CRITICAL
 from workers.dead_letters.services import dead_letters_drain_spool
+from workers.ops.alerts.services import alert_deliver
 
 
 @shared_task(route=CRITICAL, soft_time_limit=60, time_limit=90)
@@ -30,6 +31,13 @@ def purge_expired_records() -> None:
     now = timezone.now()
     effects_purge_expired(now=now)
     outbox_purge_published(before=now - timedelta(hours=settings.OUTBOX_RETENTION_HOURS))
+
+
+@shared_task(route=CRITICAL, max_retries=0, soft_time_limit=60, time_limit=90)
+def deliver_alert(alert_id: int) -> None:
+    """A failed delivery is not retried here but by the alert checks' sweep, with the
+    row's backoff: an alert that cannot be sent must not become a dead letter that alerts."""
+    alert_deliver(alert_id=alert_id)
 
 
 @shared_task(route=CRITICAL, bind=True, ignore_result=False, max_retries=0)

@@ -18,6 +18,8 @@ class DeadLetter(models.Model):
     kwargs = models.JSONField(default=dict, blank=True)
     exception_type = models.CharField(max_length=255)
     message = models.TextField(blank=True)
+    # Task + exception type + normalised message (workers/dead_letters/fingerprints.py).
+    fingerprint = models.CharField(max_length=16, blank=True)
     traceback = models.TextField(blank=True)
     # The message as received, for poison messages no task could be built from.
     raw_body = models.TextField(blank=True)
@@ -44,6 +46,7 @@ class DeadLetter(models.Model):
             models.Index(fields=["queue", "status"], name="deadletter_queue_status"),
             models.Index(fields=["exception_type"], name="deadletter_exception"),
             models.Index(fields=["replay_task_id"], name="deadletter_replay_task"),
+            models.Index(fields=["fingerprint", "status"], name="deadletter_fingerprint"),
         ]
 
     def __str__(self) -> str:

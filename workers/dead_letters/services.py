@@ -14,6 +14,7 @@ from django.utils import timezone
 from workers.api.headers import REPLAY_HEADER
 from workers.api.models import OutboxMessage
 from workers.api.outbox import outbox_enqueue_many
+from workers.dead_letters.fingerprints import failure_fingerprint
 from workers.dead_letters.models import DeadLetter
 from workers.dead_letters.spool import dead_letter_spool_drain, dead_letter_spool_push
 
@@ -72,6 +73,9 @@ def dead_letter_record(
 def dead_letter_store(*, fields: dict[str, Any]) -> DeadLetter:
     """Insert the row unless its task id already has one (the same failure reported twice)."""
     fields = dict(fields)
+    fields.setdefault("fingerprint", failure_fingerprint(
+        task_name=fields["task_name"], exception_type=fields["exception_type"],
+        message=fields["message"]))
     replay_of_id = fields.get("replay_of_id")
     if replay_of_id is not None and not DeadLetter.objects.filter(pk=replay_of_id).exists():
         fields["replay_of_id"] = None  # the original was purged while its replay ran

@@ -21,8 +21,9 @@ class QueueStats:
     oldest_age_seconds: float | None
 
 
-def queue_stats(*, queues: tuple[str, ...]) -> list[QueueStats]:
-    """Depth and oldest-message age of each queue, in one broker connection."""
+def queue_stats(*, queues: tuple[str, ...], now: float | None = None) -> list[QueueStats]:
+    """Depth and oldest-message age (at `now`, Unix time) of each queue, in one broker
+    connection."""
     with current_app.connection_for_read() as conn:
         client = conn.default_channel.client  # type: ignore[attr-defined]  # Redis channel
         pipe = client.pipeline(transaction=False)
@@ -31,16 +32,16 @@ def queue_stats(*, queues: tuple[str, ...]) -> list[QueueStats]:
             pipe.lindex(name, -1)
         replies = pipe.execute()
     return [
-        QueueStats(name, int(waiting), _oldest_age(oldest))
+        QueueStats(name, int(waiting), _oldest_age(oldest, now or time.time()))
         for name, waiting, oldest in zip(queues, replies[::2], replies[1::2], strict=True)
     ]
 
 
-def _oldest_age(raw: bytes | None) -> float | None:
+def _oldest_age(raw: bytes | None, now: float) -> float | None:
     if raw is None:
         return None
     try:
         enqueued_at = json.loads(raw)["headers"][ENQUEUED_AT_HEADER]
     except (ValueError, KeyError, TypeError):
         return None  # published by something that does not stamp messages
-    return max(0.0, time.time() - float(enqueued_at))
+    return max(0.0, now - float(enqueued_at))

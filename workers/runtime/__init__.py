@@ -26,5 +26,5 @@ def install(app: Celery) -> None:
 
 
 def connect_signal_handlers() -> None:
-    """Importing the module connects its handlers (they use the ORM)."""
-    from workers.runtime import signals  # noqa: F401
+    """Importing the modules connects their handlers (they use the ORM)."""
+    from workers.runtime import signals, task_metrics  # noqa: F401

@@ -25,7 +25,8 @@ from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 from redis.exceptions import LockNotOwnedError, RedisError
 
 from workers.api.broker import redis_client
-from workers.runtime.heartbeat import touch
+from workers.runtime.heartbeat import heartbeat, touch
+from workers.runtime.metrics import write_beat_tick
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +45,11 @@ class LockedDatabaseScheduler(DatabaseScheduler):
     def tick(self, *args: Any, **kwargs: Any) -> float:
         if settings.BEAT_HEARTBEAT_FILE:
             touch(settings.BEAT_HEARTBEAT_FILE)
+        heartbeat.send(sender="beat")
         if not self._hold_lock():
             return self.max_interval
+        with contextlib.suppress(RedisError):  # the lock was just renewed; a blip is no news
+            write_beat_tick()
         return super().tick(*args, **kwargs)
 
     def reserve(self, entry: ModelEntry) -> ModelEntry:

@@ -1,17 +1,36 @@
-"""Liveness files for workers and beat, so a probe never starts a Django process.
+"""Heartbeats of workers and beat: liveness files for probes, Redis records for metrics.
 
-A worker rewrites WORKER_HEARTBEAT_FILE every WORKER_HEARTBEAT_INTERVAL seconds from its
-event loop while its broker connection is up; beat rewrites BEAT_HEARTBEAT_FILE on every
-tick (holder and standby alike). `python -m workers.ops.liveness FILE --max-age N` reads
-the file's age and nothing else. A stuck event loop, a lost broker or a hung beat stops
-the writes, and the probe fails.
+A worker beats every WORKER_HEARTBEAT_INTERVAL seconds from its event loop while its
+broker connection is up; beat on every tick (holder and standby alike). Each beat:
+
+- rewrites the liveness file, if one is set (WORKER_HEARTBEAT_FILE, BEAT_HEARTBEAT_FILE):
+  `python -m workers.ops.liveness FILE --max-age N` reads its age and nothing else, so a
+  probe never starts a Django process;
+- (workers) records in Redis when it beat, the queues it consumes and how many tasks it is
+  running, for `celery_worker_up` and a pool's count of live workers;
+- sends the `heartbeat` signal, on which the periodic checks hang (the alerts' thresholds,
+  workers/ops/alerts): any live process can run them, so a dead beat or a dead pool is
+  still noticed by the others.
+
+A stuck event loop, a lost broker or a hung beat stops the beats.
 """
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from celery import bootsteps
+from celery.worker import state as worker_state
 from django.conf import settings
+from django.dispatch import Signal
+from redis.exceptions import RedisError
+
+from workers.runtime.metrics import this_node, write_worker_heartbeat
+
+logger = logging.getLogger(__name__)
+
+#: Sent by every worker heartbeat and beat tick; `sender` is "worker" or "beat".
+heartbeat = Signal()
 
 
 def touch(path: str) -> None:
@@ -28,10 +47,8 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
         self.tref: Any = None
         super().__init__(consumer, **kwargs)
 
-    def include_if(self, consumer: Any) -> bool:
-        return bool(settings.WORKER_HEARTBEAT_FILE)
-
     def start(self, consumer: Any) -> None:
+        this_node(consumer.hostname)
         self._beat(consumer)
         self.tref = consumer.timer.call_repeatedly(settings.WORKER_HEARTBEAT_INTERVAL,
                                                    self._beat, (consumer,))
@@ -43,5 +60,14 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
 
     def _beat(self, consumer: Any) -> None:
         connection = consumer.connection
-        if connection is not None and connection.connected:
+        if connection is None or not connection.connected:
+            return
+        if settings.WORKER_HEARTBEAT_FILE:
             touch(settings.WORKER_HEARTBEAT_FILE)
+        try:
+            write_worker_heartbeat(nodename=consumer.hostname,
+                                   queues=sorted(consumer.app.amqp.queues.consume_from),
+                                   active=len(worker_state.active_requests))
+        except RedisError as exc:
+            logger.warning("worker heartbeat not recorded in Redis: %s", exc)
+        heartbeat.send(sender="worker")

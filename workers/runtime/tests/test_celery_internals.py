@@ -4,9 +4,11 @@ in production (event batching, timer compaction, the atomic fetch or the beat fi
 turned off). The pins in pyproject.toml stay; this is what tells a bump is safe."""
 
 import inspect
+import weakref
 
 from celery.fixups import django as celery_django_fixup
 from celery.worker import request as celery_request
+from celery.worker import state as worker_state
 from celery.worker.consumer import Consumer
 from celery.worker.consumer import consumer as celery_consumer
 from celery.worker.consumer.events import Events
@@ -124,3 +126,9 @@ def test_flower_handlers_the_lockdown_guards():
     assert routes["/metrics"] is monitor.Metrics
     assert routes["/healthcheck"] is monitor.Healthcheck
     assert parameters(BaseHandler.get_current_user) == ["self"]
+
+
+def test_worker_state_the_heartbeat_counts_running_tasks_from():
+    """workers/runtime/heartbeat.py reports len(celery.worker.state.active_requests)."""
+    assert isinstance(worker_state.active_requests, weakref.WeakSet)
+    assert isinstance(app.amqp.queues.consume_from, dict)

@@ -1,0 +1,23 @@
+"""Alerts in the Django admin, read-only: what the team was told, and whether it went out."""
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from workers.ops.alerts.models import Alert
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "kind", "title", "repeats", "delivered_at", "attempts")
+    list_filter = ("kind", ("delivered_at", admin.EmptyFieldListFilter))
+    search_fields = ("title", "key")
+    readonly_fields = ("kind", "key", "title", "text", "link", "repeats", "created_at",
+                       "delivered_at", "delivered_to", "attempts", "next_attempt_at",
+                       "last_error")
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -1,0 +1,217 @@
+"""Per-task figures from every worker process, summed in Redis for one scrape.
+
+Under prefork a worker is many processes, and a fleet is many hosts; Prometheus'
+multiprocess mode only sums the processes of one host, through files, and would need a
+scrape target per host. Here every process adds its increments to a table in memory,
+and a background thread flushes the table every METRICS_FLUSH_INTERVAL seconds in one
+pipelined round trip (HINCRBY / HINCRBYFLOAT) into one Redis hash per host. Increments
+add up across pool children, restarts and hosts with no coordination, and the web
+process's `/metrics` (workers/ops/metrics.py) reads the hashes. A task costs a few dict
+updates, never a network call.
+
+What a process had not flushed when it was killed (at most one interval) is lost, and a
+Redis restart resets the counters, which Prometheus' `rate()` reads as a counter reset.
+A host that stops flushing has its hash expire after METRICS_HOST_TTL, so pods replaced by
+an autoscaler do not stay in the scrape for ever.
+"""
+
+import bisect
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from workers.api.broker import redis_client
+
+logger = logging.getLogger(__name__)
+
+HOST_KEY = "workers:metrics:host:"
+HOSTS_KEY = "workers:metrics:hosts"
+WORKERS_KEY = "workers:metrics:workers"
+BEAT_TICK_KEY = "workers:metrics:beat:tick"
+
+TASK_LABELS = ("name", "queue_name")  # + hostname, which is the hash a field lives in
+RUNTIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+                   7.5, 10.0, 30.0, 60.0, 300.0, float("inf"))
+# Enqueue to start: the low end shows critical latency (milliseconds), the high end a
+# backlog (minutes).
+WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                120.0, 300.0, 600.0, 1800.0, float("inf"))
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # as exposed; counters without their `_total`
+    kind: str  # counter or histogram
+    help: str
+    labels: tuple[str, ...] = TASK_LABELS
+    buckets: tuple[float, ...] = ()
+
+
+# Names and labels as celery-exporter has them, so its dashboards and alert rules apply.
+FAMILIES = {family.name: family for family in (
+    Family("celery_task_received", "counter", "Tasks a worker received."),
+    Family("celery_task_started", "counter", "Tasks a worker started."),
+    Family("celery_task_succeeded", "counter", "Tasks that succeeded."),
+    Family("celery_task_failed", "counter", "Tasks that failed for good (dead-lettered).",
+           ("name", "queue_name", "exception")),
+    Family("celery_task_retried", "counter", "Tasks that failed and will be retried."),
+    Family("celery_task_rejected", "counter", "Messages a worker rejected."),
+    Family("celery_task_revoked", "counter", "Tasks revoked or expired before running."),
+    Family("celery_task_runtime", "histogram", "Seconds a task ran (success, retry or "
+           "failure).", buckets=RUNTIME_BUCKETS),
+    Family("celery_task_queue_wait_time", "histogram", "Seconds from enqueue (or from its "
+           "ETA, for a countdown or retry) to start.", buckets=WAIT_BUCKETS),
+)}
+
+
+def field(family: str, labels: Sequence[str], suffix: str = "") -> str:
+    """The hash field of one series: family (+ _bucket/_sum/_count) and its label values."""
+    return json.dumps([family + suffix, *labels], separators=(",", ":"))
+
+
+def parse_field(raw: str) -> tuple[str, list[str]]:
+    name, *labels = json.loads(raw)
+    return name, labels
+
+
+class Recorder:
+    """The in-memory table of one process, flushed by its own thread.
+
+    A pool child is a fork: it drops the table it inherited (its parent flushes that) and
+    starts its own thread on its first record.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, str], float] = {}
+        self._pid = 0
+
+    def count(self, family: str, hostname: str, labels: Sequence[str],
+              amount: float = 1) -> None:
+        self._add([(hostname, field(family, labels), amount)])
+
+    def observe(self, family: str, hostname: str, labels: Sequence[str],
+                value: float) -> None:
+        buckets = FAMILIES[family].buckets
+        index = bisect.bisect_left(buckets, value)
+        self._add([(hostname, field(family, [*labels, str(index)], "_bucket"), 1),
+                   (hostname, field(family, labels, "_sum"), value),
+                   (hostname, field(family, labels, "_count"), 1)])
+
+    def flush(self) -> None:
+        """Send the table in one round trip; on a Redis error keep it for the next try."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        try:
+            _send(pending.items())
+        except RedisError as exc:
+            logger.warning("metrics not flushed (kept for the next try): %s", exc)
+            with self._lock:
+                for key, amount in pending.items():
+                    self._pending[key] = self._pending.get(key, 0) + amount
+
+    def _add(self, items: Iterable[tuple[str, str, float]]) -> None:
+        if not settings.METRICS_ENABLED:
+            return
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._pending = {}
+                threading.Thread(target=self._run, name="metrics-flush", daemon=True).start()
+            for hostname, key, amount in items:
+                self._pending[(hostname, key)] = self._pending.get((hostname, key), 0) + amount
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(settings.METRICS_FLUSH_INTERVAL)
+            self.flush()
+
+
+def _send(items: Iterable[tuple[tuple[str, str], float]]) -> None:
+    client = redis_client()
+    pipe = client.pipeline(transaction=False)
+    hosts = set()
+    for (hostname, key), amount in items:
+        hosts.add(hostname)
+        if float(amount).is_integer():
+            pipe.hincrby(HOST_KEY + hostname, key, int(amount))
+        else:
+            pipe.hincrbyfloat(HOST_KEY + hostname, key, amount)
+    now = time.time()
+    for hostname in hosts:
+        pipe.expire(HOST_KEY + hostname, settings.METRICS_HOST_TTL)
+        pipe.zadd(HOSTS_KEY, {hostname: now})
+    pipe.execute()
+
+
+recorder = Recorder()
+
+
+_node = {"name": ""}
+
+
+def this_node(name: str | None = None) -> str:
+    """This worker's node name (set by its heartbeat step at start), for what the main
+    process records with no request at hand."""
+    if name is not None:
+        _node["name"] = name
+    return _node["name"]
+
+
+def host_of(nodename: str | None) -> str:
+    """`critical@web-1` -> `web-1`: the host part, as celery-exporter labels it."""
+    return (nodename or "unknown").rpartition("@")[2]
+
+
+def read_hosts() -> dict[str, dict[str, float]]:
+    """Every live host's series (field: value), for the scrape; forgets expired hosts."""
+    client = redis_client()
+    cutoff = time.time() - settings.METRICS_HOST_TTL
+    client.zremrangebyscore(HOSTS_KEY, "-inf", cutoff)
+    hosts = [_text(host) for host in client.zrange(HOSTS_KEY, 0, -1)]
+    pipe = client.pipeline(transaction=False)
+    for host in hosts:
+        pipe.hgetall(HOST_KEY + host)
+    return {host: {_text(key): float(value) for key, value in series.items()}
+            for host, series in zip(hosts, pipe.execute(), strict=True)}
+
+
+def _text(value: Any) -> str:
+    """A Redis reply as text (the platform's client does not decode replies)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def write_worker_heartbeat(*, nodename: str, queues: Sequence[str], active: int) -> None:
+    redis_client().hset(WORKERS_KEY, nodename, json.dumps(
+        {"at": time.time(), "queues": list(queues), "active": active}))
+
+
+def read_worker_heartbeats() -> dict[str, dict[str, Any]]:
+    """Each worker's last heartbeat (at, queues, active); forgets workers silent for longer
+    than METRICS_HOST_TTL."""
+    client = redis_client()
+    beats = {_text(name): json.loads(raw) for name, raw in client.hgetall(WORKERS_KEY).items()}
+    gone = [name for name, beat in beats.items()
+            if beat["at"] < time.time() - settings.METRICS_HOST_TTL]
+    if gone:
+        client.hdel(WORKERS_KEY, *gone)
+    return {name: beat for name, beat in beats.items() if name not in gone}
+
+
+def write_beat_tick() -> None:
+    redis_client().set(BEAT_TICK_KEY, time.time())
+
+
+def read_beat_tick() -> float | None:
+    raw = redis_client().get(BEAT_TICK_KEY)
+    return float(raw) if raw is not None else None
