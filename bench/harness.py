@@ -159,6 +159,13 @@ def rss_kib(pid: int) -> int:
     raise ValueError(f"no VmRSS for process {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far (its reaped children not
+    included): a cost that a busy machine slows down but does not inflate."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pool_children(pid: int) -> list[int]:
     """The worker's pool processes (prefork children of its main process)."""
     return [int(child) for child in

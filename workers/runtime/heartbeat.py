@@ -25,7 +25,7 @@ from django.conf import settings
 from django.dispatch import Signal
 from redis.exceptions import RedisError
 
-from workers.runtime.metrics import this_node, write_worker_heartbeat
+from workers.runtime.metrics import set_node_name, write_worker_heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
         super().__init__(consumer, **kwargs)
 
     def start(self, consumer: Any) -> None:
-        this_node(consumer.hostname)
+        set_node_name(consumer.hostname)
         self._beat(consumer)
         self.tref = consumer.timer.call_repeatedly(settings.WORKER_HEARTBEAT_INTERVAL,
                                                    self._beat, (consumer,))

@@ -16,6 +16,7 @@ an autoscaler do not stay in the scrape for ever.
 """
 
 import bisect
+import functools
 import json
 import logging
 import os
@@ -72,8 +73,10 @@ FAMILIES = {family.name: family for family in (
 )}
 
 
-def field(family: str, labels: Sequence[str], suffix: str = "") -> str:
-    """The hash field of one series: family (+ _bucket/_sum/_count) and its label values."""
+@functools.lru_cache(maxsize=4096)
+def field(family: str, labels: tuple[str, ...], suffix: str = "") -> str:
+    """The hash field of one series: family (+ _bucket/_sum/_count) and its label values
+    (cached: a task records the same few series over and over)."""
     return json.dumps([family + suffix, *labels], separators=(",", ":"))
 
 
@@ -93,16 +96,16 @@ class Recorder:
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, str], float] = {}
         self._pid = 0
+        self._enabled = False
 
-    def count(self, family: str, hostname: str, labels: Sequence[str],
+    def count(self, family: str, hostname: str, labels: tuple[str, ...],
               amount: float = 1) -> None:
         self._add([(hostname, field(family, labels), amount)])
 
-    def observe(self, family: str, hostname: str, labels: Sequence[str],
+    def observe(self, family: str, hostname: str, labels: tuple[str, ...],
                 value: float) -> None:
-        buckets = FAMILIES[family].buckets
-        index = bisect.bisect_left(buckets, value)
-        self._add([(hostname, field(family, [*labels, str(index)], "_bucket"), 1),
+        index = bisect.bisect_left(FAMILIES[family].buckets, value)
+        self._add([(hostname, field(family, (*labels, str(index)), "_bucket"), 1),
                    (hostname, field(family, labels, "_sum"), value),
                    (hostname, field(family, labels, "_count"), 1)])
 
@@ -121,13 +124,16 @@ class Recorder:
                     self._pending[key] = self._pending.get(key, 0) + amount
 
     def _add(self, items: Iterable[tuple[str, str, float]]) -> None:
-        if not settings.METRICS_ENABLED:
-            return
         with self._lock:
             if self._pid != os.getpid():
                 self._pid = os.getpid()
                 self._pending = {}
-                threading.Thread(target=self._run, name="metrics-flush", daemon=True).start()
+                self._enabled = settings.METRICS_ENABLED
+                if self._enabled:
+                    threading.Thread(target=self._run, name="metrics-flush",
+                                     daemon=True).start()
+            if not self._enabled:
+                return
             for hostname, key, amount in items:
                 self._pending[(hostname, key)] = self._pending.get((hostname, key), 0) + amount
 
@@ -157,14 +163,16 @@ def _send(items: Iterable[tuple[tuple[str, str], float]]) -> None:
 recorder = Recorder()
 
 
+# This worker's node name, set by its heartbeat step at start, for what the main process
+# records with no request at hand (a rejected message).
 _node = {"name": ""}
 
 
-def this_node(name: str | None = None) -> str:
-    """This worker's node name (set by its heartbeat step at start), for what the main
-    process records with no request at hand."""
-    if name is not None:
-        _node["name"] = name
+def set_node_name(name: str) -> None:
+    _node["name"] = name
+
+
+def node_name() -> str:
     return _node["name"]
 
 

@@ -24,15 +24,15 @@ from celery.signals import (
 )
 
 from workers.api.headers import ENQUEUED_AT_HEADER
-from workers.runtime.metrics import host_of, recorder, this_node
+from workers.runtime.metrics import host_of, node_name, recorder
 
 # Start times of the tasks running in this process, by task id.
 _started: dict[str, float] = {}
 
 
-def _labels(request: Any, name: str) -> tuple[str, list[str]]:
+def _labels(request: Any, name: str) -> tuple[str, tuple[str, str]]:
     delivery_info = getattr(request, "delivery_info", None) or {}
-    return host_of(request.hostname), [name, delivery_info.get("routing_key") or ""]
+    return host_of(request.hostname), (name, delivery_info.get("routing_key") or "")
 
 
 @task_received.connect
@@ -84,7 +84,7 @@ def count_failed(sender: Any = None, exception: BaseException | None = None,
     if getattr(request, "is_eager", False):
         return
     hostname, labels = _labels(request, sender.name)
-    recorder.count("celery_task_failed", hostname, [*labels, type(exception).__name__])
+    recorder.count("celery_task_failed", hostname, (*labels, type(exception).__name__))
 
 
 @task_revoked.connect
@@ -96,8 +96,8 @@ def count_revoked(request: Any = None, **_: Any) -> None:
 def count_rejected(message: Any = None, **_: Any) -> None:
     headers = getattr(message, "headers", None) or {}
     delivery_info = getattr(message, "delivery_info", None) or {}
-    recorder.count("celery_task_rejected", host_of(this_node()),
-                   [str(headers.get("task", "")), delivery_info.get("routing_key") or ""])
+    recorder.count("celery_task_rejected", host_of(node_name()),
+                   (str(headers.get("task", "")), delivery_info.get("routing_key") or ""))
 
 
 @worker_process_shutdown.connect
