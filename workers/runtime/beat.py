@@ -45,11 +45,12 @@ class LockedDatabaseScheduler(DatabaseScheduler):
     def tick(self, *args: Any, **kwargs: Any) -> float:
         if settings.BEAT_HEARTBEAT_FILE:
             touch(settings.BEAT_HEARTBEAT_FILE)
-        heartbeat.send(sender="beat")
         if not self._hold_lock():
+            heartbeat.send(sender="beat")
             return self.max_interval
         with contextlib.suppress(RedisError):  # the lock was just renewed; a blip is no news
             write_beat_tick()
+        heartbeat.send(sender="beat")
         return super().tick(*args, **kwargs)
 
     def reserve(self, entry: ModelEntry) -> ModelEntry:

@@ -17,6 +17,7 @@ from django.urls import reverse
 from workers.api.models import OutboxMessage
 from workers.ops.alerts.models import Alert
 from workers.ops.alerts.services import alert_raise, alerts_deliver_pending, alerts_flush_digests
+from workers.ops.alerts.windows import watching_since
 from workers.ops.queue_stats import queue_stats
 from workers.runtime.metrics import read_beat_tick, read_worker_heartbeats
 
@@ -68,19 +69,20 @@ def _crossed(*, now: datetime) -> list[tuple[str, str, str, str]]:
                         "and is beat running the outbox sweep?",
                         f"{base}{reverse('admin:workers_outboxmessage_changelist')}"
                         "?published_at__isnull=True"))
+    # What has never been seen is missing only once the checks have watched long enough
+    # for it to show: a fresh deploy, or Redis restarted, is not an outage.
+    watched = now.timestamp() - watching_since(now=now.timestamp())
     tick = read_beat_tick()
-    silent = None if tick is None else now.timestamp() - tick
-    if silent is None or silent > settings.ALERTS_BEAT_MAX_SILENCE:
+    silence = watched if tick is None else now.timestamp() - tick
+    if silence > settings.ALERTS_BEAT_MAX_SILENCE:
         crossed.append(("beat-silent", "Beat is silent: no scheduled task is being sent",
-                        "No beat has held the scheduler lock and ticked "
-                        + ("since Redis was last started." if silent is None else
-                           f"for {silent:.0f} s.")
-                        + f" The limit is {settings.ALERTS_BEAT_MAX_SILENCE:g} s.", ""))
+                        f"No beat has held the scheduler lock and ticked for {silence:.0f} s; "
+                        f"the limit is {settings.ALERTS_BEAT_MAX_SILENCE:g} s.", ""))
     beats = read_worker_heartbeats()
     for queue in limits:
         live = [name for name, beat in beats.items() if queue in beat["queues"]
                 and now.timestamp() - beat["at"] <= settings.METRICS_WORKER_UP_AGE]
-        if not live:
+        if not live and watched > settings.METRICS_WORKER_UP_AGE:
             crossed.append((f"no-worker:{queue}", f"Pool {queue}: no live worker",
                             f"No worker consuming {queue} has sent a heartbeat in the last "
                             f"{settings.METRICS_WORKER_UP_AGE:g} s; its jobs wait.", ""))

@@ -16,6 +16,7 @@ from workers.api.broker import redis_client
 
 WINDOWS_KEY = "workers:alerts:windows"
 REPEATS_KEY = "workers:alerts:repeats"
+WATCHING_KEY = "workers:alerts:watching-since"
 
 _OPEN_OR_COUNT = """
 if redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1]) == 1 then return 1 end
@@ -59,3 +60,10 @@ def windows_close_due(*, now: float | None = None) -> dict[str, int]:
     flat = client.eval(_CLOSE_DUE, 2, WINDOWS_KEY, REPEATS_KEY, now, now + window_seconds())
     return {key.decode(): int(repeats) for key, repeats in zip(flat[::2], flat[1::2],
                                                                 strict=True)}
+
+
+def watching_since(*, now: float) -> float:
+    """When the checks first ran against this Redis (set now if never)."""
+    client = redis_client()
+    client.set(WATCHING_KEY, now, nx=True)
+    return float(client.get(WATCHING_KEY) or now)
