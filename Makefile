@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TEST_ENV := DJANGO_SETTINGS_MODULE=tests.settings
 
-.PHONY: dev install test lint check-test-services bench soak lock clean
+.PHONY: dev install test lint check-test-services bench soak screenshots lock clean
 
 dev: install .env
 	@$(BIN)/python manage.py check_services
@@ -46,6 +46,11 @@ bench: install check-test-services
 SOAK_MINUTES ?= 10
 soak: install check-test-services
 	$(TEST_ENV) $(BIN)/python -m tests.faults.soak --minutes $(SOAK_MINUTES)
+
+# The browser tests of the dead-letter pages, saving their screenshots for the README.
+screenshots: install check-test-services
+	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(TEST_ENV) $(BIN)/pytest \
+		workers/dead_letters/tests/test_browser.py
 
 check-test-services: install
 	@$(TEST_ENV) $(BIN)/python manage.py check_services

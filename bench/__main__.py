@@ -13,7 +13,7 @@ import time
 
 from bench.harness import RESULTS, ROOT, machine, print_table
 
-BENCHMARKS = ("throughput", "metrics", "latency", "replay", "newsletter")
+BENCHMARKS = ("throughput", "metrics", "latency", "replay", "redrive", "newsletter")
 
 
 def main() -> None:

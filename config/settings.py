@@ -160,6 +160,14 @@ OUTBOX_BATCH = env.int("OUTBOX_BATCH", default=500)
 OUTBOX_SWEEP_INTERVAL = env.int("OUTBOX_SWEEP_INTERVAL", default=10)
 OUTBOX_SWEEP_GRACE = env.int("OUTBOX_SWEEP_GRACE", default=5)
 OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=72)
+# Dead-letter retention (workers/dead_letters/retention.py), purged in batches by beat:
+# days kept per status (0: for ever; open = new, acknowledged, snoozed) and a row cap that
+# removes the oldest closed rows first and never an open one.
+DEAD_LETTER_KEEP_RESOLVED_DAYS = env.int("DEAD_LETTER_KEEP_RESOLVED_DAYS", default=30)
+DEAD_LETTER_KEEP_DISCARDED_DAYS = env.int("DEAD_LETTER_KEEP_DISCARDED_DAYS", default=90)
+DEAD_LETTER_KEEP_OPEN_DAYS = env.int("DEAD_LETTER_KEEP_OPEN_DAYS", default=0)
+DEAD_LETTER_MAX_ROWS = env.int("DEAD_LETTER_MAX_ROWS", default=1_000_000)
+DEAD_LETTER_PURGE_BATCH = env.int("DEAD_LETTER_PURGE_BATCH", default=1000)
 # How often beat moves dead letters kept in Redis during a database outage into the table.
 DEAD_LETTER_SPOOL_DRAIN_INTERVAL = env.int("DEAD_LETTER_SPOOL_DRAIN_INTERVAL", default=10)
 
@@ -321,6 +329,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(DEAD_LETTER_SPOOL_DRAIN_INTERVAL),
         "options": {"expires": float(DEAD_LETTER_SPOOL_DRAIN_INTERVAL)},
     },
+    "workers-dead-letter-housekeeping": {
+        "task": "workers.tasks.housekeep_dead_letters",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
     "workers-purge-expired-records": {
         "task": "workers.tasks.purge_expired_records",
         "schedule": crontab(minute="45"),
@@ -385,6 +398,11 @@ SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="")
 SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
 
 FLOWER_BASIC_AUTH = env.str("FLOWER_BASIC_AUTH", default="")
+# Where operators open Flower and Sentry (https://flower.example.com,
+# https://sentry.example.com/organizations/acme/issues/): each dead letter links to its task
+# in one and its events in the other. Empty: no link.
+FLOWER_PUBLIC_URL = env.str("FLOWER_PUBLIC_URL", default="")
+SENTRY_ISSUES_URL = env.str("SENTRY_ISSUES_URL", default="")
 
 # Prometheus: `/metrics` on the web process answers only with `Authorization: Bearer
 # <METRICS_TOKEN>`, and is not served at all while the token is unset. Every worker

@@ -1,5 +1,6 @@
 """Model factories shared by every test module (factory_boy), and Stripe-shaped events."""
 
+import importlib
 import itertools
 import json
 import time
@@ -85,3 +86,12 @@ def post_event(client: ClientType | Client, event: dict | bytes, *,
     signature = {"Stripe-Signature": header} if header else {}
     return client.post(WEBHOOK_URL, body, content_type="application/json",
                        headers={**signature, **(headers or {})})
+
+
+def dead_letter_roles() -> None:
+    """The roles the migrations create, again: a transactional test before this one may have
+    flushed them with every other table."""
+    from django.apps import apps
+
+    migration = importlib.import_module("workers.migrations.0006_dead_letter_triage")
+    migration.create_roles(apps, None)

@@ -12,6 +12,8 @@ from workers.api.effects import effects_purge_expired
 from workers.api.exceptions import PermanentError
 from workers.api.outbox import outbox_purge_published, outbox_sweep
 from workers.api.routing import BULK, CRITICAL
+from workers.dead_letters.housekeeping import dead_letters_housekeep
+from workers.dead_letters.redrive import redrive_step as redrive_advance
 from workers.dead_letters.services import dead_letters_drain_spool
 from workers.ops.alerts.services import alert_deliver
 
@@ -24,6 +26,18 @@ def sweep_outbox() -> None:
 @shared_task(route=CRITICAL, soft_time_limit=60, time_limit=90)
 def drain_dead_letter_spool() -> None:
     dead_letters_drain_spool()
+
+
+@shared_task(route=CRITICAL, soft_time_limit=60, time_limit=90)
+def housekeep_dead_letters() -> None:
+    dead_letters_housekeep(now=timezone.now())
+
+
+@shared_task(route=CRITICAL, max_retries=0, soft_time_limit=60, time_limit=90)
+def redrive_step(redrive_id: int, token: str) -> None:
+    """One step of a redrive; it schedules the next itself (a lost chain is restarted by
+    the housekeeping above, not retried here)."""
+    redrive_advance(redrive_id=redrive_id, token=token)
 
 
 @shared_task(route=BULK, soft_time_limit=300, time_limit=360)

@@ -1,15 +1,47 @@
-"""Dead-letter triage in the Django admin: filter, read, requeue or discard."""
+"""Dead-letter triage in the Django admin: groups by cause, rows, confirmed bulk actions,
+redrives with a canary and a rate, and the audit trail.
 
+Permissions: viewing is `view_deadletter`; payloads unredacted need `view_payload` (and
+every view is audited); requeue and redrive `requeue_deadletter`; discard
+`discard_deadletter`; edit-and-requeue `edit_deadletter`; acknowledge, snooze and notes
+`change_deadletter`. The migration creates the
+roles "Dead-letter viewers" (read-only) and "Dead-letter operators".
+"""
+
+import json
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.utils.html import format_html
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
-from workers.dead_letters.models import DeadLetter
-from workers.dead_letters.redaction import payload_html, redact_text
+from workers.dead_letters.audit import dead_letter_audit
+from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
+from workers.dead_letters.export import dead_letters_export
+from workers.dead_letters.lifecycle import (
+    dead_letter_note,
+    dead_letters_acknowledge,
+    dead_letters_snooze,
+)
+from workers.dead_letters.models import DeadLetter, DeadLetterEvent, Redrive
+from workers.dead_letters.redaction import payload_html, redact, redact_text
+from workers.dead_letters.redrive import (
+    redrive_cancel,
+    redrive_draft,
+    redrive_pause,
+    redrive_resume,
+    redrive_start,
+)
+from workers.dead_letters.selectors import dead_letter_groups
 from workers.dead_letters.services import (
     DISCARDABLE,
     REQUEUEABLE,
@@ -18,39 +50,161 @@ from workers.dead_letters.services import (
     dead_letters_requeue,
 )
 
+# Discarding more rows than this asks the operator to type the count.
+TYPED_CONFIRMATION_OVER = 100
+
+
+def _actor(request: HttpRequest) -> str:
+    return request.user.get_username()
+
+
+def _frozen_ids(text: str) -> list[int]:
+    """The ids a confirmation page showed, posted back as one comma-separated field (a
+    field per id would exceed Django's limit on form fields for big selections)."""
+    return [int(part) for part in text.split(",") if part.strip().isdigit()]
+
+
+def _selection(request: HttpRequest) -> dict[str, Any]:
+    """The changelist filter an action ran on, for the audit trail."""
+    return {key: value for key, value in request.GET.items() if key not in {"p", "o"}}
+
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(admin.ModelAdmin):
     list_display = ("id", "task_name", "queue", "exception_name", "short_message", "status",
-                    "attempts", "requeue_count", "failed_at")
+                    "attempts", "group", "boomerang", "failed_at")
     list_filter = ("status", "queue", "task_name", "exception_type", "failed_at")
-    search_fields = ("=task_id", "task_name", "message")
+    # Payload search: the stored arguments, as JSON text.
+    search_fields = ("=task_id", "task_name", "message", "=fingerprint", "args", "kwargs")
     date_hierarchy = "failed_at"
-    actions = ("requeue", "discard")
-    fields = ("task_name", "task_id", "queue", "status", "exception_type", "message",
-              "attempts", "worker", "failed_at", "payload", "raw_message", "formatted_traceback",
-              "requeue_count", "requeued_at", "requeued_by", "replay_task_id", "replay_of",
-              "closed_at", "closed_by")
+    actions = ("requeue", "redrive", "discard", "acknowledge", "snooze_day", "export_csv",
+               "export_json")
+    fields = ("task_name", "task_id", "links", "queue", "status", "snoozed_until", "fingerprint",
+              "exception_type", "message", "earlier_errors", "attempts", "worker",
+              "failed_at", "payload", "raw_message", "formatted_traceback", "requeue_count",
+              "requeued_at", "requeued_by", "replay_task_id", "replay_of", "redrive",
+              "closed_at", "closed_by", "history")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_requeue_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("workers.requeue_deadletter")
+
+    def has_discard_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("workers.discard_deadletter")
+
+    def has_edit_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("workers.edit_deadletter")
+
+    def get_urls(self) -> list:
+        return [path("groups/", self.admin_site.admin_view(self.groups_view),
+                     name="workers_deadletter_groups"),
+                path("<int:object_id>/edit/", self.admin_site.admin_view(self.edit_view),
+                     name="workers_deadletter_edit"),
+                *super().get_urls()]
+
+    def edit_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """Edit the arguments and requeue: validated against the task before anything
+        changes; values shown redacted and left alone keep their real value."""
+        row = self.get_object(request, str(object_id))
+        if row is None or not self.has_edit_permission(request):
+            raise PermissionDenied
+        unredacted = request.user.has_perm("workers.view_payload")
+        payload = {"args": row.args, "kwargs": row.kwargs}
+        text = json.dumps(payload if unredacted else redact(payload), indent=2)
+        error, reason = "", ""
+        if request.method == "POST":
+            text, reason = request.POST.get("payload", ""), request.POST.get("reason", "")
+            try:
+                replay = dead_letter_edit_requeue(dead_letter_id=row.pk, payload=text,
+                                                  reason=reason, actor=_actor(request))
+            except EditRefused as refused:
+                error = str(refused)
+            else:
+                self.message_user(request, f"Edited and requeued as {replay}.")
+                return HttpResponseRedirect(reverse("admin:workers_deadletter_change",
+                                                    args=[row.pk]))
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta,
+                   "title": f"Edit and requeue #{row.pk} {row.task_name}", "original": row,
+                   "payload": text, "reason": reason, "error": error,
+                   "redacted": not unredacted}
+        return TemplateResponse(request, "admin/workers/deadletter/edit.html", context)
+
+    # --- pages -------------------------------------------------------------------------
+    def groups_view(self, request: HttpRequest) -> HttpResponse:
+        """Failures grouped by cause (fingerprint), each with its actions."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            return self._group_action(request)
+        show = request.GET.get("show", "open")
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta,
+                   "title": "Dead letters by cause",
+                   "groups": dead_letter_groups(open_only=show == "open",
+                                                search=request.GET.get("q", "")),
+                   "show": show, "query": request.GET.get("q", ""),
+                   "can_requeue": self.has_requeue_permission(request),
+                   "can_change": self.has_change_permission(request)}
+        return TemplateResponse(request, "admin/workers/deadletter/groups.html", context)
+
+    def _group_action(self, request: HttpRequest) -> HttpResponse:
+        fingerprint = request.POST.get("fingerprint", "")
+        open_rows = DeadLetter.objects.filter(fingerprint=fingerprint, status__in=DISCARDABLE)
+        action = request.POST.get("action")
+        if action == "redrive" and self.has_requeue_permission(request):
+            return self._draft_redrive(request, open_rows, f"cause {fingerprint}: "
+                                       f"{request.POST.get('title', '')}")
+        if action == "acknowledge" and self.has_change_permission(request):
+            done = dead_letters_acknowledge(
+                dead_letter_ids=open_rows.values_list("pk", flat=True), actor=_actor(request),
+                detail={"fingerprint": fingerprint})
+            self.message_user(request, f"{done} dead letter(s) acknowledged.")
+            return HttpResponseRedirect(reverse("admin:workers_deadletter_groups"))
+        raise PermissionDenied
+
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        """Read-only page (no Save buttons) with the triage actions the row allows."""
+        """Read-only page (no Save buttons) with the actions the row allows, its notes and
+        history, and the unredacted payload for those allowed to see it (audited)."""
         row = self.get_object(request, object_id)
+        if row is not None and request.method == "POST":
+            return self._row_post(request, row)
         actions = []
-        if row is not None and self.has_change_permission(request, row):
-            if row.status in REQUEUEABLE and dead_letter_replayable(row):
+        if row is not None:
+            if (row.status in REQUEUEABLE and dead_letter_replayable(row)
+                    and self.has_requeue_permission(request)):
                 actions.append(("requeue", "Requeue"))
-            if row.status in DISCARDABLE:
+            if row.status in DISCARDABLE and self.has_discard_permission(request):
                 actions.append(("discard", "Discard"))
-        context = {"triage_actions": actions, "show_save": False,
+        unredacted = None
+        if (row is not None and request.GET.get("unredacted")
+                and request.user.has_perm("workers.view_payload")):
+            dead_letter_audit(actor=_actor(request),
+                              action=DeadLetterEvent.Action.VIEWED_PAYLOAD, dead_letter=row)
+            unredacted = payload_html(row.args, row.kwargs, redacted=False)
+        can_edit = (row is not None and row.status in REQUEUEABLE
+                    and dead_letter_replayable(row) and self.has_edit_permission(request))
+        context = {"triage_actions": actions, "show_save": False, "can_edit": can_edit,
                    "show_save_and_continue": False, "show_save_and_add_another": False,
+                   "unredacted": unredacted,
+                   "can_unredact": request.user.has_perm("workers.view_payload"),
+                   "can_note": self.has_change_permission(request, row),
                    **(extra_context or {})}
         return super().change_view(request, object_id, form_url, context)
 
+    def _row_post(self, request: HttpRequest, row: DeadLetter) -> HttpResponse:
+        if not self.has_change_permission(request, row):
+            raise PermissionDenied
+        try:
+            dead_letter_note(actor=_actor(request), text=request.POST.get("note", ""),
+                             dead_letter=row)
+        except ValueError as error:
+            self.message_user(request, str(error), messages.ERROR)
+        return HttpResponseRedirect(request.path)
+
+    # --- columns and fields ------------------------------------------------------------
     @admin.display(description="exception", ordering="exception_type")
     def exception_name(self, row: DeadLetter) -> str:
         return row.exception_type.rpartition(".")[2]
@@ -59,9 +213,41 @@ class DeadLetterAdmin(admin.ModelAdmin):
     def short_message(self, row: DeadLetter) -> str:
         return row.message[:80]
 
+    @admin.display(description="cause")
+    def group(self, row: DeadLetter) -> str:
+        url = reverse("admin:workers_deadletter_changelist")
+        return format_html('<a href="{}?fingerprint={}">{}</a>', url, row.fingerprint,
+                           row.fingerprint[:8])
+
+    @admin.display(description="replay of")
+    def boomerang(self, row: DeadLetter) -> str:
+        """A replay that failed again, linked to the row it replayed."""
+        if row.replay_of_id is None:
+            return ""
+        return format_html('<a href="{}">&#8617; #{}</a>', reverse(
+            "admin:workers_deadletter_change", args=[row.replay_of_id]), row.replay_of_id)
+
+    @admin.display(description="elsewhere")
+    def links(self, row: DeadLetter) -> str:
+        """Its task in Flower and its events in Sentry, where those are configured."""
+        links = []
+        if settings.FLOWER_PUBLIC_URL:
+            links.append(format_html('<a href="{}/task/{}">Flower</a>',
+                                     settings.FLOWER_PUBLIC_URL.rstrip("/"), row.task_id))
+        if settings.SENTRY_ISSUES_URL:
+            links.append(format_html('<a href="{}?{}">Sentry</a>', settings.SENTRY_ISSUES_URL,
+                                     urlencode({"query": f"celery_task_id:{row.task_id}"})))
+        return format_html_join(" · ", "{}", ((link,) for link in links)) or "-"
+
     @admin.display(description="payload (sensitive keys redacted)")
     def payload(self, row: DeadLetter) -> str:
         return payload_html(row.args, row.kwargs)
+
+    @admin.display(description="errors of the earlier attempts")
+    def earlier_errors(self, row: DeadLetter) -> str:
+        lines = [f"attempt {entry['attempt']}: {entry['exception_type']}: "
+                 f"{redact_text(entry['message'])}" for entry in row.attempt_errors]
+        return format_html("<pre>{}</pre>", "\n".join(lines)) if lines else "-"
 
     @admin.display(description="raw message body (poison messages; sensitive keys redacted)")
     def raw_message(self, row: DeadLetter) -> str:
@@ -71,24 +257,192 @@ class DeadLetterAdmin(admin.ModelAdmin):
     def formatted_traceback(self, row: DeadLetter) -> str:
         return format_html("<pre>{}</pre>", row.traceback)
 
-    @admin.action(description="Requeue on the original queue", permissions=["change"])
-    def requeue(self, request: HttpRequest, rows: QuerySet[DeadLetter]) -> None:
-        outcome = dead_letters_requeue(dead_letter_ids=list(rows.values_list("pk", flat=True)),
-                                       actor=request.user.get_username())
+    @admin.display(description="notes and history")
+    def history(self, row: DeadLetter) -> str:
+        events = DeadLetterEvent.objects.filter(dead_letter=row)[:50]
+        lines = [f"{event.at:%Y-%m-%d %H:%M} {event.actor}: "
+                 f"{event.get_action_display()}{': ' + event.text if event.text else ''}"
+                 for event in events]
+        return format_html("<pre>{}</pre>", "\n".join(lines)) if lines else "-"
+
+    # --- actions -----------------------------------------------------------------------
+    @admin.action(description="Requeue selected now, on the original queue",
+                  permissions=["requeue"])
+    def requeue(self, request: HttpRequest, rows: QuerySet[DeadLetter]) -> HttpResponse | None:
+        return self._confirmed(request, rows, action="requeue", verb="requeue",
+                               run=self._run_requeue)
+
+    @admin.action(description="Redrive selected (canary first, at a set rate)…",
+                  permissions=["requeue"])
+    def redrive(self, request: HttpRequest, rows: QuerySet[DeadLetter]) -> HttpResponse:
+        return self._draft_redrive(request, rows, f"filter {_selection(request) or 'all'}")
+
+    @admin.action(description="Discard selected (keep for the record, never replay)",
+                  permissions=["discard"])
+    def discard(self, request: HttpRequest, rows: QuerySet[DeadLetter]) -> HttpResponse | None:
+        return self._confirmed(request, rows, action="discard", verb="discard",
+                               run=self._run_discard)
+
+    @admin.action(description="Acknowledge selected (seen, owned)", permissions=["change"])
+    def acknowledge(self, request: HttpRequest, rows: QuerySet[DeadLetter]) -> None:
+        done = dead_letters_acknowledge(dead_letter_ids=rows.values_list("pk", flat=True),
+                                        actor=_actor(request),
+                                        detail={"filter": _selection(request)})
+        self.message_user(request, f"{done} dead letter(s) acknowledged.")
+
+    @admin.action(description="Snooze selected for a day", permissions=["change"])
+    def snooze_day(self, request: HttpRequest, rows: QuerySet[DeadLetter]) -> None:
+        done = dead_letters_snooze(dead_letter_ids=rows.values_list("pk", flat=True),
+                                   until=timezone.now() + timedelta(days=1),
+                                   actor=_actor(request), detail={"filter": _selection(request)})
+        self.message_user(request, f"{done} dead letter(s) snoozed for a day.")
+
+    @admin.action(description="Export selected as CSV (payloads redacted)")
+    def export_csv(self, request: HttpRequest, rows: QuerySet[DeadLetter]) -> HttpResponse:
+        return self._export(request, rows, "csv", "text/csv")
+
+    @admin.action(description="Export selected as JSON (payloads redacted)")
+    def export_json(self, request: HttpRequest, rows: QuerySet[DeadLetter]) -> HttpResponse:
+        return self._export(request, rows, "json", "application/json")
+
+    def _export(self, request: HttpRequest, rows: QuerySet[DeadLetter], file_format: str,
+                content_type: str) -> HttpResponse:
+        body = dead_letters_export(rows=rows.order_by("pk").iterator(), file_format=file_format)
+        dead_letter_audit(actor=_actor(request), action=DeadLetterEvent.Action.EXPORTED,
+                          count=rows.count(), detail={"filter": _selection(request),
+                                                      "format": file_format})
+        response = HttpResponse(body, content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="dead-letters.{file_format}"'
+        return response
+
+    def _confirmed(self, request: HttpRequest, rows: QuerySet[DeadLetter], *, action: str,
+                   verb: str, run: Any) -> HttpResponse | None:
+        """A page that says how many rows the action touches (the ids frozen when it was
+        shown); discarding many asks for the count typed in."""
+        if request.POST.get("confirmed") == "yes":
+            ids = _frozen_ids(request.POST.get("frozen_ids", ""))
+            typed = action == "discard" and len(ids) > TYPED_CONFIRMATION_OVER
+            if typed and request.POST.get("typed", "").strip() != str(len(ids)):
+                self.message_user(request, f"Type {len(ids)} to confirm; nothing was done.",
+                                  messages.ERROR)
+                return None
+            run(request, ids)
+            return None
+        ids = sorted(rows.values_list("pk", flat=True))
+        typed = action == "discard" and len(ids) > TYPED_CONFIRMATION_OVER
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta,
+                   "title": f"{verb.capitalize()} {len(ids)} dead letter(s)?",
+                   "count": len(ids), "frozen_ids": ",".join(map(str, ids)),
+                   "first_id": ids[0] if ids else "",
+                   "action": action, "verb": verb, "typed": typed,
+                   "examples": rows.order_by("-failed_at")[:5]}
+        return TemplateResponse(request, "admin/workers/deadletter/confirm.html", context)
+
+    def _run_requeue(self, request: HttpRequest, ids: list[int]) -> None:
+        outcome = dead_letters_requeue(dead_letter_ids=ids, actor=_actor(request))
+        dead_letter_audit(actor=_actor(request), action=DeadLetterEvent.Action.REQUEUED,
+                          count=len(outcome.requeued),
+                          detail={"filter": _selection(request), "ids": ids[:1000]})
         self._report(request, refused=outcome.refused.values(),
                      succeeded=len(outcome.requeued), done="requeued")
 
-    @admin.action(description="Discard (keep for the record, never replay)",
-                  permissions=["change"])
-    def discard(self, request: HttpRequest, rows: QuerySet[DeadLetter]) -> None:
-        outcome = dead_letters_discard(dead_letter_ids=list(rows.values_list("pk", flat=True)),
-                                       actor=request.user.get_username())
+    def _run_discard(self, request: HttpRequest, ids: list[int]) -> None:
+        outcome = dead_letters_discard(dead_letter_ids=ids, actor=_actor(request))
+        dead_letter_audit(actor=_actor(request), action=DeadLetterEvent.Action.DISCARDED,
+                          count=len(outcome.discarded),
+                          detail={"filter": _selection(request), "ids": ids[:1000]})
         self._report(request, refused=outcome.refused.values(),
                      succeeded=len(outcome.discarded), done="discarded")
 
+    def _draft_redrive(self, request: HttpRequest, rows: QuerySet[DeadLetter],
+                       description: str) -> HttpResponse:
+        try:
+            redrive = redrive_draft(dead_letter_ids=list(rows.values_list("pk", flat=True)),
+                                    actor=_actor(request), description=description)
+        except ValueError as error:
+            self.message_user(request, str(error), messages.WARNING)
+            return HttpResponseRedirect(request.get_full_path())
+        return HttpResponseRedirect(reverse("admin:workers_redrive_change", args=[redrive.pk]))
+
     def _report(self, request: HttpRequest, *, refused: Iterable[str], succeeded: int,
                 done: str) -> None:
-        for reason in refused:
+        for reason in list(refused)[:20]:
             self.message_user(request, reason, messages.WARNING)
         if succeeded:
             self.message_user(request, f"{succeeded} dead letter(s) {done}.", messages.SUCCESS)
+
+
+@admin.register(Redrive)
+class RedriveAdmin(admin.ModelAdmin):
+    """A redrive's page: its form while a draft, then its live progress and controls."""
+
+    list_display = ("id", "description", "status", "progress", "succeeded", "failed",
+                    "created_by", "created_at")
+    list_filter = ("status",)
+    readonly_fields = ("description", "status", "status_reason", "progress", "sent",
+                       "skipped", "succeeded", "failed", "rate", "canary",
+                       "max_failure_rate", "queue", "created_by", "created_at",
+                       "started_at", "finished_at")
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="progress")
+    def progress(self, redrive: Redrive) -> str:
+        return f"{redrive.position} / {len(redrive.dead_letter_ids)}"
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        redrive = self.get_object(request, object_id)
+        may_act = request.user.has_perm("workers.requeue_deadletter")
+        if redrive is not None and request.method == "POST":
+            if not may_act:
+                raise PermissionDenied
+            self._control(request, redrive)
+            return HttpResponseRedirect(request.path)
+        context = {"show_save": False, "show_save_and_continue": False,
+                   "show_save_and_add_another": False, "show_delete": False,
+                   "redrive": redrive, "may_act": may_act,
+                   "live": redrive is not None and redrive.status in ("canary", "running"),
+                   **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, context)
+
+    def _control(self, request: HttpRequest, redrive: Redrive) -> None:
+        actor, data = _actor(request), request.POST
+        try:
+            if data.get("control") == "start":
+                redrive_start(redrive_id=redrive.pk, actor=actor,
+                              rate=float(data.get("rate") or 0),
+                              canary=int(data.get("canary") or 0),
+                              max_failure_rate=float(data.get("max_failure_rate") or 0) / 100,
+                              queue=data.get("queue", ""))
+            elif data.get("control") == "pause":
+                redrive_pause(redrive_id=redrive.pk, actor=actor)
+            elif data.get("control") == "resume":
+                redrive_resume(redrive_id=redrive.pk, actor=actor)
+            elif data.get("control") == "cancel":
+                redrive_cancel(redrive_id=redrive.pk, actor=actor)
+        except ValueError as error:
+            self.message_user(request, str(error), messages.ERROR)
+
+
+@admin.register(DeadLetterEvent)
+class DeadLetterEventAdmin(admin.ModelAdmin):
+    """The audit trail: read-only, for everyone who may see dead letters."""
+
+    list_display = ("at", "actor", "action", "count", "dead_letter", "fingerprint", "text")
+    list_filter = ("action",)
+    search_fields = ("actor", "fingerprint", "text")
+    readonly_fields = ("at", "actor", "action", "dead_letter", "fingerprint", "count", "text",
+                       "detail")
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -60,7 +60,9 @@ def redact_everywhere(value: Any) -> Any:
     return value
 
 
-def payload_html(args: list, kwargs: dict) -> str:
-    """Arguments as the admin shows them: pretty JSON with sensitive values redacted."""
-    shown = json.dumps({"args": redact(args), "kwargs": redact(kwargs)}, indent=2)
+def payload_html(args: list, kwargs: dict, *, redacted: bool = True) -> str:
+    """Arguments as the admin shows them: pretty JSON, sensitive values redacted unless
+    the caller (audited, permitted) asks otherwise."""
+    payload = {"args": args, "kwargs": kwargs}
+    shown = json.dumps(redact(payload) if redacted else payload, indent=2)
     return format_html("<pre>{}</pre>", shown)

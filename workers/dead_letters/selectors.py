@@ -1,11 +1,16 @@
 """Read-only queries over dead letters."""
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from workers.dead_letters.models import DeadLetter
+
+OPEN_STATUSES = (DeadLetter.Status.NEW, DeadLetter.Status.ACKNOWLEDGED,
+                 DeadLetter.Status.SNOOZED)
+GROUPS_SHOWN = 200
 
 
 def dead_letters_matching(
@@ -15,9 +20,12 @@ def dead_letters_matching(
     queue: str | None = None,
     statuses: list[str] | None = None,
     older_than: timedelta | None = None,
+    fingerprint: str | None = None,
 ) -> QuerySet[DeadLetter]:
     """Dead letters filtered the same way by the admin, the CLI and the services."""
     rows = DeadLetter.objects.all()
+    if fingerprint:
+        rows = rows.filter(fingerprint=fingerprint)
     if ids:
         rows = rows.filter(pk__in=ids)
     if task:
@@ -29,3 +37,52 @@ def dead_letters_matching(
     if older_than is not None:
         rows = rows.filter(failed_at__lt=timezone.now() - older_than)
     return rows
+
+
+@dataclass(frozen=True)
+class Group:
+    fingerprint: str
+    task_name: str
+    exception_type: str
+    example: str  # the latest message
+    count: int
+    open: int
+    first_seen: datetime
+    last_seen: datetime
+    last_day: int
+    day_before: int  # the trend: the last 24 hours against the 24 before
+    queues: list[str]
+
+
+def dead_letter_groups(*, open_only: bool = True, search: str = "") -> list[Group]:
+    """Dead letters grouped by failure fingerprint, most recent cause first."""
+    now = timezone.now()
+    rows = DeadLetter.objects.all()
+    if search:
+        rows = rows.filter(Q(task_name__icontains=search) | Q(message__icontains=search)
+                           | Q(exception_type__icontains=search))
+    summary = (rows.order_by().values("fingerprint")
+               .annotate(count=Count("id"), first=Min("failed_at"), last=Max("failed_at"),
+                         latest=Max("id"),
+                         open=Count("id", filter=Q(status__in=OPEN_STATUSES)),
+                         last_day=Count("id", filter=Q(failed_at__gte=now - timedelta(days=1))),
+                         day_before=Count("id", filter=Q(
+                             failed_at__gte=now - timedelta(days=2),
+                             failed_at__lt=now - timedelta(days=1))))
+               .order_by("-last"))
+    if open_only:
+        summary = summary.filter(open__gt=0)
+    shown = list(summary[:GROUPS_SHOWN])
+    examples = DeadLetter.objects.in_bulk([row["latest"] for row in shown])
+    queues: dict[str, set[str]] = {}
+    for fingerprint, queue in (DeadLetter.objects.order_by()
+                               .filter(fingerprint__in=[row["fingerprint"] for row in shown])
+                               .values_list("fingerprint", "queue").distinct()):
+        queues.setdefault(fingerprint, set()).add(queue)
+    return [Group(fingerprint=row["fingerprint"], task_name=examples[row["latest"]].task_name,
+                  exception_type=examples[row["latest"]].exception_type,
+                  example=examples[row["latest"]].message[:300], count=row["count"],
+                  open=row["open"], first_seen=row["first"], last_seen=row["last"],
+                  last_day=row["last_day"], day_before=row["day_before"],
+                  queues=sorted(queues.get(row["fingerprint"], ())))
+            for row in shown]

@@ -21,8 +21,9 @@ from workers.dead_letters.spool import dead_letter_spool_drain, dead_letter_spoo
 logger = logging.getLogger(__name__)
 
 # Which dead letters each triage operation applies to (the admin offers the same).
-REQUEUEABLE = (DeadLetter.Status.NEW, DeadLetter.Status.DISCARDED)
-DISCARDABLE = (DeadLetter.Status.NEW,)
+OPEN = (DeadLetter.Status.NEW, DeadLetter.Status.ACKNOWLEDGED, DeadLetter.Status.SNOOZED)
+REQUEUEABLE = (*OPEN, DeadLetter.Status.DISCARDED)
+DISCARDABLE = OPEN
 REQUEUE_BATCH = 500
 
 
@@ -39,6 +40,7 @@ def dead_letter_record(
     worker: str,
     replay_of_id: int | None,
     raw_body: str = "",
+    attempt_errors: list[dict[str, Any]] | None = None,
 ) -> DeadLetter | None:
     """Store a failed task once per task id, whichever failure path reports it first.
 
@@ -60,6 +62,7 @@ def dead_letter_record(
         "worker": worker,
         "replay_of_id": replay_of_id,
         "raw_body": raw_body,
+        "attempt_errors": attempt_errors or [],
     }
     try:
         return dead_letter_store(fields=fields)
@@ -119,7 +122,9 @@ class RequeueOutcome:
     refused: dict[int, str]  # dead letter id: why it was not requeued
 
 
-def dead_letters_requeue(*, dead_letter_ids: Iterable[int], actor: str) -> RequeueOutcome:
+def dead_letters_requeue(*, dead_letter_ids: Iterable[int], actor: str,
+                         queue: str | None = None,
+                         redrive_id: int | None = None) -> RequeueOutcome:
     """Requeue many dead letters, REQUEUE_BATCH rows to a transaction: after an outage an
     operator replays thousands, and a transaction and a publish per row took 4 ms a row
     (bench/replay.py).
@@ -133,19 +138,22 @@ def dead_letters_requeue(*, dead_letter_ids: Iterable[int], actor: str) -> Reque
     outcome = RequeueOutcome(requeued={}, refused={})
     for start in range(0, len(ids), REQUEUE_BATCH):
         with transaction.atomic():
-            _requeue_batch(ids[start:start + REQUEUE_BATCH], actor=actor, outcome=outcome)
+            _requeue_batch(ids[start:start + REQUEUE_BATCH], actor=actor, outcome=outcome,
+                           queue=queue, redrive_id=redrive_id)
     return outcome
 
 
-def _requeue_batch(ids: list[int], *, actor: str, outcome: RequeueOutcome) -> None:
+def _requeue_batch(ids: list[int], *, actor: str, outcome: RequeueOutcome,
+                   queue: str | None, redrive_id: int | None) -> None:
     rows = list(DeadLetter.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
     for missing in sorted(set(ids) - {row.pk for row in rows}):
         outcome.refused[missing] = f"no dead letter with id {missing}"
     chosen = []
     for row in rows:
         if row.status not in REQUEUEABLE:
-            outcome.refused[row.pk] = (f"dead letter {row.pk} is {row.status}; only new or "
-                                       "discarded ones can be requeued")
+            outcome.refused[row.pk] = (f"dead letter {row.pk} is {row.status}; only open "
+                                       "(new, acknowledged, snoozed) or discarded ones can "
+                                       "be requeued")
         elif not dead_letter_replayable(row):
             outcome.refused[row.pk] = (f"dead letter {row.pk} is a message with no usable "
                                        "task call (see its raw body); it cannot be requeued")
@@ -158,11 +166,12 @@ def _requeue_batch(ids: list[int], *, actor: str, outcome: RequeueOutcome) -> No
     now = timezone.now()
     DeadLetter.objects.filter(pk__in=[row.pk for row in chosen]).update(
         status=DeadLetter.Status.REQUEUED, requeue_count=F("requeue_count") + 1,
-        requeued_at=now, requeued_by=actor, closed_at=None, closed_by="", updated_at=now)
+        requeued_at=now, requeued_by=actor, closed_at=None, closed_by="", updated_at=now,
+        snoozed_until=None, redrive_id=redrive_id)
     DeadLetter.objects.bulk_update(chosen, ["replay_task_id"])
     outbox_enqueue_many(jobs=[OutboxMessage(
-        task_id=row.replay_task_id, task_name=row.task_name, queue=row.queue, args=row.args,
-        kwargs=row.kwargs, headers={REPLAY_HEADER: row.pk}) for row in chosen])
+        task_id=row.replay_task_id, task_name=row.task_name, queue=queue or row.queue,
+        args=row.args, kwargs=row.kwargs, headers={REPLAY_HEADER: row.pk}) for row in chosen])
 
 
 @dataclass(frozen=True)
@@ -183,8 +192,8 @@ def dead_letters_discard(*, dead_letter_ids: Iterable[int], actor: str) -> Disca
         if row is None:
             outcome.refused[pk] = f"no dead letter with id {pk}"
         elif row.status not in DISCARDABLE:
-            outcome.refused[pk] = (f"dead letter {pk} is {row.status}; only new ones can be "
-                                   "discarded")
+            outcome.refused[pk] = (f"dead letter {pk} is {row.status}; only open ones (new, "
+                                   "acknowledged, snoozed) can be discarded")
         else:
             outcome.discarded.append(pk)
     now = timezone.now()

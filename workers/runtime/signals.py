@@ -5,6 +5,7 @@ exhausted retries) or in the worker's main process (hard time limits, lost worke
 rejected messages), so recording here catches them all.
 """
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -15,10 +16,12 @@ from celery.signals import (
     task_failure,
     task_postrun,
     task_prerun,
+    task_retry,
     task_success,
     worker_process_shutdown,
 )
 from django.db import close_old_connections, connections
+from redis.exceptions import RedisError
 
 from workers.api.correlation import (
     bind_correlation_id,
@@ -39,6 +42,7 @@ from workers.dead_letters.services import (
     dead_letter_record,
     dead_letter_resolve_replay,
 )
+from workers.runtime.attempts import attempt_error_push, attempt_errors_take
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +105,10 @@ def record_dead_letter(*, sender: Any, task_id: str, exception: BaseException,
     delivery_info = request.delivery_info or {}
     close_old_connections()  # the main worker process may hold a connection gone stale
     try:
+        earlier_errors = attempt_errors_take(task_id=task_id)
+    except RedisError:
+        earlier_errors = []  # the row still keeps the last error
+    try:
         dead_letter_record(
             task_id=task_id,
             task_name=sender.name,
@@ -112,6 +120,7 @@ def record_dead_letter(*, sender: Any, task_id: str, exception: BaseException,
             attempts=(request.retries or 0) + 1,
             worker=request.hostname or "",
             replay_of_id=request.get(REPLAY_HEADER),
+            attempt_errors=earlier_errors,
         )
     except Exception:
         # The database is down: the failure is still in the worker log and in Sentry.
@@ -119,6 +128,18 @@ def record_dead_letter(*, sender: Any, task_id: str, exception: BaseException,
     dedup_key = request.get(DEDUP_HEADER)
     if dedup_key is not None:  # failures in the main process (lost worker) skip postrun
         dedup_release(key=dedup_key, task_id=task_id)
+
+
+@task_retry.connect
+def remember_attempt_error(sender: Any = None, request: Any = None, reason: Any = None,
+                           **_: Any) -> None:
+    """Keep this attempt's error for the dead letter, should the job never succeed.
+    `reason` is Celery's Retry; the task's own exception is its `exc`."""
+    error = getattr(reason, "exc", None) or reason
+    if isinstance(error, BaseException) and request is not None:
+        with contextlib.suppress(RedisError):  # the retry goes ahead either way
+            attempt_error_push(task_id=request.id, attempt=(request.retries or 0) + 1,
+                               exception=error)
 
 
 @task_postrun.connect

@@ -13,6 +13,13 @@ from workers.dead_letters.models import DeadLetter
 from workers.dead_letters.services import REQUEUE_BATCH
 
 
+def confirm(admin_client, action: str, ids: list[int], **extra: str):
+    """Post the confirmation page of a bulk action, as its button does."""
+    return admin_client.post(reverse("admin:workers_deadletter_changelist"), {
+        "action": action, "_selected_action": [ids[0]], "select_across": "1",
+        "confirmed": "yes", "frozen_ids": ",".join(map(str, ids)), **extra})
+
+
 def failed_on_bulk(test_redis) -> tuple[DeadLetter, str]:
     key = uuid()
     result = tasks.fails_until_fixed.apply_async(args=[key], queue=BULK)
@@ -36,8 +43,10 @@ def test_admin_requeue_replays_the_stored_call_on_its_original_queue(live_worker
                                                                      admin_client):
     row, key = failed_on_bulk(test_redis)
 
-    response = admin_client.post(reverse("admin:workers_deadletter_changelist"),
-                                 {"action": "requeue", "_selected_action": [row.pk]})
+    confirmation = admin_client.post(reverse("admin:workers_deadletter_changelist"),
+                                     {"action": "requeue", "_selected_action": [row.pk]})
+    assert "Requeue 1 dead letter(s)?" in confirmation.content.decode()
+    response = confirm(admin_client, "requeue", [row.pk])
 
     assert response.status_code == 302
     assert_replayed_and_resolved(row, key, test_redis, actor="admin")
@@ -95,7 +104,8 @@ def test_requeue_twice_is_refused_and_exits_non_zero(test_redis):
     row = DeadLetter.objects.create(task_id=uuid(), task_name="tests.tasks.permanent",
                                     queue=BULK, args=["k"], exception_type="x.Error")
     call_command("dlq", "requeue", str(row.pk))
-    with pytest.raises(CommandError, match="only new or discarded ones can be requeued"):
+    with pytest.raises(CommandError, match=r"only open \(new, acknowledged, snoozed\) or "
+                       "discarded ones can be requeued"):
         call_command("dlq", "requeue", str(row.pk), "--status", "requeued")
     test_redis.delete(BULK)  # the replay was never meant to run
 
@@ -135,8 +145,7 @@ def test_admin_discard_and_cli_list_and_purge(admin_client, capsys):
     row = DeadLetter.objects.create(task_id=uuid(), task_name="tests.tasks.permanent",
                                     queue=BULK, kwargs={"password": "hunter2"},
                                     exception_type="workers.api.exceptions.PermanentError")
-    admin_client.post(reverse("admin:workers_deadletter_changelist"),
-                      {"action": "discard", "_selected_action": [row.pk]})
+    confirm(admin_client, "discard", [row.pk])
     row.refresh_from_db()
     assert (row.status, row.closed_by) == (DeadLetter.Status.DISCARDED, "admin")
 
@@ -151,7 +160,7 @@ def test_admin_discard_and_cli_list_and_purge(admin_client, capsys):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(("args", "message"), [
-    (["list", "--older-than", "yesterday"], "--older-than takes a number and a unit"),
+    (["list", "--older-than", "yesterday"], "take a number and a unit"),
     (["requeue", "999999"], "no matching dead letter with id [999999]"),
     (["discard", "999999"], "no matching dead letter with id [999999]"),
 ])

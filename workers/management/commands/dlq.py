@@ -1,4 +1,12 @@
-"""`manage.py dlq list|requeue|discard|purge|drill`: dead-letter triage for scripts."""
+"""`manage.py dlq ...`: dead-letter triage for scripts, the same operations as the admin.
+
+list, requeue, discard, purge, acknowledge, snooze, redrive, export take the same filters
+(ids, --task, --queue, --status, --older-than, --fingerprint); groups lists causes; redrive starts a
+background redrive (rate, canary, failure threshold) and can --wait for it; edit replaces
+a row's arguments (checked against the task) and requeues it; redrive-status,
+redrive-pause, redrive-resume and redrive-cancel control one; note adds a note; drill
+proves the path end to end. Errors exit non-zero with a one-line reason.
+"""
 
 import getpass
 import re
@@ -8,11 +16,29 @@ from typing import Any
 
 from celery.utils import uuid
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 
-from workers.dead_letters.models import DeadLetter
-from workers.dead_letters.redaction import redact
-from workers.dead_letters.selectors import dead_letters_matching
+from workers.dead_letters.audit import dead_letter_audit
+from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
+from workers.dead_letters.export import FORMATS, dead_letters_export
+from workers.dead_letters.lifecycle import (
+    dead_letter_note,
+    dead_letters_acknowledge,
+    dead_letters_snooze,
+)
+from workers.dead_letters.models import DeadLetter, DeadLetterEvent, Redrive
+from workers.dead_letters.redaction import redact, redact_text
+from workers.dead_letters.redrive import (
+    ACTIVE,
+    redrive_cancel,
+    redrive_draft,
+    redrive_pause,
+    redrive_resume,
+    redrive_start,
+)
+from workers.dead_letters.selectors import dead_letter_groups, dead_letters_matching
 from workers.dead_letters.services import (
     DISCARDABLE,
     REQUEUEABLE,
@@ -29,7 +55,8 @@ UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 def parse_duration(text: str) -> timedelta:
     match = DURATION.match(text)
     if not match:
-        raise CommandError(f"--older-than takes a number and a unit (30m, 12h, 7d), not {text!r}")
+        raise CommandError(f"--older-than and --for take a number and a unit (30m, 12h, 7d), "
+                           f"not {text!r}")
     return timedelta(**{UNITS[match[2]]: int(match[1])})
 
 
@@ -42,7 +69,13 @@ class Command(BaseCommand):
                            ("requeue", "send matching dead letters to their queue again"),
                            ("discard", "mark matching dead letters as not to be replayed"),
                            ("purge", "delete matching dead letters (discarded/resolved "
-                                     "unless --status says otherwise)")):
+                                     "unless --status says otherwise)"),
+                           ("acknowledge", "mark matching open dead letters as seen"),
+                           ("snooze", "hide matching open dead letters for --for"),
+                           ("redrive", "replay matching dead letters in the background: a "
+                                       "canary, then at --rate, pausing on failures"),
+                           ("export", "print matching dead letters as CSV or JSON "
+                                      "(payloads redacted)")):
             sub = actions.add_parser(name, help=text)
             sub.add_argument("ids", nargs="*", type=int, help="dead letter ids")
             sub.add_argument("--task", help="task name")
@@ -50,7 +83,34 @@ class Command(BaseCommand):
             sub.add_argument("--status", action="append", choices=DeadLetter.Status.values,
                              help="status (repeatable)")
             sub.add_argument("--older-than", type=parse_duration, help="e.g. 30m, 12h, 7d")
+            sub.add_argument("--fingerprint", help="one cause (see `dlq groups`)")
             sub.add_argument("--limit", type=int, default=100, help="rows to list")
+            if name == "export":
+                sub.add_argument("--format", choices=FORMATS, default="csv")
+            if name == "snooze":
+                sub.add_argument("--for", dest="snooze_for", type=parse_duration,
+                                 required=True, help="e.g. 2h, 1d")
+            if name == "redrive":
+                sub.add_argument("--rate", type=float, default=50.0, help="replays a second")
+                sub.add_argument("--canary", type=int, default=10, help="sent first")
+                sub.add_argument("--max-failure-rate", type=float, default=0.2,
+                                 help="pause above this share of failed replays (0-1)")
+                sub.add_argument("--to-queue", default="", help="instead of the original")
+                sub.add_argument("--wait", action="store_true", help="follow until it stops")
+        groups = actions.add_parser("groups", help="dead letters grouped by cause")
+        groups.add_argument("--all", action="store_true", help="causes with no open rows too")
+        for name in ("redrive-status", "redrive-pause", "redrive-resume", "redrive-cancel"):
+            actions.add_parser(name, help=f"{name.split('-')[1]} a redrive").add_argument(
+                "redrive_id", type=int)
+        edit = actions.add_parser("edit", help="replace a dead letter's arguments (checked "
+                                  "against the task) and requeue it")
+        edit.add_argument("id", type=int, help="dead letter id")
+        edit.add_argument("payload", help='JSON: {"args": [...], "kwargs": {...}}')
+        edit.add_argument("--reason", required=True, help="why (kept in the audit trail)")
+        note = actions.add_parser("note", help="add a note to a dead letter or a cause")
+        note.add_argument("text")
+        note.add_argument("--id", type=int, help="dead letter id")
+        note.add_argument("--fingerprint", help="a cause (see `dlq groups`)")
         drill = actions.add_parser("drill", help="send a failing task and wait for its row")
         drill.add_argument("--timeout", type=float, default=15.0, help="seconds to wait")
 
@@ -58,13 +118,37 @@ class Command(BaseCommand):
         if action == "drill":
             self._drill(timeout=options["timeout"])
             return
+        if action == "groups":
+            self._groups(open_only=not options["all"])
+            return
+        if action.startswith("redrive-"):
+            self._control(action, options["redrive_id"])
+            return
+        if action == "note":
+            self._note(options)
+            return
+        if action == "edit":
+            try:
+                replay = dead_letter_edit_requeue(dead_letter_id=options["id"],
+                                                  payload=options["payload"],
+                                                  reason=options["reason"],
+                                                  actor=f"cli:{_user()}")
+            except EditRefused as error:
+                raise CommandError(str(error)) from error
+            self.stdout.write(f"edited dead letter {options['id']} and requeued it as {replay}")
+            return
         default_status: list[str] | None = {
             "requeue": [str(status) for status in REQUEUEABLE],
             "discard": [str(status) for status in DISCARDABLE],
+            "redrive": [str(status) for status in DISCARDABLE],
+            "acknowledge": [str(status) for status in DISCARDABLE],
+            "snooze": [str(status) for status in DISCARDABLE],
+            "export": None,
             "purge": ["discarded", "resolved"]}.get(action)
         rows = dead_letters_matching(
             ids=options["ids"], task=options["task"], queue=options["queue"],
             statuses=options["status"] or default_status, older_than=options["older_than"],
+            fingerprint=options["fingerprint"],
         )
         missing = set(options["ids"]) - set(rows.values_list("pk", flat=True))
         if missing:
@@ -75,8 +159,90 @@ class Command(BaseCommand):
             self.stdout.write(f"purged {dead_letters_purge(rows=rows)} dead letter(s)")
         elif action == "requeue":
             self._requeue(rows)
+        elif action == "acknowledge":
+            done = dead_letters_acknowledge(dead_letter_ids=rows.values_list("pk", flat=True),
+                                            actor=f"cli:{_user()}")
+            self.stdout.write(f"acknowledged {done} dead letter(s)")
+        elif action == "snooze":
+            until = timezone.now() + options["snooze_for"]
+            done = dead_letters_snooze(dead_letter_ids=rows.values_list("pk", flat=True),
+                                       until=until, actor=f"cli:{_user()}")
+            self.stdout.write(f"snoozed {done} dead letter(s) until {until:%Y-%m-%d %H:%M}")
+        elif action == "redrive":
+            self._redrive(rows, options)
+        elif action == "export":
+            self.stdout.write(dead_letters_export(rows=rows.order_by("pk").iterator(),
+                                                  file_format=options["format"]), ending="")
+            dead_letter_audit(actor=f"cli:{_user()}", action=DeadLetterEvent.Action.EXPORTED,
+                              count=rows.count(), detail={"filter": _filter_text(options),
+                                                          "format": options["format"]})
         else:
             self._discard(rows)
+
+    def _groups(self, *, open_only: bool) -> None:
+        self.stdout.write(f"{'fingerprint':16}  {'open':>6}  {'all':>6}  {'24h':>5}  "
+                          f"{'last seen':16}  task / exception / example")
+        for group in dead_letter_groups(open_only=open_only):
+            self.stdout.write(
+                f"{group.fingerprint:16}  {group.open:>6}  {group.count:>6}  "
+                f"{group.last_day:>5}  {group.last_seen:%Y-%m-%d %H:%M}  {group.task_name}\n"
+                f"{'':>57}{group.exception_type}: {redact_text(group.example)[:100]}")
+
+    def _redrive(self, rows: QuerySet[DeadLetter], options: dict[str, Any]) -> None:
+        try:
+            with transaction.atomic():  # refused settings leave no draft behind
+                redrive = redrive_draft(
+                    dead_letter_ids=list(rows.values_list("pk", flat=True)),
+                    actor=f"cli:{_user()}", description=f"cli filter {_filter_text(options)}")
+                redrive = redrive_start(
+                    redrive_id=redrive.pk, actor=f"cli:{_user()}", rate=options["rate"],
+                    canary=options["canary"], max_failure_rate=options["max_failure_rate"],
+                    queue=options["to_queue"])
+        except ValueError as error:
+            raise CommandError(str(error)) from error
+        self.stdout.write(f"redrive {redrive.pk} started: {len(redrive.dead_letter_ids)} "
+                          f"dead letter(s), canary {options['canary']}, {options['rate']:g}/s")
+        if options["wait"]:
+            while redrive.status in ACTIVE:
+                time.sleep(1)
+                redrive.refresh_from_db()
+                self._status(redrive)
+            if redrive.status != Redrive.Status.DONE:
+                raise CommandError(f"redrive {redrive.pk} {redrive.status}: "
+                                   f"{redrive.status_reason}")
+
+    def _control(self, action: str, redrive_id: int) -> None:
+        redrive = Redrive.objects.filter(pk=redrive_id).first()
+        if redrive is None:
+            raise CommandError(f"no redrive with id {redrive_id}")
+        verb = action.split("-", 1)[1]
+        controls = {"pause": redrive_pause, "resume": redrive_resume, "cancel": redrive_cancel}
+        if verb in controls:
+            try:
+                redrive = controls[verb](redrive_id=redrive_id, actor=f"cli:{_user()}")
+            except ValueError as error:
+                raise CommandError(str(error)) from error
+        self._status(redrive)
+
+    def _status(self, redrive: Redrive) -> None:
+        self.stdout.write(
+            f"redrive {redrive.pk} {redrive.status}: {redrive.position}/"
+            f"{len(redrive.dead_letter_ids)} handled, {redrive.sent} sent, {redrive.succeeded} "
+            f"succeeded, {redrive.failed} failed again, {redrive.skipped} skipped"
+            + (f" ({redrive.status_reason})" if redrive.status_reason else ""))
+
+    def _note(self, options: dict[str, Any]) -> None:
+        row = None
+        if options["id"] is not None:
+            row = DeadLetter.objects.filter(pk=options["id"]).first()
+            if row is None:
+                raise CommandError(f"no dead letter with id {options['id']}")
+        try:
+            dead_letter_note(actor=f"cli:{_user()}", text=options["text"], dead_letter=row,
+                             fingerprint=options["fingerprint"] or "")
+        except ValueError as error:
+            raise CommandError(str(error)) from error
+        self.stdout.write("noted")
 
     def _list(self, rows: QuerySet[DeadLetter]) -> None:
         self.stdout.write(f"{'id':>6}  {'status':9}  {'queue':8}  {'failed at':19}  "
@@ -120,6 +286,12 @@ class Command(BaseCommand):
             time.sleep(0.05)
         raise CommandError(f"drill failed: no dead letter for task {task_id} within "
                            f"{timeout:.0f}s; is worker-critical running?")
+
+
+def _filter_text(options: dict[str, Any]) -> str:
+    chosen = {name: options[name] for name in ("ids", "task", "queue", "status", "fingerprint")
+              if options.get(name)}
+    return str(chosen or "all open")
 
 
 def _user() -> str:
