@@ -37,7 +37,7 @@ lint: install
 	$(BIN)/shellcheck .ci/run
 
 # Every benchmark against plain Celery, then one table (bench/results/bench.json).
-# Needs the same services as the tests; takes about 14 minutes on 2 cores.
+# Needs the same services as the tests; takes about 15 minutes on 2 cores.
 bench: install check-test-services
 	$(BIN)/python -m bench
 

@@ -57,7 +57,7 @@ def test_a_bad_edit_is_refused_and_changes_nothing(payload, reason, message):
 
 
 @pytest.mark.django_db
-def test_secrets_left_redacted_keep_their_value_and_never_reach_the_trail():
+def test_secrets_left_redacted_keep_their_value_and_never_reach_the_trail(capsys):
     row = DeadLetterFactory(task_name="tests.tasks.permanent", args=["k"],
                             kwargs={"card_number": "4242424242424242"})
     call_command("dlq", "edit", str(row.pk),
@@ -67,5 +67,10 @@ def test_secrets_left_redacted_keep_their_value_and_never_reach_the_trail():
     assert row.args == ["k2"]
     assert row.kwargs == {"card_number": "4242424242424242"}
     assert "4242424242424242" not in json.dumps(DeadLetterEvent.objects.get().detail)
+    call_command("dlq", "show", str(row.pk))
+    shown = capsys.readouterr().out
+    assert "Edited and requeued wrong key" in shown
+    assert "4242424242424242" not in shown
+    assert "[redacted]" in shown
     with pytest.raises(CommandError, match="is requeued"):
         call_command("dlq", "edit", str(row.pk), '{"args": ["k3"]}', "--reason", "again")

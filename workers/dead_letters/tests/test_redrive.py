@@ -126,6 +126,7 @@ def test_the_cli_lists_causes_and_redrives_one_until_done(live_workers, capsys):
     (["redrive", "--fingerprint", "nothing-here"], "nothing selected to redrive"),
     (["redrive-pause", "999999"], "no redrive with id 999999"),
     (["note", "text"], "belongs to a dead letter or a fingerprint"),
+    (["show", "999999"], "no dead letter with id 999999"),
     (["snooze", "--for", "soon"], "take a number and a unit"),
 ])
 def test_bad_cli_input_is_refused_with_a_reason(args, message):

@@ -2,7 +2,8 @@
 
 list, requeue, discard, purge, acknowledge, snooze, redrive, export take the same filters
 (ids, --task, --queue, --status, --older-than, --fingerprint); groups lists causes; redrive starts a
-background redrive (rate, canary, failure threshold) and can --wait for it; edit replaces
+background redrive (rate, canary, failure threshold) and can --wait for it; show prints one
+row in full; edit replaces
 a row's arguments (checked against the task) and requeues it; redrive-status,
 redrive-pause, redrive-resume and redrive-cancel control one; note adds a note; drill
 proves the path end to end. Errors exit non-zero with a one-line reason.
@@ -102,6 +103,9 @@ class Command(BaseCommand):
         for name in ("redrive-status", "redrive-pause", "redrive-resume", "redrive-cancel"):
             actions.add_parser(name, help=f"{name.split('-')[1]} a redrive").add_argument(
                 "redrive_id", type=int)
+        show = actions.add_parser("show", help="one dead letter in full (payload redacted), "
+                                  "with its earlier errors and history")
+        show.add_argument("id", type=int, help="dead letter id")
         edit = actions.add_parser("edit", help="replace a dead letter's arguments (checked "
                                   "against the task) and requeue it")
         edit.add_argument("id", type=int, help="dead letter id")
@@ -126,6 +130,9 @@ class Command(BaseCommand):
             return
         if action == "note":
             self._note(options)
+            return
+        if action == "show":
+            self._show(options["id"])
             return
         if action == "edit":
             try:
@@ -178,6 +185,28 @@ class Command(BaseCommand):
                                                           "format": options["format"]})
         else:
             self._discard(rows)
+
+    def _show(self, dead_letter_id: int) -> None:
+        row = DeadLetter.objects.filter(pk=dead_letter_id).first()
+        if row is None:
+            raise CommandError(f"no dead letter with id {dead_letter_id}")
+        for label, value in (
+                ("task", f"{row.task_name}[{row.task_id}] on {row.queue or '?'}"),
+                ("status", row.status + (f" until {row.snoozed_until:%Y-%m-%d %H:%M}"
+                                         if row.snoozed_until else "")),
+                ("cause", f"{row.fingerprint} {row.exception_type}: "
+                          f"{redact_text(row.message)}"),
+                ("failed", f"{row.failed_at:%Y-%m-%d %H:%M:%S} after {row.attempts} "
+                           f"attempt(s) on {row.worker or '?'}"),
+                ("payload", f"args={redact(row.args)} kwargs={redact(row.kwargs)}"),
+                ("replay of", row.replay_of_id or "-")):
+            self.stdout.write(f"{label:>10}  {value}")
+        for entry in row.attempt_errors:
+            self.stdout.write(f"{'attempt ' + str(entry['attempt']):>10}  "
+                              f"{entry['exception_type']}: {redact_text(entry['message'])}")
+        for event in row.events.order_by("at"):
+            self.stdout.write(f"{event.at:%Y-%m-%d %H:%M}  {event.actor}: "
+                              f"{event.get_action_display()} {event.text}".rstrip())
 
     def _groups(self, *, open_only: bool) -> None:
         self.stdout.write(f"{'fingerprint':16}  {'open':>6}  {'all':>6}  {'24h':>5}  "
