@@ -9,7 +9,6 @@ roles "Dead-letter viewers" (read-only) and "Dead-letter operators".
 """
 
 import json
-from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -156,6 +155,13 @@ class DeadLetterAdmin(admin.ModelAdmin):
         if action == "redrive" and self.has_requeue_permission(request):
             return self._draft_redrive(request, open_rows, f"cause {fingerprint}: "
                                        f"{request.POST.get('title', '')}")
+        if action == "note" and self.has_change_permission(request):
+            try:
+                dead_letter_note(actor=_actor(request), text=request.POST.get("note", ""),
+                                 fingerprint=fingerprint)
+            except ValueError as error:
+                self.message_user(request, str(error), messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:workers_deadletter_groups"))
         if action == "acknowledge" and self.has_change_permission(request):
             done = dead_letters_acknowledge(
                 dead_letter_ids=open_rows.values_list("pk", flat=True), actor=_actor(request),
@@ -326,8 +332,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
                 self.message_user(request, f"Type {len(ids)} to confirm; nothing was done.",
                                   messages.ERROR)
                 return None
-            run(request, ids)
-            return None
+            return run(request, ids)
         ids = sorted(rows.values_list("pk", flat=True))
         typed = action == "discard" and len(ids) > TYPED_CONFIRMATION_OVER
         context = {**self.admin_site.each_context(request), "opts": self.model._meta,
@@ -338,21 +343,32 @@ class DeadLetterAdmin(admin.ModelAdmin):
                    "examples": rows.order_by("-failed_at")[:5]}
         return TemplateResponse(request, "admin/workers/deadletter/confirm.html", context)
 
-    def _run_requeue(self, request: HttpRequest, ids: list[int]) -> None:
+    def _run_requeue(self, request: HttpRequest, ids: list[int]) -> HttpResponse:
         outcome = dead_letters_requeue(dead_letter_ids=ids, actor=_actor(request))
         dead_letter_audit(actor=_actor(request), action=DeadLetterEvent.Action.REQUEUED,
                           count=len(outcome.requeued),
                           detail={"filter": _selection(request), "ids": ids[:1000]})
-        self._report(request, refused=outcome.refused.values(),
-                     succeeded=len(outcome.requeued), done="requeued")
+        return self._result(request, verb="requeued", asked=len(ids),
+                            done=len(outcome.requeued), refused=outcome.refused)
 
-    def _run_discard(self, request: HttpRequest, ids: list[int]) -> None:
+    def _run_discard(self, request: HttpRequest, ids: list[int]) -> HttpResponse:
         outcome = dead_letters_discard(dead_letter_ids=ids, actor=_actor(request))
         dead_letter_audit(actor=_actor(request), action=DeadLetterEvent.Action.DISCARDED,
                           count=len(outcome.discarded),
                           detail={"filter": _selection(request), "ids": ids[:1000]})
-        self._report(request, refused=outcome.refused.values(),
-                     succeeded=len(outcome.discarded), done="discarded")
+        return self._result(request, verb="discarded", asked=len(ids),
+                            done=len(outcome.discarded), refused=outcome.refused)
+
+    def _result(self, request: HttpRequest, *, verb: str, asked: int, done: int,
+                refused: dict[int, str]) -> HttpResponse:
+        """The page after a bulk action: how many were asked for, done and refused, and
+        why (the first reasons)."""
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta,
+                   "title": f"{done} of {asked} dead letter(s) {verb}", "verb": verb,
+                   "asked": asked, "done": done, "refused": len(refused),
+                   "reasons": list(refused.values())[:20],
+                   "back": request.get_full_path()}
+        return TemplateResponse(request, "admin/workers/deadletter/result.html", context)
 
     def _draft_redrive(self, request: HttpRequest, rows: QuerySet[DeadLetter],
                        description: str) -> HttpResponse:
@@ -363,14 +379,6 @@ class DeadLetterAdmin(admin.ModelAdmin):
             self.message_user(request, str(error), messages.WARNING)
             return HttpResponseRedirect(request.get_full_path())
         return HttpResponseRedirect(reverse("admin:workers_redrive_change", args=[redrive.pk]))
-
-    def _report(self, request: HttpRequest, *, refused: Iterable[str], succeeded: int,
-                done: str) -> None:
-        for reason in list(refused)[:20]:
-            self.message_user(request, reason, messages.WARNING)
-        if succeeded:
-            self.message_user(request, f"{succeeded} dead letter(s) {done}.", messages.SUCCESS)
-
 
 @admin.register(Redrive)
 class RedriveAdmin(admin.ModelAdmin):

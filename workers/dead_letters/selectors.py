@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
-from workers.dead_letters.models import DeadLetter
+from workers.dead_letters.models import DeadLetter, DeadLetterEvent
 
 OPEN_STATUSES = (DeadLetter.Status.NEW, DeadLetter.Status.ACKNOWLEDGED,
                  DeadLetter.Status.SNOOZED)
@@ -52,6 +52,7 @@ class Group:
     last_day: int
     day_before: int  # the trend: the last 24 hours against the 24 before
     queues: list[str]
+    note: str  # the latest note on the whole cause
 
 
 def dead_letter_groups(*, open_only: bool = True, search: str = "") -> list[Group]:
@@ -79,10 +80,17 @@ def dead_letter_groups(*, open_only: bool = True, search: str = "") -> list[Grou
                                .filter(fingerprint__in=[row["fingerprint"] for row in shown])
                                .values_list("fingerprint", "queue").distinct()):
         queues.setdefault(fingerprint, set()).add(queue)
+    notes: dict[str, str] = {}
+    for fingerprint, text in (DeadLetterEvent.objects.filter(
+            action=DeadLetterEvent.Action.NOTE, dead_letter=None,
+            fingerprint__in=[row["fingerprint"] for row in shown])
+            .order_by("at").values_list("fingerprint", "text")):
+        notes[fingerprint] = text  # the latest wins
     return [Group(fingerprint=row["fingerprint"], task_name=examples[row["latest"]].task_name,
                   exception_type=examples[row["latest"]].exception_type,
                   example=examples[row["latest"]].message[:300], count=row["count"],
                   open=row["open"], first_seen=row["first"], last_seen=row["last"],
                   last_day=row["last_day"], day_before=row["day_before"],
-                  queues=sorted(queues.get(row["fingerprint"], ())))
+                  queues=sorted(queues.get(row["fingerprint"], ())),
+                  note=notes.get(row["fingerprint"], ""))
             for row in shown]

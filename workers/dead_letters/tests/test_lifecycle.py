@@ -42,7 +42,8 @@ def test_discarding_many_asks_for_the_count_and_touches_only_the_rows_shown(admi
     admin_client.post(url, {**form, "typed": "15"})
     assert not DeadLetter.objects.filter(status=DeadLetter.Status.DISCARDED).exists()
 
-    admin_client.post(url, {**form, "typed": "150"})
+    result = admin_client.post(url, {**form, "typed": "150"}).content.decode()
+    assert "150 of 150 dead letter(s) discarded" in result
     assert DeadLetter.objects.filter(status=DeadLetter.Status.DISCARDED).count() == 150
     late.refresh_from_db()
     assert late.status == DeadLetter.Status.NEW
@@ -174,3 +175,15 @@ def test_export_of_a_filter_as_csv_and_json_redacts_payloads(admin_client, capsy
     assert [row["task_name"] for row in exported] == ["app.tasks.charge"]
     assert exported[0]["kwargs"] == {"card_number": "[redacted]"}
     assert DeadLetterEvent.objects.filter(action="exported").count() == 2
+
+
+@pytest.mark.django_db
+def test_a_note_on_a_whole_cause_shows_on_the_causes_page(admin_client):
+    row = DeadLetterFactory()
+    url = reverse("admin:workers_deadletter_groups")
+    admin_client.post(url, {"action": "note", "fingerprint": row.fingerprint,
+                            "note": "billing owns this; fix in PR 881"})
+    assert "Note: billing owns this; fix in PR 881" in admin_client.get(url).content.decode()
+    event = DeadLetterEvent.objects.get()
+    assert (event.action, event.fingerprint, event.dead_letter) == ("note", row.fingerprint,
+                                                                    None)
