@@ -113,6 +113,10 @@ class DeadLetterAdmin(admin.ModelAdmin):
         unredacted = request.user.has_perm("workers.view_payload")
         payload = {"args": row.args, "kwargs": row.kwargs}
         text = json.dumps(payload if unredacted else redact(payload), indent=2)
+        if unredacted and request.method == "GET":
+            dead_letter_audit(actor=_actor(request),
+                              action=DeadLetterEvent.Action.VIEWED_PAYLOAD, dead_letter=row,
+                              text="to edit it")
         error, reason = "", ""
         if request.method == "POST":
             text, reason = request.POST.get("payload", ""), request.POST.get("reason", "")

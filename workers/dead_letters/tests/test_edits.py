@@ -32,6 +32,8 @@ def test_an_edited_call_is_replayed_and_both_payloads_are_kept(live_workers, adm
              what="the edited replay to succeed")
     row.refresh_from_db()
     assert (row.original_kwargs, row.kwargs) == ({"keyy": "k1"}, {"key": "k1"})
+    viewed = DeadLetterEvent.objects.get(action=DeadLetterEvent.Action.VIEWED_PAYLOAD)
+    assert (viewed.actor, viewed.text) == ("admin", "to edit it")  # the editor showed it
     event = DeadLetterEvent.objects.get(action=DeadLetterEvent.Action.EDITED)
     assert (event.actor, event.text) == ("admin", "the producer sent a typo; fixed in deploy 42")
     assert '-    "keyy": "k1"' in event.detail["diff"]
