@@ -78,9 +78,24 @@ class QoS(kombu_redis.QoS):
         """
         try:
             super().ack(delivery_tag)
-        except self.channel.connection_errors:
+        except self.channel.connection_errors as exc:
             virtual.QoS.ack(self, delivery_tag)
+            self.channel.connection_lost = exc
             raise
+
+    def can_consume(self) -> bool:
+        """Raise, on the event loop's next turn, the connection error an ack met.
+
+        Celery logs a failed ack ("Couldn't ack") and carries on, so the consumer never
+        learns that Redis went away. If Redis came back meanwhile, the channel's poll
+        socket is the dead one, whose fetch never answers: the worker idled for minutes
+        with messages waiting (seen in the Redis-restart fault test under load). The
+        poller asks this on every turn; the error makes Celery reconnect as for any
+        lost connection.
+        """
+        if self.channel.connection_lost is not None:
+            raise self.channel.connection_lost
+        return bool(super().can_consume())
 
 
 class Channel(kombu_redis.Channel):
@@ -92,6 +107,8 @@ class Channel(kombu_redis.Channel):
     from_transport_options = (*kombu_redis.Channel.from_transport_options, "fetch_wait")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        #: A connection error an ack met; the next poll raises it (QoS.can_consume).
+        self.connection_lost: Exception | None = None
         self._no_ack_queues: set[str] = set()
         self._fetch_next = True
         self._fetch_keys: list[str] = []

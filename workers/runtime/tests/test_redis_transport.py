@@ -6,6 +6,7 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Queue
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 
 from config.celery import app
 from tests.faults.servers import PrivateRedis
@@ -181,8 +182,10 @@ def test_a_channel_whose_connection_is_gone_fails_as_a_lost_connection(store):
                  what="the visibility timeout to restore both")
 
 
-def test_an_ack_that_fails_because_redis_died_still_gives_the_credit_back(tmp_path):
-    """Else the consumer stops polling, never sees the lost connection, never reconnects."""
+def test_an_ack_that_fails_because_redis_died_gives_the_credit_back_and_reconnects(tmp_path):
+    """Else the consumer stops polling, never sees the lost connection, never reconnects;
+    and since Celery only logs a failed ack, the next poll raises the error instead, so
+    the consumer reconnects rather than wait on the dead socket."""
     server = PrivateRedis(tmp_path)
     server.start()
     try:
@@ -198,7 +201,9 @@ def test_an_ack_that_fails_because_redis_died_still_gives_the_credit_back(tmp_pa
             with pytest.raises(redis.ConnectionError):
                 message.ack()
 
-            assert channel.qos.can_consume()
+            assert virtual.QoS.can_consume(channel.qos)  # the credit is back
+            with pytest.raises(redis.ConnectionError):
+                channel.qos.can_consume()  # the poller's next turn: reconnect
         server.start()  # the append-only file kept the unacked record
         with Connection(server.url, transport=ATOMIC,
                         transport_options={"visibility_timeout": 1}) as again:
