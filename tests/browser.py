@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -61,5 +62,9 @@ def log_in(driver: WebDriver, base_url: str, username: str, password: str) -> No
 
 def wait_until(driver: WebDriver, condition: Callable[[WebDriver], object],
                what: str) -> object:
-    return WebDriverWait(driver, HANG, poll_frequency=0.2).until(
+    """Poll `condition` until it holds; an element missing, or gone because the page
+    reloaded itself between finding and reading it (the redrive page refreshes every two
+    seconds), only means "not yet"."""
+    return WebDriverWait(driver, HANG, poll_frequency=0.2, ignored_exceptions=(
+        NoSuchElementException, StaleElementReferenceException)).until(
         condition, f"timed out waiting for {what}")

@@ -46,7 +46,7 @@ def test_an_operator_finds_a_cause_and_redrives_it_behind_a_canary(
     wait_until(browser, lambda d: "Done" in d.find_element(By.CSS_SELECTOR,
                                                            ".field-status").text,
                "the redrive to show as done")
-    screenshot(browser, "redrive-done")
+    screenshot(browser, "redrive-done")  # a finished redrive's page no longer refreshes
     assert "30 / 30" in browser.find_element(By.CSS_SELECTOR, ".field-progress").text
     redrive = Redrive.objects.get()
     assert (redrive.succeeded, redrive.failed) == (30, 0)
