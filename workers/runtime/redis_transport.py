@@ -84,17 +84,25 @@ class QoS(kombu_redis.QoS):
             raise
 
     def can_consume(self) -> bool:
-        """Raise, on the event loop's next turn, the connection error an ack met.
+        """Raise a lost connection that nothing else would report, on the event loop's
+        next turn (the poller asks this on every turn; Celery then reconnects as for any
+        lost connection).
 
-        Celery logs a failed ack ("Couldn't ack") and carries on, so the consumer never
-        learns that Redis went away. If Redis came back meanwhile, the channel's poll
-        socket is the dead one, whose fetch never answers: the worker idled for minutes
-        with messages waiting (seen in the Redis-restart fault test under load). The
-        poller asks this on every turn; the error makes Celery reconnect as for any
-        lost connection.
+        Two ways a Redis restart went unnoticed, each leaving a worker idle for minutes
+        with messages waiting (the Redis-restart fault test under load): an ack met the
+        lost connection, but Celery only logs a failed ack ("Couldn't ack"); and the
+        fetch in flight on the dead poll socket never got its reply.
         """
-        if self.channel.connection_lost is not None:
-            raise self.channel.connection_lost
+        channel = self.channel
+        if channel.connection_lost is not None:
+            raise channel.connection_lost
+        waited = monotonic() - (channel._brpop_sent_at or monotonic())
+        if channel._in_poll and waited > channel.fetch_overdue:
+            # A live Redis answers a fetch at once and a wait within `fetch_wait`. No reply
+            # for this long means the poll socket is dead or no longer the one polled (a
+            # Redis restart under load left a worker idle for minutes; kombu's own check
+            # skips a socket that shows readable, which a closed one does).
+            raise RedisConnectionError(f"no reply to the fetch for {waited:.0f} s")
         return bool(super().can_consume())
 
 
@@ -103,8 +111,11 @@ class Channel(kombu_redis.Channel):
 
     #: Longest idle wait (seconds) before fetching again without a wake-up.
     fetch_wait = 0.1
+    #: Seconds without a reply to a fetch after which the connection counts as lost.
+    fetch_overdue = 30.0
 
-    from_transport_options = (*kombu_redis.Channel.from_transport_options, "fetch_wait")
+    from_transport_options = (*kombu_redis.Channel.from_transport_options, "fetch_wait",
+                              "fetch_overdue")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         #: A connection error an ack met; the next poll raises it (QoS.can_consume).

@@ -132,3 +132,11 @@ def test_worker_state_the_heartbeat_counts_running_tasks_from():
     """workers/runtime/heartbeat.py reports len(celery.worker.state.active_requests)."""
     assert isinstance(worker_state.active_requests, weakref.WeakSet)
     assert isinstance(app.amqp.queues.consume_from, dict)
+
+
+def test_the_fetch_state_kombus_poller_reads():
+    """workers/runtime/redis_transport.py sets and checks `_in_poll` and `_brpop_sent_at`,
+    the names kombu's poller and its own health check read."""
+    source = inspect.getsource(kombu_redis)
+    assert "channel._in_poll" in source
+    assert "channel._brpop_sent_at" in source

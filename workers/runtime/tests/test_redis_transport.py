@@ -1,6 +1,7 @@
 """The atomic-fetch Redis transport against a real Redis, next to kombu's stock one."""
 
 import select
+from time import monotonic
 
 import pytest
 import redis
@@ -213,3 +214,19 @@ def test_an_ack_that_fails_because_redis_died_gives_the_credit_back_and_reconnec
                      what="the visibility timeout to restore it")
     finally:
         server.kill()
+
+
+def test_a_fetch_left_without_a_reply_counts_as_a_lost_connection():
+    """A dead or orphaned poll socket never answers; a live Redis answers within
+    `fetch_wait`. Overdue, the poller's next turn raises and the worker reconnects."""
+    with Connection(URL, transport=ATOMIC,
+                    transport_options={"fetch_overdue": 5}) as connection:
+        channel = connection.default_channel
+        assert channel.qos.can_consume()
+        channel._in_poll = object()  # the connection a fetch was sent on
+        channel._brpop_sent_at = monotonic() - 4
+        assert channel.qos.can_consume()  # waiting, not yet overdue
+        channel._brpop_sent_at = monotonic() - 6
+        with pytest.raises(redis.ConnectionError, match="no reply to the fetch"):
+            channel.qos.can_consume()
+        channel._in_poll = None
