@@ -34,18 +34,18 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from workers.api.models import OutboxMessage
-from workers.api.routing import BULK, CRITICAL
+from workers.api.routing import QUEUES
 from workers.dead_letters.models import DeadLetter
 from workers.ops.queue_stats import queue_stats
 from workers.runtime.metrics import (
     FAMILIES,
+    live_workers_by_queue,
     parse_field,
     read_beat_tick,
     read_hosts,
     read_worker_heartbeats,
+    worker_is_up,
 )
-
-QUEUES = (CRITICAL, BULK)
 
 
 class PlatformCollector(Collector):
@@ -111,15 +111,12 @@ def _worker_families(beats: dict[str, dict[str, Any]]) -> list[Metric]:
                              "worker last beat (Unix time).", labels=["hostname"])
     workers = GaugeMetricFamily("celery_queue_active_workers", "Live workers consuming the "
                                 "queue.", labels=["queue_name"])
-    live_per_queue = dict.fromkeys(QUEUES, 0)
     for name, beat in sorted(beats.items()):
-        alive = now - beat["at"] <= settings.METRICS_WORKER_UP_AGE
+        alive = worker_is_up(beat, now=now)
         up.add_metric([name], 1.0 if alive else 0.0)
         active.add_metric([name], beat["active"] if alive else 0.0)
         last.add_metric([name], beat["at"])
-        for queue in beat["queues"]:
-            live_per_queue[queue] = live_per_queue.get(queue, 0) + int(alive)
-    for queue, count in sorted(live_per_queue.items()):
+    for queue, count in sorted(live_workers_by_queue(beats, queues=QUEUES, now=now).items()):
         workers.add_metric([queue], count)
     return [up, active, last, workers]
 

@@ -216,6 +216,24 @@ def read_worker_heartbeats() -> dict[str, dict[str, Any]]:
     return {name: beat for name, beat in beats.items() if name not in gone}
 
 
+def worker_is_up(beat: dict[str, Any], *, now: float) -> bool:
+    """A heartbeat younger than METRICS_WORKER_UP_AGE: what `celery_worker_up` and the
+    "no live worker" alert both count."""
+    return now - beat["at"] <= settings.METRICS_WORKER_UP_AGE
+
+
+def live_workers_by_queue(beats: dict[str, dict[str, Any]], *, queues: Iterable[str],
+                          now: float) -> dict[str, int]:
+    """How many workers that are up consume each of `queues`."""
+    live = dict.fromkeys(queues, 0)
+    for beat in beats.values():
+        if worker_is_up(beat, now=now):
+            for queue in beat["queues"]:
+                if queue in live:
+                    live[queue] += 1
+    return live
+
+
 def write_beat_tick() -> None:
     redis_client().set(BEAT_TICK_KEY, time.time())
 

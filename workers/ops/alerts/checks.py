@@ -19,7 +19,11 @@ from workers.ops.alerts.models import Alert
 from workers.ops.alerts.services import alert_raise, alerts_deliver_pending, alerts_flush_digests
 from workers.ops.alerts.windows import watching_since
 from workers.ops.queue_stats import queue_stats
-from workers.runtime.metrics import read_beat_tick, read_worker_heartbeats
+from workers.runtime.metrics import (
+    live_workers_by_queue,
+    read_beat_tick,
+    read_worker_heartbeats,
+)
 
 
 @dataclass(frozen=True)
@@ -78,11 +82,10 @@ def _crossed(*, now: datetime) -> list[tuple[str, str, str, str]]:
         crossed.append(("beat-silent", "Beat is silent: no scheduled task is being sent",
                         f"No beat has held the scheduler lock and ticked for {silence:.0f} s; "
                         f"the limit is {settings.ALERTS_BEAT_MAX_SILENCE:g} s.", ""))
-    beats = read_worker_heartbeats()
-    for queue in limits:
-        live = [name for name, beat in beats.items() if queue in beat["queues"]
-                and now.timestamp() - beat["at"] <= settings.METRICS_WORKER_UP_AGE]
-        if not live and watched > settings.METRICS_WORKER_UP_AGE:
+    live = live_workers_by_queue(read_worker_heartbeats(), queues=limits,
+                                 now=now.timestamp())
+    for queue, count in live.items():
+        if not count and watched > settings.METRICS_WORKER_UP_AGE:
             crossed.append((f"no-worker:{queue}", f"Pool {queue}: no live worker",
                             f"No worker consuming {queue} has sent a heartbeat in the last "
                             f"{settings.METRICS_WORKER_UP_AGE:g} s; its jobs wait.", ""))
