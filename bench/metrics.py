@@ -7,7 +7,8 @@ order rotating: metrics off (METRICS_ENABLED=false); metrics recorded but not sc
 recorded while this process scrapes the whole exposition every `--scrape-every` seconds
 (Prometheus' default is 15 s; one second magnifies the cost). Each figure is the median of
 its rounds, as a ratio to metrics off: the drain rate, and the CPU time the worker's
-processes spent per task (steadier than the rate on a machine shared with other work).
+processes spent per task (steadier than the rate on a machine shared with other work);
+the drains are `bench.throughput.drain`, with its warm-up.
 """
 
 import argparse
@@ -24,12 +25,14 @@ from prometheus_client import generate_latest
 
 from bench import harness, tasks
 from bench.harness import figure
+from bench.throughput import drain
 from workers.api.headers import ENQUEUED_AT_HEADER
 from workers.ops.metrics import _registry
 from workers.runtime import task_metrics
 from workers.runtime.metrics import recorder
 
 TARGET = ">= 0.98 of metrics off"
+MEDIANS = ("rate", "cpu_us")
 
 
 @contextmanager
@@ -63,17 +66,19 @@ def main() -> None:
     args = parser.parse_args()
     pool = os.cpu_count() or 1
     ways = {"off": {"METRICS_ENABLED": "false"}, "recorded": {}, "scraped": {}}
-    runs: dict[str, list[dict[str, float]]] = {way: [] for way in ways}
+    runs: dict[str, list[dict]] = {way: [] for way in ways}
     scrapes = 0
     with harness.bench_database():
         for number in range(args.rounds):
             order = list(ways)[number % 3:] + list(ways)[:number % 3]  # no way always first
             for way in order:
                 with scraping(args.scrape_every if way == "scraped" else 0) as sizes:
-                    runs[way].append(drain(count=args.tasks, pool=pool, env=ways[way]))
+                    runs[way].append(drain(kind=harness.TEMPLATE,
+                                           send=tasks.noop.apply_async, queue="bulk",
+                                           count=args.tasks, pool=pool, env=ways[way]))
                 scrapes += len(sizes)
     figures = []
-    off = {key: statistics.median(run[key] for run in runs["off"]) for key in runs["off"][0]}
+    off = {key: statistics.median(run[key] for run in runs["off"]) for key in MEDIANS}
     for way, label in (("recorded", "metrics on"),
                        ("scraped", f"metrics on, scraped every {args.scrape_every:g} s")):
         median = {key: statistics.median(run[key] for run in runs[way]) for key in off}
@@ -124,18 +129,6 @@ def handler_cost_us(calls: int = 50_000) -> float:
     cost = (time.process_time() - started) * 1e6 / calls
     recorder.flush()
     return round(cost, 2)
-
-
-def drain(*, count: int, pool: int, env: dict[str, str]) -> dict[str, float]:
-    """Drain rate, and CPU the worker's main and pool processes spent per task."""
-    harness.broker().flushdb()
-    harness.fill(send=tasks.noop.apply_async, queue="bulk", count=count)
-    with harness.running(kind=harness.TEMPLATE, name=f"metrics-{pool}", concurrency=pool,
-                         queues="bulk", env=env) as worker:
-        taken, seconds = harness.wait_drained(queue="bulk")
-        cpu = harness.cpu_seconds(worker.pid) + sum(
-            harness.cpu_seconds(child) for child in harness.pool_children(worker.pid))
-    return {"rate": round(taken / seconds, 1), "cpu_us": round(cpu * 1e6 / count, 1)}
 
 
 if __name__ == "__main__":

@@ -101,8 +101,9 @@ def fetch_figure(*, count: int, rounds: int) -> dict:
 
 def drain(*, kind: str, send: Callable, queue: str, count: int, pool: int,
           env: dict[str, str] | None = None) -> dict:
-    """Drain rate, and resident memory (KiB) of the worker's main and pool processes
-    after a warm-up of WARMUP tasks and once the queue is empty."""
+    """Drain rate; resident memory (KiB) of the worker's main and pool processes after a
+    warm-up of WARMUP tasks and once the queue is empty; and the CPU time those processes
+    spent per task, start-up and warm-up included (µs)."""
     harness.broker().flushdb()
     harness.fill(send=send, queue=queue, count=count + WARMUP)
     name = f"drain-{kind.split()[0]}-{pool}"
@@ -116,7 +117,10 @@ def drain(*, kind: str, send: Callable, queue: str, count: int, pool: int,
                          queues=queue if kind == TEMPLATE else None, env=env) as worker:
         taken, seconds = harness.wait_drained(queue=queue, on_left=sample)
         memory["after"] = worker_rss(worker.pid)
-    return {"rate": round(taken / seconds, 1), **memory}
+        cpu = harness.cpu_seconds(worker.pid) + sum(
+            harness.cpu_seconds(child) for child in harness.pool_children(worker.pid))
+    return {"rate": round(taken / seconds, 1), "cpu_us": round(cpu * 1e6 / (count + WARMUP), 1),
+            **memory}
 
 
 def worker_rss(pid: int) -> dict:
