@@ -349,27 +349,24 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     def _run_requeue(self, request: HttpRequest, ids: list[int]) -> HttpResponse:
         outcome = dead_letters_requeue(dead_letter_ids=ids, actor=_actor(request))
-        dead_letter_audit(actor=_actor(request), action=DeadLetterEvent.Action.REQUEUED,
-                          count=len(outcome.requeued),
-                          detail={"filter": _selection(request), "ids": ids[:1000]})
-        return self._result(request, verb="requeued", asked=len(ids),
+        return self._result(request, action=DeadLetterEvent.Action.REQUEUED, ids=ids,
                             done=len(outcome.requeued), refused=outcome.refused)
 
     def _run_discard(self, request: HttpRequest, ids: list[int]) -> HttpResponse:
         outcome = dead_letters_discard(dead_letter_ids=ids, actor=_actor(request))
-        dead_letter_audit(actor=_actor(request), action=DeadLetterEvent.Action.DISCARDED,
-                          count=len(outcome.discarded),
-                          detail={"filter": _selection(request), "ids": ids[:1000]})
-        return self._result(request, verb="discarded", asked=len(ids),
+        return self._result(request, action=DeadLetterEvent.Action.DISCARDED, ids=ids,
                             done=len(outcome.discarded), refused=outcome.refused)
 
-    def _result(self, request: HttpRequest, *, verb: str, asked: int, done: int,
-                refused: dict[int, str]) -> HttpResponse:
-        """The page after a bulk action: how many were asked for, done and refused, and
-        why (the first reasons)."""
+    def _result(self, request: HttpRequest, *, action: DeadLetterEvent.Action, ids: list[int],
+                done: int, refused: dict[int, str]) -> HttpResponse:
+        """Record the bulk action in the audit trail, then the page after it: how many were
+        asked for, done and refused, and why (the first reasons)."""
+        dead_letter_audit(actor=_actor(request), action=action, count=done,
+                          detail={"filter": _selection(request), "ids": ids[:1000]})
+        verb = action.label.lower()
         context = {**self.admin_site.each_context(request), "opts": self.model._meta,
-                   "title": f"{done} of {asked} dead letter(s) {verb}", "verb": verb,
-                   "asked": asked, "done": done, "refused": len(refused),
+                   "title": f"{done} of {len(ids)} dead letter(s) {verb}", "verb": verb,
+                   "asked": len(ids), "done": done, "refused": len(refused),
                    "reasons": list(refused.values())[:20],
                    "back": request.get_full_path()}
         return TemplateResponse(request, "admin/workers/deadletter/result.html", context)
