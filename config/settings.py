@@ -351,11 +351,16 @@ NOTIFICATIONS_SEND_BATCH = env.int("NOTIFICATIONS_SEND_BATCH", default=50)
 # Stripe's webhook signing secret (whsec_…); without it the webhook answers 503.
 BILLING_WEBHOOK_SECRET = env.str("BILLING_WEBHOOK_SECRET", default="")
 BILLING_WEBHOOK_TOLERANCE = env.int("BILLING_WEBHOOK_TOLERANCE", default=300)
-# Days after a failed charge at which dunning retries it; then the subscription is past due.
+# For subscriptions the app bills itself (no Stripe subscription): days after a failed
+# charge at which the app's dunning retries it; then the subscription is past due.
+# Stripe's own subscriptions are retried by Stripe (Smart Retries), not by this schedule.
 BILLING_DUNNING_SCHEDULE_DAYS = env.list("BILLING_DUNNING_SCHEDULE_DAYS", cast=int,
                                          default=[1, 3, 7])
 STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
+# The API version the webhook accepts and the client sends; the webhook endpoint in Stripe
+# must be set to it. The default is the installed stripe library's (a test holds them equal).
+STRIPE_API_VERSION = env.str("STRIPE_API_VERSION", default="2026-10-28.endive")
 
 # Bearer token clients send to POST /api/events/; without it ingestion answers 503.
 ANALYTICS_INGEST_TOKEN = env.str("ANALYTICS_INGEST_TOKEN", default="")

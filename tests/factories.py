@@ -1,10 +1,11 @@
-"""Model factories shared by every test module (factory_boy), and Stripe-shaped events."""
+"""Model factories shared by every test module (factory_boy), and signed Stripe events."""
 
 import importlib
 import itertools
 import json
 import time
-from datetime import date
+import uuid
+from datetime import UTC, datetime
 
 import factory
 import stripe
@@ -12,6 +13,7 @@ from django.test import Client
 from django.test.client import Client as ClientType
 
 from apps.billing.models import Customer, Invoice, Subscription
+from apps.billing.samples import invoice_object, stripe_event
 from workers.dead_letters.fingerprints import failure_fingerprint
 from workers.dead_letters.models import DeadLetter
 
@@ -38,17 +40,19 @@ class CustomerFactory(factory.django.DjangoModelFactory):
         model = Customer
 
     email = factory.Sequence(lambda n: f"customer-{n}@example.com")
-    provider_customer_id = "cus_ok"
+    stripe_id = factory.LazyFunction(lambda: stripe_id("cus"))
 
 
 class SubscriptionFactory(factory.django.DjangoModelFactory):
+    """A subscription the app bills itself (no Stripe subscription)."""
+
     class Meta:
         model = Subscription
 
     customer = factory.SubFactory(CustomerFactory)
     plan = "pro"
     amount_cents = 2900
-    next_billing_date = date(2026, 12, 1)
+    current_period_end = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 class InvoiceFactory(factory.django.DjangoModelFactory):
@@ -56,23 +60,38 @@ class InvoiceFactory(factory.django.DjangoModelFactory):
         model = Invoice
 
     subscription = factory.SubFactory(SubscriptionFactory)
+    customer = factory.LazyAttribute(lambda invoice: invoice.subscription.customer)
     number = factory.LazyFunction(lambda: f"INV-{time.time_ns()}-{next(_sequence)}")
-    period_start = date(2026, 11, 1)
-    period_end = date(2026, 12, 1)
-    amount_cents = 2900
+    period_start = datetime(2026, 11, 1, tzinfo=UTC)
+    period_end = datetime(2026, 12, 1, tzinfo=UTC)
+    amount_due = 2900
+    amount_remaining = 2900
     currency = "usd"
 
 
+def stripe_id(prefix: str) -> str:
+    """A fresh Stripe-style id (`cus_…`, `in_…`); the Stripe stand-in answers a customer by
+    its id's prefix (`cus_declined_…` is declined)."""
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
 def invoice_for(email: str, customer_id: str = "cus_ok") -> Invoice:
-    """An open invoice of a new customer with this address (the receipt goes there)."""
+    """An open invoice the app bills, of a new customer with this address (the receipt goes
+    there), whose Stripe customer id starts with `customer_id`."""
     return InvoiceFactory(subscription__customer__email=email,
-                          subscription__customer__provider_customer_id=customer_id)
+                          subscription__customer__stripe_id=stripe_id(customer_id))
 
 
-def payment_event(kind: str, invoice: Invoice | None = None,
-                  event_id: str | None = None) -> dict:
-    obj = {"id": f"pi_{time.time_ns()}", "invoice": invoice.number if invoice else None}
-    return {"id": event_id or f"evt_{time.time_ns()}", "type": kind, "data": {"object": obj}}
+def invoice_event(event_type: str, customer: Customer, *, invoice_id: str | None = None,
+                  status: str = "paid", amount: int = 2900, attempt_count: int = 1,
+                  next_payment_attempt: int | None = None, subscription: str | None = None,
+                  created: int | None = None) -> dict:
+    """A Stripe invoice event for this customer, built on Stripe's example invoice."""
+    obj = invoice_object(stripe_id=invoice_id or stripe_id("in"), customer=customer.stripe_id,
+                         subscription=subscription, status=status, amount=amount,
+                         attempt_count=attempt_count,
+                         next_payment_attempt=next_payment_attempt)
+    return stripe_event(event_type, obj, created=created)
 
 
 def post_event(client: ClientType | Client, event: dict | bytes, *,

@@ -1,12 +1,14 @@
-"""A local stand-in for Stripe's PaymentIntents endpoint, answering by customer id.
+"""A local stand-in for Stripe's PaymentIntents endpoint, answering by the customer id's
+prefix (ids are unique, so a test's customer is `cus_declined_<random>`):
 
-- `cus_ok`           200, status succeeded
-- `cus_declined`     402 card_error (card_declined)
-- `cus_flaky`        500 on the first request with a given Idempotency-Key, then 200
-- `cus_ratelimited`  429
-- `cus_unknown`      400 invalid_request_error (no such customer)
+- `cus_ok…`           200, status succeeded
+- `cus_declined…`     402 card_error (card_declined)
+- `cus_flaky…`        500 on the first request with a given Idempotency-Key, then 200
+- `cus_ratelimited…`  429
+- `cus_unknown…`      400 invalid_request_error (no such customer)
 """
 
+import hashlib
 import json
 import threading
 from collections import Counter
@@ -35,18 +37,24 @@ class _Handler(BaseHTTPRequestHandler):
         key = self.headers.get("Idempotency-Key", "")
         self.server.requests.append({"customer": customer, "amount": form["amount"][0],
                                      "idempotency_key": key,
+                                     "metadata": {name[9:-1]: values[0]
+                                                  for name, values in form.items()
+                                                  if name.startswith("metadata[")},
+                                     "stripe_version": self.headers.get("Stripe-Version"),
                                      "authorization": self.headers.get("Authorization")})
         self.server.seen_keys[key] += 1
-        intent = {"id": f"pi_{len(self.server.requests)}", "object": "payment_intent"}
-        if customer == "cus_declined":
+        # Stripe answers a repeated Idempotency-Key with the same PaymentIntent.
+        intent = {"id": f"pi_{hashlib.sha256(key.encode()).hexdigest()[:16]}",
+                  "object": "payment_intent"}
+        if customer.startswith("cus_declined"):
             self._reply(402, {"error": {"type": "card_error", "code": "card_declined",
                                         "message": "Your card was declined.",
                                         "payment_intent": intent}})
-        elif customer == "cus_flaky" and self.server.seen_keys[key] == 1:
+        elif customer.startswith("cus_flaky") and self.server.seen_keys[key] == 1:
             self._reply(500, {"error": {"type": "api_error", "message": "try again"}})
-        elif customer == "cus_ratelimited":
+        elif customer.startswith("cus_ratelimited"):
             self._reply(429, {"error": {"type": "rate_limit_error", "message": "slow down"}})
-        elif customer == "cus_unknown":
+        elif customer.startswith("cus_unknown"):
             self._reply(400, {"error": {"type": "invalid_request_error",
                                         "message": "No such customer"}})
         else:

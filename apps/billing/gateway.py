@@ -1,4 +1,5 @@
-"""Charging a customer through Stripe, with the outcome sorted for the retry policy.
+"""Charging a customer through Stripe (for invoices the app bills itself), with the
+outcome sorted for the retry policy.
 
 A declined card is a business outcome (dunning handles it), not an error; a timeout,
 429 or 5xx is a TransientError; a request Stripe refuses for any other reason is a
@@ -25,12 +26,13 @@ class GatewayRejected(PermanentError):
 @dataclass(frozen=True)
 class ChargeResult:
     succeeded: bool
-    reference: str
+    reference: str  # the PaymentIntent's id; empty if Stripe gave none
+    status: str  # the PaymentIntent's status
     failure_reason: str = ""
 
 
 def charge(*, customer_id: str, amount_cents: int, currency: str, description: str,
-           idempotency_key: str) -> ChargeResult:
+           metadata: dict[str, str], idempotency_key: str) -> ChargeResult:
     """Charge the customer's default payment method off-session.
 
     The idempotency key makes Stripe return the first result for a repeated request, so a
@@ -39,22 +41,25 @@ def charge(*, customer_id: str, amount_cents: int, currency: str, description: s
     if not settings.STRIPE_API_KEY:
         raise GatewayRejected("STRIPE_API_KEY is not set: charges cannot be made")
     client = stripe.StripeClient(settings.STRIPE_API_KEY, max_network_retries=0,
+                                 stripe_version=settings.STRIPE_API_VERSION,
                                  base_addresses={"api": settings.STRIPE_API_BASE})
     try:
         intent = client.v1.payment_intents.create(
             params={"amount": amount_cents, "currency": currency, "customer": customer_id,
-                    "confirm": True, "off_session": True, "description": description},
+                    "confirm": True, "off_session": True, "description": description,
+                    "metadata": metadata},
             options={"idempotency_key": idempotency_key},
         )
     except stripe.CardError as exc:
-        return ChargeResult(False, _intent_id(exc), exc.user_message or str(exc))
+        return ChargeResult(False, _intent_id(exc), "requires_payment_method",
+                            exc.user_message or str(exc))
     except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
         raise GatewayUnavailable(str(exc)) from exc
     except stripe.StripeError as exc:
         raise GatewayRejected(str(exc)) from exc
     if intent.status == "succeeded":
-        return ChargeResult(True, intent.id)
-    return ChargeResult(False, intent.id, f"payment intent is {intent.status}")
+        return ChargeResult(True, intent.id, intent.status)
+    return ChargeResult(False, intent.id, intent.status, f"payment intent is {intent.status}")
 
 
 def _intent_id(error: stripe.CardError) -> str:

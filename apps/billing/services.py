@@ -1,160 +1,121 @@
-"""Billing operations: payment events, invoices, charges and dunning."""
+"""Billing operations: receipts and failed-payment notices, and the app's own invoicing.
+
+Who runs dunning: for a subscription billed by Stripe (it has a `stripe_id`), Stripe
+invoices, charges and retries (Smart Retries); the app only mirrors its events and tells
+the customer. The invoicing, charging and retry schedule below run only for subscriptions
+the app bills itself through PaymentIntents (no `stripe_id`), so with Stripe Billing they
+find nothing to do.
+"""
 
 import calendar
-import json
 import uuid
-from collections.abc import Callable
-from datetime import date, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from apps.billing import gateway
-from apps.billing.models import Invoice, PaymentEvent, Subscription
+from apps.billing.models import Invoice, Payment, Subscription
 from apps.notifications.models import Kind
 from apps.notifications.services import notification_request
 from workers.api.exceptions import PermanentError
 
 
-class MalformedEvent(ValueError):
-    """The webhook body is not an event of the expected shape."""
-
-
 class BillingRecordNotFound(PermanentError):
-    """An event or job names an invoice or event that does not exist."""
-
-
-def payment_event_parse(*, raw: bytes) -> dict[str, Any]:
-    """The event as a dict, or MalformedEvent saying what is wrong with it."""
-    try:
-        event = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedEvent(f"body is not JSON: {exc}") from None
-    if not isinstance(event, dict):
-        raise MalformedEvent("body must be a JSON object")
-    for field in ("id", "type"):
-        if not isinstance(event.get(field), str) or not event[field]:
-            raise MalformedEvent(f"'{field}' must be a non-empty string")
-    if not isinstance(event.get("data"), dict) or not isinstance(event["data"].get("object"),
-                                                                  dict):
-        raise MalformedEvent("'data.object' must be an object")
-    return event
+    """A job names an invoice that does not exist."""
 
 
 @transaction.atomic
-def payment_event_store(*, event: dict[str, Any]) -> tuple[PaymentEvent, bool]:
-    """Keep the event and its processing job together; a redelivered event is stored once.
+def invoice_settle(*, invoice_id: int) -> Invoice:
+    """Mark an invoice the app bills paid if it is still open; for any paid invoice, queue
+    its receipt (once: the receipt job's key names the invoice)."""
+    from apps.billing.tasks import send_payment_receipt
 
-    The job goes through the outbox: if the event is stored, it will be processed, even
-    when the process dies right after the commit or Redis is down at that moment.
-    """
-    from apps.billing.tasks import process_payment_event
-
-    stored, created = PaymentEvent.objects.get_or_create(
-        event_id=event["id"], defaults={"type": event["type"], "payload": event})
-    if created:
-        process_payment_event.delay_via_outbox(stored.pk)
-    return stored, created
-
-
-@transaction.atomic
-def payment_event_process(*, payment_event_id: int) -> PaymentEvent:
-    """Apply the event once; unknown types are recorded as ignored, not errors."""
-    try:
-        event = PaymentEvent.objects.select_for_update().get(pk=payment_event_id)
-    except PaymentEvent.DoesNotExist as exc:
-        raise BillingRecordNotFound(f"payment event {payment_event_id} does not exist") from exc
-    if event.outcome != PaymentEvent.Outcome.PENDING:
-        return event
-    handler = EVENT_HANDLERS.get(event.type)
-    if handler is None:
-        event.outcome = PaymentEvent.Outcome.IGNORED
-    else:
-        handler(event.payload["data"]["object"])
-        event.outcome = PaymentEvent.Outcome.PROCESSED
-    event.processed_at = timezone.now()
-    event.save(update_fields=["outcome", "processed_at"])
-    return event
-
-
-def _on_payment_succeeded(payment: dict[str, Any]) -> None:
-    """Mark the invoice paid, then send the receipt: two jobs, each retried on its own."""
-    from apps.billing.tasks import mark_invoice_paid
-
-    invoice = _invoice(lock=False, number=payment.get("invoice"))
-    mark_invoice_paid.delay_via_outbox(invoice.pk, payment.get("id", ""))
-
-
-def _on_payment_failed(payment: dict[str, Any]) -> None:
-    invoice = _invoice(lock=True, number=payment.get("invoice"))
-    if invoice.status == Invoice.Status.OPEN:
-        _record_failed_charge(invoice, payment.get("failure_message") or "payment failed")
-
-
-EVENT_HANDLERS: dict[str, Callable[[dict[str, Any]], None]] = {
-    "payment.succeeded": _on_payment_succeeded,
-    "payment.failed": _on_payment_failed,
-}
-
-
-@transaction.atomic
-def invoice_mark_paid(*, invoice_id: int, reference: str) -> bool:
-    """Mark the invoice paid (and its subscription active again) and queue the receipt.
-
-    False if it already was paid: whoever paid it queued the receipt.
-    """
     invoice = _invoice(lock=True, pk=invoice_id)
+    if invoice.stripe_id is None and invoice.status == Invoice.Status.OPEN:
+        invoice.status = Invoice.Status.PAID
+        invoice.amount_paid, invoice.amount_remaining = invoice.amount_due, 0
+        invoice.paid_at = timezone.now()
+        invoice.next_payment_attempt = None
+        invoice.save(update_fields=["status", "amount_paid", "amount_remaining", "paid_at",
+                                    "next_payment_attempt"])
+        Subscription.objects.filter(invoices=invoice, stripe_id__isnull=True,
+                                    status=Subscription.Status.PAST_DUE).update(
+            status=Subscription.Status.ACTIVE)
     if invoice.status == Invoice.Status.PAID:
-        return False
-    _settle(invoice, reference)
-    return True
+        send_payment_receipt.delay_via_outbox(invoice.pk)
+    return invoice
 
 
 def invoice_send_receipt(*, invoice_id: int) -> None:
     """Request the receipt; its idempotency key makes a repeated step send nothing new."""
-    invoice = Invoice.objects.select_related("subscription__customer").get(pk=invoice_id)
+    invoice = _invoice(lock=False, pk=invoice_id)
     notification_request(
-        kind=Kind.PAYMENT_RECEIPT, recipient=invoice.subscription.customer.email,
-        subject=f"Receipt for {invoice.number}",
-        body=f"We received {_money(invoice)} for {invoice.subscription.plan}, "
-             f"{invoice.period_start} to {invoice.period_end}. Thank you.",
+        kind=Kind.PAYMENT_RECEIPT, recipient=invoice.customer.email,
+        subject=f"Receipt for {invoice}",
+        body=f"We received {_money(invoice.amount_paid, invoice.currency)} for {_what(invoice)}"
+             f", {invoice.period_start:%Y-%m-%d} to {invoice.period_end:%Y-%m-%d}. Thank you.",
         idempotency_key=f"receipt:invoice:{invoice.pk}")
+
+
+def invoice_notify_payment_failed(*, invoice_id: int) -> None:
+    """Tell the customer a charge failed, once per attempt, and when the next one is."""
+    invoice = _invoice(lock=False, pk=invoice_id)
+    if invoice.next_payment_attempt:
+        then = f"We will try again on {invoice.next_payment_attempt:%Y-%m-%d}."
+    else:
+        then = "That was the last attempt."
+    update = (f" Update your payment method at {invoice.hosted_invoice_url}"
+              if invoice.hosted_invoice_url else
+              " Please update your payment method to keep your subscription.")
+    notification_request(
+        kind=Kind.PAYMENT_FAILED, recipient=invoice.customer.email,
+        subject=f"We could not collect payment for {invoice}",
+        body=f"Charging {_money(invoice.amount_remaining or invoice.amount_due, invoice.currency)}"
+             f" for {_what(invoice)} failed (attempt {invoice.attempt_count}). {then}{update}",
+        idempotency_key=f"payment-failed:invoice:{invoice.pk}:attempt:{invoice.attempt_count}")
 
 
 @transaction.atomic
 def invoice_charge(*, invoice_id: int) -> Invoice:
-    """Charge an open invoice that is due; a decline schedules the next dunning retry.
+    """Charge an open invoice the app bills, if it is due; a decline plans the next retry.
 
     The row lock makes concurrent duplicates wait and then find the invoice settled or
     rescheduled; the idempotency key per attempt makes a retried request charge once.
     """
     invoice = _invoice(lock=True, pk=invoice_id)
-    due = invoice.next_charge_at is None or invoice.next_charge_at <= timezone.now()
-    if invoice.status != Invoice.Status.OPEN or not due:
+    due = invoice.next_payment_attempt is None or invoice.next_payment_attempt <= timezone.now()
+    if invoice.stripe_id is not None or invoice.status != Invoice.Status.OPEN or not due:
         return invoice
-    customer = invoice.subscription.customer
+    attempt = invoice.attempt_count + 1
     result = gateway.charge(
-        customer_id=customer.provider_customer_id, amount_cents=invoice.amount_cents,
-        currency=invoice.currency, description=f"Invoice {invoice.number}",
-        idempotency_key=f"invoice-{invoice.pk}-attempt-{invoice.charge_attempts + 1}")
+        customer_id=invoice.customer.stripe_id or "", amount_cents=invoice.amount_due,
+        currency=invoice.currency, description=f"Invoice {invoice}",
+        metadata={"invoice_id": str(invoice.pk)},
+        idempotency_key=f"invoice-{invoice.pk}-attempt-{attempt}")
+    invoice.attempt_count = attempt
+    invoice.save(update_fields=["attempt_count"])
+    if result.reference:
+        Payment.objects.update_or_create(stripe_id=result.reference, defaults={
+            "customer": invoice.customer, "invoice": invoice, "status": result.status,
+            "amount": invoice.amount_due, "currency": invoice.currency,
+            "amount_received": invoice.amount_due if result.succeeded else 0,
+            "last_failure": result.failure_reason})
     if result.succeeded:
-        invoice.charge_attempts += 1
-        _settle(invoice, result.reference)
-    else:
-        _record_failed_charge(invoice, result.failure_reason)
+        return invoice_settle(invoice_id=invoice.pk)
+    _record_failed_charge(invoice, result.failure_reason)
     return invoice
 
 
 def dunning_enqueue_due(*, now: datetime) -> int:
-    """Queue a charge for every open invoice whose retry is due; return how many were queued.
-
-    A charge still waiting or running from an earlier sweep is not queued again.
-    """
+    """Queue a charge for every open invoice of the app's own whose retry is due; return how
+    many were queued. A charge still waiting or running from an earlier sweep is not queued
+    again. Stripe's invoices are Stripe's to retry."""
     from apps.billing.tasks import charge_invoice
 
-    due = Invoice.objects.filter(status=Invoice.Status.OPEN, next_charge_at__lte=now)
+    due = Invoice.objects.filter(status=Invoice.Status.OPEN, stripe_id__isnull=True,
+                                 next_payment_attempt__lte=now)
     queued = 0
     for invoice_id in due.values_list("pk", flat=True):
         task_id = str(uuid.uuid4())
@@ -164,80 +125,63 @@ def dunning_enqueue_due(*, now: datetime) -> int:
     return queued
 
 
-def invoices_generate_due(*, today: date) -> int:
-    """Invoice every active subscription due by `today`; return how many were created.
+def invoices_generate_due(*, now: datetime) -> int:
+    """Invoice every active subscription the app bills whose period has ended; return how
+    many were created.
 
     One invoice per subscription and period (a unique constraint), so running it twice,
     or concurrently, creates nothing twice.
     """
     created = 0
     due = Subscription.objects.filter(status=Subscription.Status.ACTIVE,
-                                      next_billing_date__lte=today)
+                                      stripe_id__isnull=True, current_period_end__lte=now)
     for subscription_id in due.values_list("pk", flat=True):
-        created += _invoice_next_period(subscription_id=subscription_id, today=today)
+        created += _invoice_next_period(subscription_id=subscription_id, now=now)
     return created
 
 
 @transaction.atomic
-def _invoice_next_period(*, subscription_id: int, today: date) -> int:
+def _invoice_next_period(*, subscription_id: int, now: datetime) -> int:
     from apps.billing.tasks import charge_invoice
 
     subscription = Subscription.objects.select_for_update().get(pk=subscription_id)
-    if subscription.next_billing_date > today:
+    if subscription.current_period_end > now:
         return 0
-    start = subscription.next_billing_date
+    start = subscription.current_period_end
     end = _add_month(start)
     invoice, created = Invoice.objects.get_or_create(
-        subscription=subscription, period_start=start,
-        defaults={"number": f"INV-{subscription.pk}-{start:%Y%m%d}", "period_end": end,
-                  "amount_cents": subscription.amount_cents, "currency": subscription.currency})
-    subscription.next_billing_date = end
-    subscription.save(update_fields=["next_billing_date"])
+        subscription=subscription, period_start=start, stripe_id=None,
+        defaults={"customer_id": subscription.customer_id,
+                  "number": f"INV-{subscription.pk}-{start:%Y%m%d}", "period_end": end,
+                  "amount_due": subscription.amount_cents,
+                  "amount_remaining": subscription.amount_cents,
+                  "currency": subscription.currency})
+    subscription.current_period_start, subscription.current_period_end = start, end
+    subscription.save(update_fields=["current_period_start", "current_period_end"])
     if created:
         charge_invoice.delay_via_outbox(invoice.pk)
     return int(created)
 
 
 def _record_failed_charge(invoice: Invoice, reason: str) -> None:
-    """Count the failed attempt and plan the next retry, or give up and tell the customer."""
-    invoice.charge_attempts += 1
+    """Plan the next retry, or give up and mark the subscription past due; either way the
+    customer hears of this attempt."""
     invoice.last_failure = reason[:2000]
     schedule = settings.BILLING_DUNNING_SCHEDULE_DAYS
-    retries_done = invoice.charge_attempts - 1
+    retries_done = invoice.attempt_count - 1
     if retries_done < len(schedule):
-        invoice.next_charge_at = timezone.now() + timedelta(days=schedule[retries_done])
+        invoice.next_payment_attempt = timezone.now() + timedelta(days=schedule[retries_done])
     else:
-        invoice.next_charge_at = None
-        Subscription.objects.filter(pk=invoice.subscription_id).update(
+        invoice.next_payment_attempt = None
+        Subscription.objects.filter(invoices=invoice).update(
             status=Subscription.Status.PAST_DUE)
-        notification_request(
-            kind=Kind.PAYMENT_FAILED, recipient=invoice.subscription.customer.email,
-            subject=f"We could not collect payment for {invoice.number}",
-            body=f"{_money(invoice)} could not be charged after {invoice.charge_attempts} "
-                 "attempts. Please update your payment method to keep your subscription.",
-            idempotency_key=f"payment-failed:invoice:{invoice.pk}")
-    invoice.save(update_fields=["charge_attempts", "last_failure", "next_charge_at"])
+    invoice.save(update_fields=["last_failure", "next_payment_attempt"])
+    invoice_notify_payment_failed(invoice_id=invoice.pk)
 
 
-def _settle(invoice: Invoice, reference: str) -> None:
-    """Mark paid and queue the receipt, in the caller's transaction."""
-    from apps.billing.tasks import send_payment_receipt
-
-    invoice.status = Invoice.Status.PAID
-    invoice.paid_at = timezone.now()
-    invoice.payment_reference = reference
-    invoice.next_charge_at = None
-    invoice.save(update_fields=["status", "paid_at", "payment_reference", "next_charge_at",
-                                "charge_attempts"])
-    Subscription.objects.filter(pk=invoice.subscription_id,
-                                status=Subscription.Status.PAST_DUE).update(
-        status=Subscription.Status.ACTIVE)
-    send_payment_receipt.delay_via_outbox(invoice.pk)
-
-
-def _invoice(*, lock: bool, **lookup: Any) -> Invoice:
+def _invoice(*, lock: bool, **lookup: int) -> Invoice:
     """The invoice with its customer loaded (row-locked when asked), or a permanent error."""
-    invoices = Invoice.objects.select_related("subscription__customer")
+    invoices = Invoice.objects.select_related("customer", "subscription")
     if lock:
         invoices = invoices.select_for_update(of=("self",))
     try:
@@ -247,11 +191,15 @@ def _invoice(*, lock: bool, **lookup: Any) -> Invoice:
         raise BillingRecordNotFound(f"no invoice with {wanted}") from exc
 
 
-def _add_month(day: date) -> date:
-    year, month = (day.year + 1, 1) if day.month == 12 else (day.year, day.month + 1)
-    return day.replace(year=year, month=month,
-                       day=min(day.day, calendar.monthrange(year, month)[1]))
+def _add_month(moment: datetime) -> datetime:
+    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+    return moment.replace(year=year, month=month,
+                          day=min(moment.day, calendar.monthrange(year, month)[1]))
 
 
-def _money(invoice: Invoice) -> str:
-    return f"{invoice.amount_cents / 100:.2f} {invoice.currency.upper()}"
+def _what(invoice: Invoice) -> str:
+    return invoice.subscription.plan if invoice.subscription else "your invoice"
+
+
+def _money(amount: int, currency: str) -> str:
+    return f"{amount / 100:.2f} {currency.upper()}"

@@ -1,4 +1,4 @@
-"""Billing jobs. Routes: charges and events on `critical`, sweeps on `bulk`.
+"""Billing jobs. Routes: events, receipts and charges on `critical`, sweeps on `bulk`.
 
 The money-moving ones are effect-once: their row changes and an idempotency key commit
 together, so a redelivered or requeued job changes nothing twice (and they may be sent
@@ -9,13 +9,12 @@ a second delivery, must do nothing.
 from celery import shared_task
 from django.utils import timezone
 
+from apps.billing.events import payment_event_process
 from apps.billing.services import (
     dunning_enqueue_due,
     invoice_charge,
-    invoice_mark_paid,
     invoice_send_receipt,
     invoices_generate_due,
-    payment_event_process,
 )
 from workers.api.routing import BULK, CRITICAL
 
@@ -23,11 +22,6 @@ from workers.api.routing import BULK, CRITICAL
 @shared_task(route=CRITICAL, effect_once=True, effect_key="payment-event:{payment_event_id}")
 def process_payment_event(payment_event_id: int) -> None:
     payment_event_process(payment_event_id=payment_event_id)
-
-
-@shared_task(route=CRITICAL, effect_once=True, effect_key="invoice-paid:{invoice_id}")
-def mark_invoice_paid(invoice_id: int, reference: str) -> None:
-    invoice_mark_paid(invoice_id=invoice_id, reference=reference)
 
 
 @shared_task(route=CRITICAL, effect_once=True, effect_key="receipt:invoice:{invoice_id}")
@@ -42,7 +36,7 @@ def charge_invoice(invoice_id: int) -> None:
 
 @shared_task(route=BULK, soft_time_limit=300, time_limit=360)
 def generate_due_invoices() -> None:
-    invoices_generate_due(today=timezone.localdate())
+    invoices_generate_due(now=timezone.now())
 
 
 @shared_task(route=BULK)

@@ -6,13 +6,14 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from apps.billing.services import MalformedEvent, payment_event_parse, payment_event_store
+from apps.billing.events import MalformedEvent, payment_event_parse, payment_event_store
 
 
 @csrf_exempt  # authenticated by the signature instead
 @require_POST
 def billing_webhook(request: HttpRequest) -> JsonResponse:
-    """400 for a bad signature, stale timestamp or malformed body: nothing is stored."""
+    """400 for a bad signature, stale timestamp, malformed body or another API version:
+    nothing is stored, and Stripe retries the delivery for three days."""
     if not settings.BILLING_WEBHOOK_SECRET:
         return JsonResponse({"error": "webhook secret is not configured"}, status=503)
     try:

@@ -8,7 +8,7 @@ from django.db import transaction
 from apps.billing.models import Invoice, PaymentEvent
 from apps.billing.tasks import charge_invoice, process_payment_event
 from apps.notifications.models import Kind, Notification
-from tests.factories import invoice_for, payment_event, post_event
+from tests.factories import CustomerFactory, invoice_event, invoice_for, post_event
 from tests.faults.harness import Ledger
 from tests.fixtures import last_outbox_id, wait_for, wait_for_outbox_jobs
 from tests.tasks import FINISHED
@@ -40,9 +40,9 @@ def test_a_payment_processed_three_times_charges_once_and_sends_one_receipt(
         live_workers, client, smtp_server, stripe_api, test_redis, record_ledger):
     started = time.monotonic()
     jobs_before = last_outbox_id()
-    # A webhook event, delivered three times by the provider, then its job repeated.
-    paid_by_event = invoice_for("event-payer@example.com")
-    payment = payment_event("payment.succeeded", paid_by_event)
+    # A Stripe invoice.paid, delivered three times by Stripe, then its job repeated.
+    payment = invoice_event("invoice.paid",
+                            CustomerFactory(email="event-payer@example.com"))
     assert [post_event(client, payment).status_code for _ in range(3)] == [200] * 3
     stored = PaymentEvent.objects.get(event_id=payment["id"])
     job = OutboxMessage.objects.get(task_name=process_payment_event.name, args=[stored.pk])
@@ -58,6 +58,7 @@ def test_a_payment_processed_three_times_charges_once_and_sends_one_receipt(
     # Any receipt a repeat wrongly queued is an outbox job: each has run by now.
     wait_for_outbox_jobs(test_redis, after_id=jobs_before)
 
+    paid_by_event = Invoice.objects.get(stripe_id=payment["data"]["object"]["id"])
     for invoice in (paid_by_event, charged):
         invoice.refresh_from_db()
         assert invoice.status == Invoice.Status.PAID

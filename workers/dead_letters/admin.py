@@ -23,6 +23,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from workers.api.redaction import payload_html, redact, redact_text
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
 from workers.dead_letters.export import dead_letters_export
@@ -32,7 +33,6 @@ from workers.dead_letters.lifecycle import (
     dead_letters_snooze,
 )
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent, Redrive
-from workers.dead_letters.redaction import payload_html, redact, redact_text
 from workers.dead_letters.redrive import (
     redrive_cancel,
     redrive_draft,

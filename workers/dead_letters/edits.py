@@ -17,9 +17,9 @@ from typing import Any
 from celery import current_app
 from django.db import transaction
 
+from workers.api.redaction import REDACTED, redact
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent
-from workers.dead_letters.redaction import REDACTED, redact
 from workers.dead_letters.services import (
     REQUEUEABLE,
     dead_letter_replayable,

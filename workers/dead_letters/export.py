@@ -6,8 +6,8 @@ import io
 import json
 from collections.abc import Iterable
 
+from workers.api.redaction import redact, redact_text
 from workers.dead_letters.models import DeadLetter
-from workers.dead_letters.redaction import redact, redact_text
 
 COLUMNS = ("id", "task_id", "task_name", "queue", "status", "fingerprint", "exception_type",
            "message", "attempts", "failed_at", "worker", "requeue_count", "replay_of_id",

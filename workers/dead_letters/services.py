@@ -14,6 +14,7 @@ from django.utils import timezone
 from workers.api.headers import REPLAY_HEADER
 from workers.api.models import OutboxMessage
 from workers.api.outbox import outbox_enqueue_many
+from workers.api.signals import task_dead_lettered
 from workers.dead_letters.fingerprints import failure_fingerprint
 from workers.dead_letters.models import DeadLetter
 from workers.dead_letters.spool import dead_letter_spool_drain, dead_letter_spool_push
@@ -87,6 +88,9 @@ def dead_letter_store(*, fields: dict[str, Any]) -> DeadLetter:
     if created:
         logger.warning("dead-lettered %s[%s] after %d attempt(s): %s",
                        row.task_name, row.task_id, row.attempts, row.exception_type)
+        # send_robust: Django logs a receiver's error, and the row is kept regardless.
+        transaction.on_commit(lambda: task_dead_lettered.send_robust(
+            row.task_name, task_id=row.task_id, args=row.args, kwargs=row.kwargs))
     return row
 
 

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from workers.api.models import OutboxMessage
-from workers.dead_letters.redaction import payload_html
+from workers.api.redaction import payload_html
 
 
 @admin.register(OutboxMessage)

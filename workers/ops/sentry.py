@@ -11,7 +11,7 @@ from sentry_sdk.integrations.logging import LoggingIntegration
 from sentry_sdk.integrations.redis import RedisIntegration
 from sentry_sdk.types import Event
 
-from workers.dead_letters.redaction import redact_everywhere
+from workers.api.redaction import redact_everywhere
 
 
 def init_sentry(*, dsn: str, environment: str, release: str, traces_sample_rate: float) -> bool:

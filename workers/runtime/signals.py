@@ -36,8 +36,8 @@ from workers.api.headers import (
     ENQUEUED_AT_HEADER,
     REPLAY_HEADER,
 )
+from workers.api.redaction import redact
 from workers.api.routing import queue_for
-from workers.dead_letters.redaction import redact
 from workers.dead_letters.services import (
     dead_letter_record,
     dead_letter_resolve_replay,

@@ -19,7 +19,7 @@ def test_gateway_errors_are_classified_and_change_nothing(stripe_api, customer, 
     with pytest.raises(error):
         invoice_charge(invoice_id=invoice.pk)
     invoice.refresh_from_db()
-    assert (invoice.status, invoice.charge_attempts) == (Invoice.Status.OPEN, 0)
+    assert (invoice.status, invoice.attempt_count) == (Invoice.Status.OPEN, 0)
 
 
 @pytest.mark.django_db

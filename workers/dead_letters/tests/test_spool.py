@@ -6,6 +6,7 @@ import json
 import pytest
 from django.db import OperationalError
 
+from workers.api.signals import task_dead_lettered
 from workers.dead_letters.models import DeadLetter
 from workers.dead_letters.services import dead_letter_store, dead_letters_drain_spool
 from workers.dead_letters.spool import SPOOL_KEY, dead_letter_spool_drain, dead_letter_spool_push
@@ -51,3 +52,25 @@ def test_a_database_error_leaves_the_entry_and_the_rest_for_the_next_drain(spool
     assert [json.loads(entry)["task_id"] for entry in spool.lrange(SPOOL_KEY, 0, -1)] == [
         "a", "b"]
     assert dead_letter_spool_drain(store=dead_letter_store) == 2
+
+
+@pytest.mark.django_db
+def test_apps_hear_of_each_dead_letter_once_after_it_commits_even_from_the_spool(
+        spool, django_capture_on_commit_callbacks):
+    heard = []
+
+    def receiver(sender, task_id, args, kwargs, **_):
+        heard.append((sender, task_id, args))
+
+    task_dead_lettered.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            dead_letter_spool_push(fields=fields("spooled"))
+            dead_letters_drain_spool()
+            dead_letter_store(fields=fields("direct"))
+            dead_letter_store(fields=fields("direct"))  # reported twice: one row, one signal
+            assert heard == []  # not before the commit
+    finally:
+        task_dead_lettered.disconnect(receiver)
+    assert heard == [("tests.tasks.permanent", "spooled", ["k"]),
+                     ("tests.tasks.permanent", "direct", ["k"])]

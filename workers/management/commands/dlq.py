@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from workers.api.redaction import redact, redact_text
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
 from workers.dead_letters.export import FORMATS, dead_letters_export
@@ -30,7 +31,6 @@ from workers.dead_letters.lifecycle import (
     dead_letters_snooze,
 )
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent, Redrive
-from workers.dead_letters.redaction import redact, redact_text
 from workers.dead_letters.redrive import (
     ACTIVE,
     redrive_cancel,

@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from workers.api.outbox import outbox_enqueue
+from workers.api.redaction import redact_text
 from workers.dead_letters.models import DeadLetter
-from workers.dead_letters.redaction import redact_text
 from workers.ops.alerts.channels import DeliveryError, configured_channels, send
 from workers.ops.alerts.models import Alert
 from workers.ops.alerts.windows import window_open_or_count, windows_close_due

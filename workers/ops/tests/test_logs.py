@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.factories import invoice_for, payment_event, post_event
+from tests.factories import CustomerFactory, invoice_event, post_event
 from tests.fixtures import PRIVATE_BROKER, publish_task, wait_for
 from workers.api.headers import CORRELATION_HEADER
 from workers.api.models import OutboxMessage
@@ -37,9 +37,9 @@ def test_task_log_lines_are_json_with_task_context_and_the_callers_correlation_i
 
 @pytest.mark.django_db
 def test_a_request_id_is_echoed_and_carried_by_the_jobs_the_request_enqueues(client):
-    invoice = invoice_for("correlated@example.com")
+    event = invoice_event("invoice.paid", CustomerFactory())
 
-    response = post_event(client, payment_event("payment.succeeded", invoice),
+    response = post_event(client, event,
                           headers={"X-Request-ID": "lb-7f3a"})
 
     assert response["X-Request-ID"] == "lb-7f3a"

@@ -2,6 +2,7 @@
 
 import pytest
 from celery.utils import uuid
+from django.utils import timezone
 
 from apps.analytics.tasks import rollup_last_hour
 from apps.billing.models import PaymentEvent
@@ -15,6 +16,7 @@ from workers.dead_letters.models import DeadLetter
 
 def test_project_tasks_reach_the_worker_of_their_queue(live_workers, test_redis):
     event = PaymentEvent.objects.create(event_id="evt_route", type="customer.created",
+                                        created=timezone.now(),
                                         payload={"data": {"object": {}}})
     critical = process_payment_event.delay(event.pk)
     bulk = rollup_last_hour.delay()

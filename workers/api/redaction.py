@@ -1,6 +1,7 @@
-"""Hides secrets in payloads wherever an operator sees them (admin, CLI, logs).
+"""Hides secrets in payloads wherever an operator sees them (admin, CLI, logs, Sentry).
 
 The stored payload stays exact so a replay sends what failed; only the view is redacted.
+Here, with the task-author API, because apps show payloads too (billing's Stripe events).
 """
 
 import json
@@ -60,9 +61,13 @@ def redact_everywhere(value: Any) -> Any:
     return value
 
 
-def payload_html(args: list, kwargs: dict, *, redacted: bool = True) -> str:
+def payload_html(args: list[Any], kwargs: dict[str, Any], *, redacted: bool = True) -> str:
     """Arguments as the admin shows them: pretty JSON, sensitive values redacted unless
     the caller (audited, permitted) asks otherwise."""
     payload = {"args": args, "kwargs": kwargs}
-    shown = json.dumps(redact(payload) if redacted else payload, indent=2)
-    return format_html("<pre>{}</pre>", shown)
+    return json_html(redact(payload) if redacted else payload)
+
+
+def json_html(value: Any) -> str:
+    """A JSON value as the admin shows it (pretty, escaped); redact it first."""
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2))

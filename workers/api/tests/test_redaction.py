@@ -1,4 +1,4 @@
-from workers.dead_letters.redaction import REDACTED, redact, redact_everywhere
+from workers.api.redaction import REDACTED, redact, redact_everywhere
 
 
 def test_sensitive_keys_are_redacted_at_any_depth_and_the_rest_kept():
