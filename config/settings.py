@@ -83,7 +83,11 @@ TEMPLATES = [
     },
 ]
 
-DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+# The zero-setup default is SQLite, written at once by web, both worker pools and beat:
+# WAL and IMMEDIATE transactions make writers queue for up to 20 s instead of failing.
+DATABASE_URL = env.str("DATABASE_URL", default="") or (
+    f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+    "?timeout=20&transaction_mode=IMMEDIATE&init_command=PRAGMA%20journal_mode%3DWAL")
 DATABASES = {"default": environ.Env.db_url_config(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

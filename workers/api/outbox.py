@@ -15,7 +15,7 @@ from typing import Any
 from celery import current_app
 from celery.utils import uuid
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F, Min, QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError
@@ -81,8 +81,15 @@ def _publish_committed(pk: int) -> None:
     batch = list(ids)
     ids.clear()
     pending = OutboxMessage.objects.filter(pk__in=batch)
-    while outbox_publish(pending=pending) == settings.OUTBOX_BATCH:
-        pass
+    try:
+        while outbox_publish(pending=pending) == settings.OUTBOX_BATCH:
+            pass
+    except DatabaseError as exc:
+        # What the caller did is committed, jobs included: the sweeper publishes them.
+        # Raising here would fail a request whose work is done (and a webhook's sender
+        # would retry it for nothing).
+        logger.warning("outbox: %d job(s) left for the sweeper, database error while "
+                       "publishing after commit: %s", len(batch), exc)
 
 
 def outbox_sweep(*, now: datetime) -> int:

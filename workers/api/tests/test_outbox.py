@@ -4,6 +4,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.db import OperationalError as DjangoOperationalError
 from django.db import transaction
 from django.utils import timezone
 
@@ -82,3 +83,19 @@ def test_the_sweeper_skips_rows_another_publisher_holds(test_redis):
 def test_only_effect_once_or_idempotent_tasks_may_use_the_outbox():
     with pytest.raises(TypeError, match="neither effect_once nor idempotent"):
         probe.delay_via_outbox(0.0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_error_while_publishing_after_commit_leaves_the_job_to_the_sweeper(
+        monkeypatch, caplog):
+    """The caller's work is committed: a failed publish must not fail it (a webhook whose
+    event is stored would answer 500 and be sent again)."""
+    def locked(**_):
+        raise DjangoOperationalError("database is locked")
+
+    monkeypatch.setattr("workers.api.outbox.outbox_publish", locked)
+    with transaction.atomic():
+        row = enqueue_effect("publish-failed")
+
+    assert OutboxMessage.objects.get(pk=row.pk).published_at is None
+    assert "left for the sweeper, database error while publishing after commit" in caplog.text
