@@ -3,19 +3,21 @@
 `on_commit` alone loses the job when the process dies between the commit and the
 publish, or when Redis is down at that moment. Here the job is a row written in the
 caller's transaction; it is published right after commit and, failing that, by the
-sweeper that beat runs every few seconds. Rows are claimed with
-`SELECT … FOR UPDATE SKIP LOCKED`, so any number of publishers and sweepers can run.
+sweeper that beat runs every few seconds. The sweeper claims rows with
+`SELECT … FOR UPDATE SKIP LOCKED`, so any number of sweepers can run, and leaves rows
+younger than OUTBOX_SWEEP_GRACE to the publisher that follows their commit.
 """
 
 import logging
 import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
 from celery.utils import uuid
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Min, QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError
@@ -28,10 +30,8 @@ from workers.api.routing import queue_for
 
 logger = logging.getLogger(__name__)
 
-# Rows this thread wrote whose transaction has not been published yet. The first
-# after-commit callback of a transaction publishes them all in batches; the others
-# find their row gone from the set and return.
-_written = threading.local()
+# When this thread last published without a broker error (monotonic seconds).
+_last_publish = threading.local()
 
 
 def outbox_enqueue(*, task_name: str, args: list[Any] | tuple[Any, ...] = (),
@@ -55,41 +55,29 @@ def outbox_enqueue_many(*, jobs: list[OutboxMessage]) -> list[OutboxMessage]:
         for job in jobs:
             job.headers.setdefault(CORRELATION_HEADER, bound)
     rows = OutboxMessage.objects.bulk_create(jobs)
-    written = _written_ids()
-    written.update(row.pk for row in rows)
     if rows:
-        first = rows[0].pk
-        transaction.on_commit(lambda: _publish_committed(first))
+        # Django drops the callback if this savepoint or transaction rolls back, so only
+        # rows that committed are ever published.
+        transaction.on_commit(lambda: _publish_committed(rows))
     return rows
 
 
-def _written_ids() -> set[int]:
-    if not hasattr(_written, "ids"):
-        _written.ids = set()
-    ids: set[int] = _written.ids
-    return ids
+def _publish_committed(rows: list[OutboxMessage]) -> None:
+    """Publish committed rows from memory, in batches.
 
-
-def _publish_committed(pk: int) -> None:
-    """Publish what this thread's committed transaction wrote.
-
-    Ids of rows rolled back in a savepoint may be in the set; they match no row.
+    No claim is needed: the sweeper leaves rows alone for OUTBOX_SWEEP_GRACE.
     """
-    ids = _written_ids()
-    if pk not in ids:
-        return
-    batch = list(ids)
-    ids.clear()
-    pending = OutboxMessage.objects.filter(pk__in=batch)
     try:
-        while outbox_publish(pending=pending) == settings.OUTBOX_BATCH:
-            pass
+        for start in range(0, len(rows), settings.OUTBOX_BATCH):
+            batch = rows[start:start + settings.OUTBOX_BATCH]
+            if _publish(batch) < len(batch):
+                return
     except DatabaseError as exc:
         # What the caller did is committed, jobs included: the sweeper publishes them.
         # Raising here would fail a request whose work is done (and a webhook's sender
         # would retry it for nothing).
         logger.warning("outbox: %d job(s) left for the sweeper, database error while "
-                       "publishing after commit: %s", len(batch), exc)
+                       "publishing after commit: %s", len(rows), exc)
 
 
 def outbox_sweep(*, now: datetime) -> int:
@@ -110,36 +98,72 @@ def outbox_sweep(*, now: datetime) -> int:
 def outbox_publish(*, pending: QuerySet[OutboxMessage]) -> int:
     """Claim up to OUTBOX_BATCH unpublished rows, publish them, mark them; return how many.
 
-    Never raises for a broker outage: the rows stay pending for the sweeper. The caller
-    is often a request that has already committed and must neither fail nor wait for
-    Redis's client retries, hence the quick ping first.
+    Rows are claimed with `SELECT … FOR UPDATE SKIP LOCKED`, so sweepers on many hosts
+    never publish the same row at once.
     """
-    if not broker_reachable():
-        logger.warning("outbox: broker unreachable, jobs left for the sweeper")
-        return 0
     with transaction.atomic():
         rows = list(pending.filter(published_at__isnull=True)
                     .select_for_update(skip_locked=True)[:settings.OUTBOX_BATCH])
-        published = []
-        try:
-            with current_app.producer_or_acquire() as producer:
-                for row in rows:
-                    current_app.send_task(
-                        row.task_name, args=row.args, kwargs=row.kwargs, queue=row.queue,
-                        task_id=row.task_id, headers=row.headers,
-                        ignore_result=True,
-                        producer=producer, retry=False)
-                    published.append(row.pk)
-        except OperationalError as exc:
-            unsent = [row.pk for row in rows if row.pk not in published]
-            logger.warning("outbox: %d job(s) left for the sweeper, broker unavailable: %s",
-                           len(unsent), exc)
-            OutboxMessage.objects.filter(pk__in=unsent).update(
-                publish_attempts=F("publish_attempts") + 1, last_error=str(exc)[:2000])
-        if published:
-            OutboxMessage.objects.filter(pk__in=published).update(
-                published_at=timezone.now(), publish_attempts=F("publish_attempts") + 1)
+        return _publish(rows) if rows else 0
+
+
+def _publish(rows: list[OutboxMessage]) -> int:
+    """Send the rows, then mark those sent; return how many were sent.
+
+    Never raises for a broker outage: the rows stay pending for the sweeper. The caller
+    is often a request that has already committed and must neither fail nor wait for
+    Redis's client retries, hence the quick ping first (skipped while publishing works).
+    """
+    if not _broker_answering():
+        logger.warning("outbox: broker unreachable, jobs left for the sweeper")
+        return 0
+    published = []
+    try:
+        with current_app.producer_or_acquire() as producer:
+            for row in rows:
+                current_app.send_task(
+                    row.task_name, args=row.args, kwargs=row.kwargs, queue=row.queue,
+                    task_id=row.task_id, headers=row.headers, ignore_result=True,
+                    producer=producer, retry=False)
+                published.append(row.pk)
+    except OperationalError as exc:
+        _last_publish.at = 0.0
+        unsent = [row.pk for row in rows if row.pk not in published]
+        logger.warning("outbox: %d job(s) left for the sweeper, broker unavailable: %s",
+                       len(unsent), exc)
+        OutboxMessage.objects.filter(pk__in=unsent).update(
+            publish_attempts=F("publish_attempts") + 1, last_error=str(exc)[:2000])
+    else:
+        _last_publish.at = time.monotonic()
+    if published:
+        _mark_published(published)
     return len(published)
+
+
+def _broker_answering() -> bool:
+    """True if this thread published within the last second, or the broker answers a ping."""
+    return time.monotonic() - getattr(_last_publish, "at", 0.0) < 1.0 or broker_reachable()
+
+
+def _mark_published(ids: list[int]) -> None:
+    """Mark the rows sent, in one statement that does not wait for the disk.
+
+    A mark lost in a PostgreSQL crash makes the sweeper send the job again, which the
+    outbox allows (its tasks are effect-once or idempotent); waiting for the WAL flush
+    made every enqueue pay a second durable commit.
+    `set_config(…, true)` lasts until the statement's own transaction ends.
+    """
+    now = timezone.now()
+    if connection.vendor != "postgresql":
+        OutboxMessage.objects.filter(pk__in=ids).update(
+            published_at=now, publish_attempts=F("publish_attempts") + 1)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {OutboxMessage._meta.db_table} "  # noqa: S608  # the model's own table
+            "SET published_at = %s, publish_attempts = publish_attempts + 1 "
+            "WHERE id = ANY(%s) AND set_config('synchronous_commit', 'off', true) = 'off'",
+            [now, ids])
 
 
 def outbox_purge_published(*, before: datetime) -> int:

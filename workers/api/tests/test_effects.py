@@ -20,7 +20,7 @@ from workers.api.models import TaskEffect
 def unpublished(monkeypatch):
     """Keep the receipts these eager runs queue in the outbox: a worker running them would
     race the test database's teardown."""
-    monkeypatch.setattr("workers.api.outbox.outbox_publish", lambda *, pending: 0)
+    monkeypatch.setattr("workers.api.outbox._publish", lambda rows: 0)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -90,12 +90,35 @@ def test_a_database_error_while_publishing_after_commit_leaves_the_job_to_the_sw
         monkeypatch, caplog):
     """The caller's work is committed: a failed publish must not fail it (a webhook whose
     event is stored would answer 500 and be sent again)."""
-    def locked(**_):
+    def locked(rows):
         raise DjangoOperationalError("database is locked")
 
-    monkeypatch.setattr("workers.api.outbox.outbox_publish", locked)
+    monkeypatch.setattr("workers.api.outbox._publish", locked)
     with transaction.atomic():
         row = enqueue_effect("publish-failed")
 
     assert OutboxMessage.objects.get(pk=row.pk).published_at is None
     assert "left for the sweeper, database error while publishing after commit" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_only_jobs_whose_transaction_committed_are_published(monkeypatch):
+    """A rolled-back savepoint's job, and a rolled-back transaction's, are never sent, not
+    even by the next commit of the same thread."""
+    sent = []
+    monkeypatch.setattr("workers.api.outbox._publish",
+                        lambda rows: sent.extend(row.task_id for row in rows) or len(rows))
+    def fails_after_enqueueing(key: str) -> None:
+        with transaction.atomic():
+            enqueue_effect(key)
+            raise RuntimeError(f"{key}: the step failed")
+
+    with pytest.raises(RuntimeError):
+        fails_after_enqueueing("rolled-back")
+    with transaction.atomic():
+        enqueue_effect("kept")
+        with pytest.raises(RuntimeError):
+            fails_after_enqueueing("savepoint-rolled-back")
+        enqueue_effect("kept-too")
+
+    assert sent == ["kept", "kept-too"]
