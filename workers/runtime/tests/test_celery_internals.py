@@ -92,9 +92,13 @@ def test_redis_channel_internals_the_atomic_fetch_replaces_or_calls():
     for name in ("_brpop_start", "_brpop_read", "_q_for_pri", "_flush_brpop_reauth",
                  "_maybe_update_queues_expire", "_in_poll", "_brpop_sent_at",
                  "from_transport_options", "priority_steps", "sep", "unacked_key",
-                 "unacked_index_key", "global_keyprefix", "conn_or_acquire", "client"):
+                 "unacked_index_key", "global_keyprefix", "conn_or_acquire", "client",
+                 "_create_client", "pool", "_pool"):
         assert hasattr(kombu_redis.Channel, name), name
     assert "global_keyprefix" in kombu_redis.Channel.from_transport_options
+    # conn_or_acquire() without a client calls _create_client(), which the channel caches.
+    assert "self._create_client()" in inspect.getsource(kombu_redis.Channel.conn_or_acquire)
+    assert parameters(kombu_redis.Channel._create_client) == ["self", "asynchronous"]
     # QoS.append writes [payload, exchange, routing key] JSON under the delivery tag.
     assert "dumps([message._raw, EX, RK])" in inspect.getsource(kombu_redis.QoS.append)
     assert parameters(virtual.QoS.append) == ["self", "message", "delivery_tag"]

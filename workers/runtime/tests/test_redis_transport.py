@@ -230,3 +230,19 @@ def test_a_fetch_left_without_a_reply_counts_as_a_lost_connection():
         with pytest.raises(redis.ConnectionError, match="no reply to the fetch"):
             channel.qos.can_consume()
         channel._in_poll = None
+
+
+def test_a_channel_sends_its_commands_through_one_client_until_its_pool_is_reset(store):
+    with connect(ATOMIC) as connection:
+        channel = connection.default_channel
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            assert first is second
+        publish(connection, {"n": 1})
+        with channel.conn_or_acquire() as client:
+            assert client is first
+        channel._pool = None  # what kombu does when it drops its connections
+        with channel.conn_or_acquire() as fresh:
+            assert fresh is not first
+            assert fresh.connection_pool is channel.pool
+        publish(connection, {"n": 2})
+    assert store.llen("rt") == 2
