@@ -1,6 +1,10 @@
 """Critical latency under a bulk flood: enqueue-to-start delay of critical tasks sent at a
 steady rate while 100,000 bulk tasks of 200 ms wait and the bulk pool is busy.
 
+The template's probes go through the outbox, as work that matters should: a transaction
+writes the job and, once it commits, the job is published; the time is stamped before the
+transaction, so the commit, the publish, the wait and the hand-over all count.
+
     python -m bench.latency [--bulk 100000] [--bulk-seconds 0.2] [--rate 100] [--seconds 10]
 
 Three layouts, each with the same number of pool processes (two per core):
@@ -19,12 +23,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
+from django.db import transaction
+
 from bench import harness, plain, tasks
 from bench.harness import PLAIN, TEMPLATE, figure, percentile
 from bench.probes import LATENCY_KEY
 
 PERCENTILES = (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
-TARGETS = {"p99": 25.0, "max": 100.0}  # milliseconds, template layout
+TARGETS = {"p99": 10.0, "max": 50.0}  # milliseconds, template layout, through the outbox
 GRACE = 5.0  # seconds the last probe may take to start before the window closes
 
 
@@ -37,8 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     pool = 2 * (os.cpu_count() or 1)
     layouts = {
-        TEMPLATE: (tasks.sleep.apply_async, "bulk", lambda sent_at: tasks.probe.apply_async(
-            args=[sent_at]), [
+        TEMPLATE: (tasks.sleep.apply_async, "bulk", probe_via_outbox, [
             {"kind": TEMPLATE, "name": "critical", "queues": "critical",
              "concurrency": pool // 2},
             {"kind": TEMPLATE, "name": "bulk", "queues": "bulk", "concurrency": pool // 2}]),
@@ -63,6 +68,11 @@ def main() -> None:
                  rate=args.rate, seconds=args.seconds, processes_per_layout=pool,
                  layouts={name: {k: v for k, v in result.items() if k != "latencies"}
                           for name, result in results.items()})
+
+
+def probe_via_outbox(sent_at: float) -> None:
+    with transaction.atomic():
+        tasks.probe.delay_via_outbox(sent_at)
 
 
 def measure(*, fill: Callable[[], None], bulk_queue: str, send_probe: Callable[[float], object],
@@ -114,7 +124,8 @@ def figures(results: dict[str, dict]) -> list[dict]:
             value = round(percentile(template["latencies"], p), 1)
             target = TARGETS.get(label)
             rows.append(figure(
-                benchmark="latency", name=f"critical {label}, plain: {layout}", unit="ms",
+                benchmark="latency", name=f"critical {label} via the outbox, plain: {layout}",
+                unit="ms",
                 template=value, baseline=round(percentile(baseline["latencies"], p), 1),
                 baseline_label=f"plain Celery, {layout}", lower_bounds=bounds,
                 target=f"<= {target:.0f} ms" if target else "",

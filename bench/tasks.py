@@ -27,6 +27,7 @@ def sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
-@shared_task(route=CRITICAL)
+@shared_task(route=CRITICAL, idempotent=True)
 def probe(sent_at: float) -> None:
+    """Sent through the outbox; a repeated delivery would only add a sample."""
     record_start(sent_at)
