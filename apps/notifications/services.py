@@ -5,6 +5,7 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from apps.notifications.models import TRANSACTIONAL_KINDS, Campaign, Kind, Notification
@@ -182,9 +183,19 @@ def _deliver_batch(provider: EmailProvider,
         except TransientError as exc:
             error = _record_failure(notification, exc)
             break
-    Notification.objects.bulk_update(
-        batch, ["status", "attempts", "provider_message_id", "sent_at", "last_error",
-                "updated_at"])
+    delivered = [n for n in batch if n.status == Notification.Status.SENT]
+    if delivered:
+        # What the delivered share in one UPDATE, and only their provider ids row by row:
+        # bulk_update's CASE per row and field was three quarters of a chunk's time.
+        last = delivered[-1]
+        Notification.objects.filter(pk__in=[n.pk for n in delivered]).update(
+            status=Notification.Status.SENT, attempts=F("attempts") + 1, last_error="",
+            sent_at=last.sent_at, updated_at=last.updated_at)
+        Notification.objects.bulk_update(delivered, ["provider_message_id"])
+    others = [n for n in batch if n.status != Notification.Status.SENT]
+    if others:
+        Notification.objects.bulk_update(
+            others, ["status", "attempts", "last_error", "updated_at"])
     return sent, error
 
 
