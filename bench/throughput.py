@@ -1,7 +1,7 @@
 """Throughput: no-op tasks drained per second per pool size, and jobs enqueued per second
 by a service, through the template against plain Celery.
 
-    python -m bench.throughput [--tasks 10000] [--rounds 3] [--memory-tasks 100000]
+    python -m bench.throughput [--tasks 8000] [--rounds 3] [--memory-tasks 100000]
                                [--pools 2 4] [--enqueue 1000] [--bulk-enqueue 10000]
 
 Drain: the queue is filled first, then one worker starts; the rate runs from the first
@@ -48,7 +48,7 @@ EFFECT_ONCE = "effect-once"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--tasks", type=int, default=8_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory-tasks", type=int, default=100_000,
                         help="drained by the deployed pool size (one process per core)")
