@@ -17,6 +17,9 @@ from apps.billing.samples import invoice_object, stripe_event
 from workers.dead_letters.fingerprints import failure_fingerprint
 from workers.dead_letters.models import DeadLetter
 
+# Event times of the billing tests: now, and a monthly period around it (Unix seconds).
+NOW = int(time.time())
+PERIOD = (NOW - 86400, NOW + 29 * 86400)
 WEBHOOK_SECRET = "whsec_test_secret"  # BILLING_WEBHOOK_SECRET in tests/settings.py
 WEBHOOK_URL = "/webhooks/billing/"
 _sequence = itertools.count()

@@ -4,7 +4,6 @@ Service-level (the worker runs the same function): each test stores events built
 Stripe's example objects and processes them in a chosen order.
 """
 
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -25,11 +24,8 @@ from apps.billing.samples import (
 from apps.billing.selectors import customer_has_access
 from apps.billing.tasks import send_payment_receipt
 from apps.notifications.models import Kind, Notification
-from tests.factories import CustomerFactory, invoice_event, invoice_for, stripe_id
+from tests.factories import NOW, PERIOD, CustomerFactory, invoice_event, invoice_for, stripe_id
 from workers.api.models import OutboxMessage
-
-NOW = int(time.time())
-PERIOD = (NOW - 86400, NOW + 29 * 86400)
 
 
 def process(event: dict) -> PaymentEvent:

@@ -12,7 +12,7 @@ from apps.billing.events import EVENT_HANDLERS
 from apps.billing.models import Invoice, PaymentEvent
 from apps.notifications.models import Kind, Notification
 from tests.factories import post_event
-from tests.fixtures import wait_for
+from tests.fixtures import last_outbox_id, wait_for, wait_for_outbox_jobs
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 
@@ -30,8 +30,9 @@ def test_the_pinned_api_version_is_the_stripe_librarys_own(settings):
 
 
 def test_the_demo_events_pay_one_invoice_and_tell_of_the_other_failure(live_workers, client,
-                                                                        settings):
+                                                                        settings, test_redis):
     settings.DJANGO_ENV = "dev"
+    jobs_before = last_outbox_id()
     call_command("billing_demo", stdout=io.StringIO())
 
     for event_type in ("invoice.paid", "invoice.payment_failed"):
@@ -42,13 +43,13 @@ def test_the_demo_events_pay_one_invoice_and_tell_of_the_other_failure(live_work
 
     wait_for(lambda: not PaymentEvent.objects.filter(outcome="pending").exists(),
              what="both events processed")
+    wait_for_outbox_jobs(test_redis, after_id=jobs_before)  # the receipt and the notice
     assert set(PaymentEvent.objects.values_list("outcome", flat=True)) == {"processed"}
     paid, failed = Invoice.objects.order_by("number")
     assert (paid.number, paid.status, failed.number, failed.status) == (
         "DEMO-0001", "paid", "DEMO-0002", "open")
     assert failed.next_payment_attempt is not None
-    notice = wait_for(lambda: Notification.objects.filter(kind=Kind.PAYMENT_FAILED,
-                                                          status="sent").first(),
-                      what="the failed-payment notice sent")
+    notice = Notification.objects.get(kind=Kind.PAYMENT_FAILED)
+    assert notice.status == "sent"
     assert notice.recipient == "customer@example.com"
     assert "DEMO-0002" in notice.subject
