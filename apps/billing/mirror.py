@@ -36,7 +36,8 @@ def subscription_mirror(*, obj: dict[str, Any], event_created: datetime
                         ) -> Applied[Subscription]:
     customer = _customer(obj["customer"])
     subscription = Subscription.objects.filter(stripe_id=obj["id"]).first()
-    if subscription is not None and (stale := _stale(subscription, event_created)):
+    if subscription is not None and (stale := _stale(subscription.stripe_event_created,
+                                                     event_created)):
         return Applied(subscription, stale)
     items = obj["items"]["data"]
     price = items[0]["price"] if items else {}
@@ -56,15 +57,14 @@ def subscription_mirror(*, obj: dict[str, Any], event_created: datetime
         "canceled_at": _time(obj.get("canceled_at")),
         "stripe_event_created": event_created,
     }
-    row, _ = Subscription.objects.update_or_create(stripe_id=obj["id"], defaults=fields)
-    return Applied(row)
+    return Applied(_save(Subscription, subscription, stripe_id=obj["id"], fields=fields))
 
 
 def invoice_mirror(*, obj: dict[str, Any], event_created: datetime) -> Applied[Invoice]:
     customer = _customer(obj["customer"])
     invoice = Invoice.objects.filter(stripe_id=obj["id"]).first()
     if invoice is not None:
-        if stale := _stale(invoice, event_created):
+        if stale := _stale(invoice.stripe_event_created, event_created):
             return Applied(invoice, stale)
         if invoice.status in FINAL_INVOICE_STATUSES and obj["status"] != invoice.status:
             return Applied(invoice, f"invoice is {invoice.status}, which Stripe never "
@@ -89,8 +89,7 @@ def invoice_mirror(*, obj: dict[str, Any], event_created: datetime) -> Applied[I
         "paid_at": _time((obj.get("status_transitions") or {}).get("paid_at")),
         "stripe_event_created": event_created,
     }
-    row, _ = Invoice.objects.update_or_create(stripe_id=obj["id"], defaults=fields)
-    return Applied(row)
+    return Applied(_save(Invoice, invoice, stripe_id=obj["id"], fields=fields))
 
 
 def payment_mirror(*, obj: dict[str, Any], event_created: datetime) -> Applied[Payment]:
@@ -100,7 +99,7 @@ def payment_mirror(*, obj: dict[str, Any], event_created: datetime) -> Applied[P
         raise Unmatched(f"payment intent {obj['id']} has no customer")
     customer = _customer(obj["customer"])
     payment = Payment.objects.filter(stripe_id=obj["id"]).first()
-    if payment is not None and (stale := _stale(payment, event_created)):
+    if payment is not None and (stale := _stale(payment.stripe_event_created, event_created)):
         return Applied(payment, stale)
     error = obj.get("last_payment_error") or {}
     fields = {
@@ -116,8 +115,7 @@ def payment_mirror(*, obj: dict[str, Any], event_created: datetime) -> Applied[P
     if invoice_id:
         fields["invoice"] = Invoice.objects.filter(
             pk=int(invoice_id), customer=customer, stripe_id__isnull=True).first()
-    row, _ = Payment.objects.update_or_create(stripe_id=obj["id"], defaults=fields)
-    return Applied(row)
+    return Applied(_save(Payment, payment, stripe_id=obj["id"], fields=fields))
 
 
 def refund_mirror(*, obj: dict[str, Any], event_created: datetime) -> Applied[Payment]:
@@ -129,8 +127,8 @@ def refund_mirror(*, obj: dict[str, Any], event_created: datetime) -> Applied[Pa
     if payment is None:
         raise Unmatched(f"charge {obj['id']} belongs to payment intent "
                         f"{obj.get('payment_intent')!r}, which is not known here")
-    if payment.refund_event_created and event_created < payment.refund_event_created:
-        return Applied(payment, _stale_detail(payment.refund_event_created, event_created))
+    if stale := _stale(payment.refund_event_created, event_created):
+        return Applied(payment, stale)
     payment.amount_refunded = obj["amount_refunded"]
     payment.refund_event_created = event_created
     payment.save(update_fields=["amount_refunded", "refund_event_created"])
@@ -144,15 +142,22 @@ def _customer(stripe_id: str) -> Customer:
     return customer
 
 
-def _stale(row: Subscription | Invoice | Payment, event_created: datetime) -> str:
-    if row.stripe_event_created is None or event_created >= row.stripe_event_created:
+def _stale(applied: datetime | None, event_created: datetime) -> str:
+    """Why an event older than the newest one applied changes nothing; "" if it is not."""
+    if applied is None or event_created >= applied:
         return ""
-    return _stale_detail(row.stripe_event_created, event_created)
-
-
-def _stale_detail(applied: datetime, event_created: datetime) -> str:
     return (f"stale: the row already has an event of {applied.isoformat()}, "
             f"this one is of {event_created.isoformat()}")
+
+
+def _save(model: type[Row], row: Row | None, *, stripe_id: str, fields: dict[str, Any]) -> Row:
+    """The row found before (locked by its customer's lock) updated, or a new one."""
+    if row is None:
+        return model.objects.create(stripe_id=stripe_id, **fields)
+    for name, value in fields.items():
+        setattr(row, name, value)
+    row.save(update_fields=list(fields))
+    return row
 
 
 def _time(timestamp: int | None) -> datetime | None:
