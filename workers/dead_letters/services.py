@@ -90,7 +90,8 @@ def dead_letter_store(*, fields: dict[str, Any]) -> DeadLetter:
                        row.task_name, row.task_id, row.attempts, row.exception_type)
         # send_robust: Django logs a receiver's error, and the row is kept regardless.
         transaction.on_commit(lambda: task_dead_lettered.send_robust(
-            row.task_name, task_id=row.task_id, args=row.args, kwargs=row.kwargs))
+            row.task_name, dead_letter_id=row.pk, task_id=row.task_id, args=row.args,
+            kwargs=row.kwargs))
     return row
 
 

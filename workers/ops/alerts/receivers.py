@@ -13,13 +13,12 @@ import threading
 from typing import Any
 
 from django.conf import settings
-from django.db import connections, transaction
-from django.db.models.signals import post_save
+from django.db import connections
 from django.utils import timezone
 from redis.exceptions import RedisError
 
 from workers.api.broker import redis_client
-from workers.dead_letters.models import DeadLetter
+from workers.api.signals import task_dead_lettered
 from workers.ops.alerts.checks import alerts_run_checks
 from workers.ops.alerts.services import alert_on_dead_letter
 from workers.runtime.heartbeat import heartbeat
@@ -29,13 +28,8 @@ logger = logging.getLogger(__name__)
 CHECK_SLOT_KEY = "workers:alerts:check"
 
 
-def alert_on_new_dead_letter(sender: Any, instance: DeadLetter, created: bool,
-                             **_: Any) -> None:
-    if created:
-        transaction.on_commit(lambda: _alert_safely(instance.pk))
-
-
-def _alert_safely(dead_letter_id: int) -> None:
+def alert_on_new_dead_letter(sender: str, dead_letter_id: int, **_: Any) -> None:
+    """From `task_dead_lettered`, which is sent once the new row has committed."""
     try:
         alert_on_dead_letter(dead_letter_id=dead_letter_id)
     except Exception:  # the dead letter is stored; an alert lost is logged, never raised
@@ -66,6 +60,5 @@ def run_checks() -> None:
 
 
 def connect() -> None:
-    post_save.connect(alert_on_new_dead_letter, sender=DeadLetter,
-                      dispatch_uid="alerts.dead_letter")
+    task_dead_lettered.connect(alert_on_new_dead_letter, dispatch_uid="alerts.dead_letter")
     heartbeat.connect(run_checks_if_due, dispatch_uid="alerts.checks")
