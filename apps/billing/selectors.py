@@ -1,5 +1,7 @@
 """Billing reads."""
 
+from typing import Any
+
 from django.db.models import Exists, OuterRef, QuerySet
 
 from apps.billing.models import Customer, Subscription
@@ -13,11 +15,13 @@ ACCESS_STATUSES = (Subscription.Status.TRIALING, Subscription.Status.ACTIVE,
 
 def customers_with_access_flag(customers: QuerySet[Customer]) -> QuerySet[Customer]:
     """Each customer with `has_access`, as `customer_has_access` answers it, in one query."""
-    return customers.annotate(has_access=Exists(Subscription.objects.filter(
-        customer=OuterRef("pk"), status__in=ACCESS_STATUSES)))
+    return customers.annotate(has_access=Exists(_granting(customer=OuterRef("pk"))))
 
 
 def customer_has_access(*, customer_id: int) -> bool:
     """What a view asks before serving a paid feature."""
-    return Subscription.objects.filter(customer_id=customer_id,
-                                       status__in=ACCESS_STATUSES).exists()
+    return _granting(customer_id=customer_id).exists()
+
+
+def _granting(**customer: Any) -> QuerySet[Subscription]:
+    return Subscription.objects.filter(status__in=ACCESS_STATUSES, **customer)
