@@ -26,8 +26,14 @@ $(VENV)/.installed: requirements/dev.lock
 .env:
 	cp .env.example .env
 
+# Every test on Redis (the fault tests on both brokers), then the tests that cross the
+# broker through real workers again with RabbitMQ as the broker (the `broker` marker).
+RABBITMQ_TEST_ENV := $(TEST_ENV) CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/template-test \
+	REDIS_URL=redis://127.0.0.1:6379/15
+
 test: install lint check-test-services
 	$(TEST_ENV) $(BIN)/pytest
+	$(RABBITMQ_TEST_ENV) $(BIN)/pytest -m broker --ignore=tests/faults -p no:cacheprovider
 
 lint: install
 	$(BIN)/ruff check .
@@ -54,6 +60,8 @@ screenshots: install check-test-services
 
 check-test-services: install
 	@$(TEST_ENV) $(BIN)/python manage.py check_services
+	@$(TEST_ENV) CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:5672// \
+		$(BIN)/python manage.py check_services
 
 # Re-pin every dependency after editing pyproject.toml (needs network access to PyPI).
 lock: install

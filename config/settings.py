@@ -14,9 +14,8 @@ from pathlib import Path
 import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
-from kombu import Exchange, Queue
 
-from workers.api.routing import BULK, CRITICAL
+from workers.api.routing import BULK, CRITICAL, declared_queues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -180,6 +179,11 @@ DEAD_LETTER_SPOOL_DRAIN_INTERVAL = env.int("DEAD_LETTER_SPOOL_DRAIN_INTERVAL", d
 BROKER_VISIBILITY_TIMEOUT = env.int("BROKER_VISIBILITY_TIMEOUT", default=3600)
 # How often each worker looks for messages whose visibility timeout has passed, seconds.
 BROKER_RESTORE_INTERVAL = env.int("BROKER_RESTORE_INTERVAL", default=60)
+# RabbitMQ's `consumer_timeout` (rabbitmq.conf, milliseconds there), in seconds: a delivery
+# unacked for longer closes the worker's channel and goes back to the queue. It must exceed
+# the longest hard limit (tests enforce it, and that docker/rabbitmq/rabbitmq.conf, which
+# sets it on the broker, agrees).
+BROKER_CONSUMER_TIMEOUT = env.int("BROKER_CONSUMER_TIMEOUT", default=3600)
 # Seconds the beat lock lives without renewal: a standby beat takes over within this.
 BEAT_LOCK_TTL = env.int("BEAT_LOCK_TTL", default=30)
 # Liveness files (empty: off): a worker rewrites its file every WORKER_HEARTBEAT_INTERVAL
@@ -197,6 +201,13 @@ WORKER_EVENTS_FLUSH_INTERVAL = env.float("WORKER_EVENTS_FLUSH_INTERVAL", default
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html); the others in this
 # section are read by Celery's Django fix-up (CELERY_DB_REUSE_MAX) or by the platform.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://localhost:6379/0")
+# amqp://user:password@host:5672/vhost selects RabbitMQ (quorum queues, publisher confirms,
+# native delayed delivery; docs/scaling.md). Redis stays the default.
+BROKER_IS_RABBITMQ = CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://"))
+# The Redis that holds the platform's locks, dedup keys, rate limits, counters, metrics,
+# the dead-letter spool and probe results: the broker's own when the broker is Redis.
+REDIS_URL = env.str("REDIS_URL", default="") or (
+    "redis://localhost:6379/0" if BROKER_IS_RABBITMQ else CELERY_BROKER_URL)
 # On Redis, kombu's transport with a fetch that pops and records the message as
 # unacknowledged in one step (workers/runtime/redis_transport.py; needs Redis 6.2 or later).
 # BROKER_TRANSPORT=redis selects kombu's stock transport instead (bench/ compares them).
@@ -204,7 +215,7 @@ CELERY_BROKER_TRANSPORT = env.str("BROKER_TRANSPORT", default="") or (
     "workers.runtime.redis_transport:Transport"
     if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else None)
 # Results only for tasks that ask for them (probes); Redis expires them by itself.
-CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or CELERY_BROKER_URL
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or REDIS_URL
 CELERY_TASK_IGNORE_RESULT = True  # most jobs have effects, not return values
 CELERY_RESULT_EXPIRES = 3600  # a probe result is read within seconds
 # JSON only: pickle would let anyone who can write to Redis run code in the workers.
@@ -215,10 +226,9 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_EVENT_SERIALIZER = "json"
 # Two declared queues and nothing else: a typo in a route fails loudly instead of
 # creating a queue that no worker consumes.
-CELERY_TASK_QUEUES = (
-    Queue(CRITICAL, Exchange(CRITICAL), routing_key=CRITICAL),
-    Queue(BULK, Exchange(BULK), routing_key=BULK),
-)
+# On RabbitMQ, quorum queues whose delivery limit is TASK_MAX_DELIVERIES (workers.api.routing).
+CELERY_TASK_QUEUES = declared_queues(rabbitmq=BROKER_IS_RABBITMQ,
+                                     delivery_limit=TASK_MAX_DELIVERIES)
 CELERY_TASK_CREATE_MISSING_QUEUES = False
 CELERY_TASK_DEFAULT_QUEUE = CRITICAL  # only Celery's own control messages rely on it
 CELERY_TASK_ROUTES = ("workers.api.routing.route_task",)
@@ -232,14 +242,16 @@ CELERY_TASK_ACKS_ON_TIMEOUT = True
 # One message per process, and none reserved while every process is busy, so a long
 # task never holds a queued one hostage and a shutdown returns nothing in limbo.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_WORKER_DISABLE_PREFETCH = True
+CELERY_WORKER_DISABLE_PREFETCH = not BROKER_IS_RABBITMQ  # Redis only (Celery warns elsewhere)
 # Every task gets a soft limit (catchable, for clean-up) and a hard one (the child is killed).
 CELERY_TASK_SOFT_TIME_LIMIT = TASK_SOFT_TIME_LIMIT
 CELERY_TASK_TIME_LIMIT = TASK_TIME_LIMIT
 # Wait for Redis at start-up instead of crashing the container into a restart loop.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # keep trying while Redis restarts
-CELERY_BROKER_TRANSPORT_OPTIONS = {
+# On RabbitMQ the broker confirms every publish (kombu waits for it), so a job the
+# outbox marks published is on the queue; the Redis options below mean nothing there.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True} if BROKER_IS_RABBITMQ else {
     "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
     # kombu scans every interval * throttle seconds; throttle 1 makes the interval exact.
     "unacked_restore_interval": BROKER_RESTORE_INTERVAL,

@@ -12,8 +12,10 @@ import pytest
 import redis
 from django.conf import settings
 from django.db import connection
+from kombu import Connection
 
 from config.celery import app
+from tests.faults.brokers import reset_vhost
 from tests.faults.servers import free_port
 from tests.polling import poll_until
 from tests.smtp_server import RecordingHandler, start_smtp_server
@@ -47,7 +49,8 @@ def project_tasks() -> list:
 def publish_task(broker_url: str, name: str, *args: object,
                  headers: dict[str, object] | None = None, **kwargs: object) -> str:
     """Publish one `name` job by name to the critical queue at `broker_url`; return its id."""
-    with app.connection_for_write(broker_url) as connection, \
+    # kombu's own Connection: the app's would use this process's broker_transport.
+    with Connection(broker_url) as connection, \
             app.amqp.Producer(connection) as producer:
         return app.send_task(name, args=args, kwargs=kwargs, queue="critical",
                              producer=producer, headers=headers).id
@@ -68,15 +71,33 @@ def wait_for_outbox_jobs(test_redis: redis.Redis, *, after_id: int) -> None:
     wait_for(done, what=f"the outbox jobs after {after_id} to run")
 
 
+#: Fixtures that start real workers on the session's broker: a test using one is marked
+#: `broker`, and `make test` runs those again with RabbitMQ as the broker.
+BROKER_FIXTURES = {"celery_workers", "live_workers"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if BROKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.broker)
+
+
 @pytest.fixture(scope="session")
 def test_redis() -> redis.Redis:
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL, decode_responses=True)
+    """The session's Redis database, emptied; on a RabbitMQ broker, its vhost too."""
+    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
     try:
         client.ping()
     except redis.ConnectionError:
-        pytest.exit(f"Redis is not reachable at {settings.CELERY_BROKER_URL}: "
+        pytest.exit(f"Redis is not reachable at {settings.REDIS_URL}: "
                     "start it with: redis-server --daemonize yes", returncode=3)
     client.flushdb()
+    if settings.BROKER_IS_RABBITMQ:
+        try:
+            reset_vhost(settings.CELERY_BROKER_URL)
+        except (OSError, RuntimeError) as exc:
+            pytest.exit(f"RabbitMQ is not reachable ({exc}): start it with: "
+                        "rabbitmq-server -detached", returncode=3)
     return client
 
 

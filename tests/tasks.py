@@ -25,7 +25,7 @@ FINISHED = "test:finished"
 
 
 def store() -> redis.Redis:
-    return redis.Redis.from_url(settings.CELERY_BROKER_URL, decode_responses=True)
+    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
 
 
 @task_postrun.connect

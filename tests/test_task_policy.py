@@ -1,12 +1,20 @@
 """Invariants every registered task must keep: a route, time limits, a safe redelivery window."""
 
+import re
+
 import pytest
 from django.conf import settings
 
 from config.celery import app
-from tests.fixtures import project_tasks
+from tests.fixtures import ROOT, project_tasks
 from workers.api.exceptions import UnroutedTaskError
-from workers.api.routing import QUEUES, queue_for
+from workers.api.routing import (
+    DEAD_LETTER,
+    QUEUES,
+    dead_letter_queue,
+    declared_queues,
+    queue_for,
+)
 
 
 def test_every_registered_task_has_an_explicit_route():
@@ -39,12 +47,39 @@ def test_every_task_has_a_soft_limit_below_its_hard_limit():
 
 def test_visibility_timeout_exceeds_every_hard_limit_plus_the_longest_delay():
     """Otherwise Redis hands a still-running or still-waiting task to a second worker."""
-    visibility = app.conf.broker_transport_options["visibility_timeout"]
+    visibility = settings.BROKER_VISIBILITY_TIMEOUT
     for task in project_tasks():
         hard = task.time_limit or app.conf.task_time_limit
         longest_delay = max(settings.TASK_MAX_COUNTDOWN, task.retry_backoff_max or 0,
                             task.default_retry_delay or 0)
         assert hard + longest_delay < visibility, task.name
+
+
+def test_rabbitmq_consumer_timeout_exceeds_every_hard_limit():
+    """Otherwise RabbitMQ closes the channel of a worker still running a task and hands the
+    message to another: it runs twice. (Countdowns wait in the broker's delay queues, not
+    in a worker, on RabbitMQ.) The broker's own setting must say the same."""
+    for task in project_tasks():
+        hard = task.time_limit or app.conf.task_time_limit
+        assert hard < settings.BROKER_CONSUMER_TIMEOUT, task.name
+    conf = (ROOT / "docker" / "rabbitmq" / "rabbitmq.conf").read_text()
+    configured = re.search(r"^consumer_timeout\s*=\s*(\d+)$", conf, re.MULTILINE)
+    assert configured, "docker/rabbitmq/rabbitmq.conf sets no consumer_timeout"
+    assert int(configured[1]) == settings.BROKER_CONSUMER_TIMEOUT * 1000
+
+
+def test_rabbitmq_queues_are_quorum_queues_that_dead_letter_at_the_delivery_cap():
+    for queue in declared_queues(rabbitmq=True, delivery_limit=settings.TASK_MAX_DELIVERIES):
+        arguments = queue.queue_arguments
+        assert arguments["x-queue-type"] == "quorum", queue.name
+        assert arguments["x-delivery-limit"] == settings.TASK_MAX_DELIVERIES
+        assert (arguments["x-dead-letter-exchange"], arguments["x-dead-letter-routing-key"]) \
+            == (DEAD_LETTER, DEAD_LETTER)
+        # at-least-once dead-lettering works only with reject-publish overflow
+        assert arguments["x-dead-letter-strategy"] == "at-least-once"
+        assert arguments["x-overflow"] == "reject-publish"
+        assert queue.exchange.type == "topic", "native delayed delivery needs topic exchanges"
+    assert dead_letter_queue().queue_arguments == {"x-queue-type": "quorum"}
 
 
 def test_a_countdown_beyond_the_safe_window_is_refused_before_publishing():

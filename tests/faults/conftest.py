@@ -5,10 +5,17 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.faults.harness import FAULT_BROKER_DB, Ledger, Processes
-from tests.faults.servers import PrivatePostgres, PrivateRedis
+from tests.faults.brokers import FAULT_REDIS, FAULT_VHOST, reset_vhost
+from tests.faults.harness import Ledger, Processes
+from tests.faults.servers import PrivatePostgres, PrivateRabbitMQ, PrivateRedis
 
 LEDGERS: list[Ledger] = []
+
+#: Runs a test once per broker: `@BOTH_BROKERS` with the `fault_broker` fixture.
+BOTH_BROKERS = pytest.mark.parametrize("fault_broker", ["redis", "rabbitmq"], indirect=True)
+#: The same with the `private_broker` fixture.
+BOTH_PRIVATE_BROKERS = pytest.mark.parametrize("private_broker", ["redis", "rabbitmq"],
+                                               indirect=True)
 
 
 @pytest.fixture
@@ -22,21 +29,36 @@ def processes(process_env, transactional_db, tmp_path) -> Iterator[Processes]:
 
 
 @pytest.fixture
-def fault_broker() -> str:
-    """An emptied Redis database that only this test's workers consume."""
-    url = f"redis://127.0.0.1:6379/{FAULT_BROKER_DB}"
-    redis.Redis.from_url(url).flushdb()
+def fault_broker(request) -> str:
+    """The URL of an emptied broker that only this test's workers consume: a Redis
+    database, or (parametrized "rabbitmq") a vhost of the local RabbitMQ, whose workers
+    keep their locks and counters in that Redis database."""
+    redis.Redis.from_url(FAULT_REDIS).flushdb()
+    if getattr(request, "param", "redis") == "redis":
+        return FAULT_REDIS
+    url = f"amqp://guest:guest@127.0.0.1:5672/{FAULT_VHOST}"
+    reset_vhost(url)
     return url
 
 
 @pytest.fixture
-def private_redis(tmp_path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path / "redis")
-    server.directory.mkdir()
+def private_broker(request, tmp_path) -> Iterator[PrivateRedis | PrivateRabbitMQ]:
+    """A broker server of the test's own to kill and restart: redis-server with AOF, or
+    (parametrized "rabbitmq") a RabbitMQ node on spare ports. Not started yet."""
+    if getattr(request, "param", "redis") == "redis":
+        redis_server = PrivateRedis(tmp_path / "redis")
+        redis_server.directory.mkdir()
+        try:
+            yield redis_server
+        finally:
+            redis_server.kill()
+        return
+    redis.Redis.from_url(FAULT_REDIS).flushdb()
+    node = PrivateRabbitMQ()
     try:
-        yield server
+        yield node
     finally:
-        server.kill()
+        node.remove()
 
 
 @pytest.fixture

@@ -10,16 +10,15 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
+from kombu import Connection
 
 from config.celery import app
+from tests.faults.brokers import broker_env, broker_idle, broker_queue
 from tests.fixtures import HANG, ROOT, wait_for
 from tests.ledger.models import Effect
 from tests.polling import poll_until
 from workers.dead_letters.models import DeadLetter
 
-# The fault workers' own Redis database, so the session's test workers never take their jobs.
-FAULT_BROKER_DB = 12
 # Redelivery within seconds: what production waits an hour for.
 FAST_REDELIVERY = {"BROKER_VISIBILITY_TIMEOUT": "3", "BROKER_RESTORE_INTERVAL": "1"}
 
@@ -31,11 +30,13 @@ def new_keys(count: int) -> list[str]:
 
 def send_effects(broker_url: str, keys: list[str], *, seconds: float) -> None:
     """Publish one ledger job per key (the key is its task id) to the broker at `broker_url`."""
-    with app.connection_for_write(broker_url) as connection, \
+    critical = broker_queue(broker_url, "critical")
+    # kombu's own Connection: the app's would use this process's broker_transport.
+    with Connection(broker_url) as connection, \
             app.amqp.Producer(connection) as producer:
         for key in keys:
             app.send_task("tests.tasks.record_effect", args=[key, seconds], task_id=key,
-                          queue="critical", producer=producer)
+                          queue=critical, producer=producer)
 
 
 class Processes:
@@ -53,7 +54,7 @@ class Processes:
                    f"{name}@faults", "-c", str(concurrency), "-P", "prefork", "-l", "info",
                    "-I", "tests.tasks", "--without-heartbeat", "--without-mingle",
                    "--without-gossip"],
-            CELERY_BROKER_URL=broker_url, **FAST_REDELIVERY, **env)
+            **broker_env(broker_url), **FAST_REDELIVERY, **env)
 
     def spawn(self, name: str, args: list[str], **env: str) -> subprocess.Popen:
         log = (self.logs / f"{name}.log").open("a")
@@ -83,7 +84,7 @@ class Processes:
         """Everything the process started as `name` has written so far."""
         return (self.logs / f"{name}.log").read_text(errors="replace")
 
-    def tail(self, lines: int = 20) -> str:
+    def tail(self, lines: int = 60) -> str:
         return "".join(f"--- {path.name} ---\n" + "\n".join(path.read_text().splitlines()[-lines:])
                        + "\n" for path in sorted(self.logs.glob("*.log")))
 
@@ -124,19 +125,6 @@ def settle(fault: str, keys: list[str], *, since: float, broker_url: str,
     wait_for(lambda: broker_idle(broker_url), timeout=timeout,
              what=f"the broker at {broker_url} to hold no message")
     return Ledger.of(fault, keys, recovery_seconds=recovered)
-
-
-def broker_idle(broker_url: str, *, queue: str = "critical") -> bool:
-    """No message waits in the queue and none is delivered but unacked."""
-    client = redis.Redis.from_url(broker_url)
-    try:
-        pipe = client.pipeline()
-        for key in (queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9))):
-            pipe.llen(key)
-        pipe.hlen("unacked")
-        return not any(pipe.execute())
-    except redis.ConnectionError:
-        return False
 
 
 def effects_done(keys: list[str]) -> int:

@@ -153,7 +153,7 @@ def inject_faults(chance, stop, faults, workers, processes, broker, database) ->
 def settle(mailbox, broker_url: str) -> dict[str, dict[str, int]]:
     """Wait until every committed job and email is done or dead-lettered and nothing is
     left in flight; then count."""
-    from tests.faults.harness import broker_idle
+    from tests.faults.brokers import broker_idle
 
     def nothing_in_flight() -> bool:
         ledger = count(mailbox)

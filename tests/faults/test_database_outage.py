@@ -6,7 +6,8 @@ from collections import Counter
 import psycopg
 import redis
 
-from tests.faults.harness import Ledger, Processes, broker_idle, new_keys
+from tests.faults.brokers import broker_idle
+from tests.faults.harness import Ledger, Processes, new_keys
 from tests.faults.servers import PrivatePostgres
 from tests.fixtures import HANG, publish_task, wait_for
 from workers.dead_letters.spool import SPOOL_KEY

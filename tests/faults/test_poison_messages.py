@@ -4,13 +4,17 @@ import json
 import time
 import uuid
 
-from django.conf import settings
+import redis
 from kombu import Connection
 
+from tests.faults.brokers import FAULT_REDIS, broker_name, broker_queue
+from tests.faults.conftest import BOTH_BROKERS
 from tests.faults.harness import Processes, new_keys, send_effects, settle
-from tests.fixtures import wait_for
+from tests.fixtures import HANG
+from tests.polling import poll_until
 from workers.dead_letters.models import DeadLetter
 from workers.dead_letters.services import dead_letters_requeue
+from workers.dead_letters.spool import SPOOL_KEY
 
 
 def task_headers(task: str, task_id: str) -> dict:
@@ -35,12 +39,13 @@ POISON = {
 }
 
 
+@BOTH_BROKERS
 def test_each_poison_kind_is_dead_lettered_and_the_worker_keeps_consuming(
         processes: Processes, fault_broker, record_ledger):
     processes.worker("poisoned", fault_broker, concurrency=2)
     marker = uuid.uuid4().hex
     ids = {kind: str(uuid.uuid4()) for kind in POISON}
-    critical = next(q for q in settings.CELERY_TASK_QUEUES if q.name == "critical")
+    critical = broker_queue(fault_broker, "critical")
     with Connection(fault_broker) as connection:
         producer = connection.Producer()
         for kind, (task, body, content_type, _) in POISON.items():
@@ -58,7 +63,7 @@ def test_each_poison_kind_is_dead_lettered_and_the_worker_keeps_consuming(
     good = new_keys(10)
     send_effects(fault_broker, good, seconds=0)  # queued behind the poison
 
-    ledger = record_ledger(settle("poison messages (5 kinds with a task id)",
+    ledger = record_ledger(settle(f"poison messages, 5 kinds ({broker_name(fault_broker)})",
                                   [*ids.values(), *good], since=sent_at,
                                   broker_url=fault_broker))
 
@@ -70,8 +75,11 @@ def test_each_poison_kind_is_dead_lettered_and_the_worker_keeps_consuming(
     assert rows[ids["undecodable body"]].raw_body == "\\x80\\x81 not json"
     assert rows[ids["unknown task"]].args == ["a"]  # decodable: replayable once deployed
     assert rows[ids["arguments the task cannot accept"]].args == [1, 2, 3, 4]
-    taskless = wait_for(lambda: list(DeadLetter.objects.filter(raw_body__contains=marker)),
-                        what="the messages without task headers")
+    taskless = poll_until(lambda: list(DeadLetter.objects.filter(raw_body__contains=marker)),
+                          timeout=HANG)
+    assert taskless, ("no row for the messages without task headers: "
+                      f"{redis.Redis.from_url(FAULT_REDIS).llen(SPOOL_KEY)} in the spool, rows "
+                      f"{list(DeadLetter.objects.values_list('task_id', 'exception_type'))}")
     assert len(taskless) == 2
     assert all(row.task_name == "" and row.task_id.startswith("poison-") for row in taskless)
     for row in [rows[ids["undecodable body"]], *taskless]:

@@ -74,7 +74,8 @@ class PlatformTask(DjangoTask[Any, Any]):
         delivery_info = self.request.delivery_info or {}
         if not delivery_info.get("redelivered"):
             return
-        redeliveries = redelivery_count(task_id=task_id, retries=self.request.retries)
+        redeliveries = redelivery_count(task_id=task_id, retries=self.request.retries,
+                                        headers=self.request)
         if redeliveries + 1 > settings.TASK_MAX_DELIVERIES:
             raise RedeliveryLimitExceeded(
                 f"delivered {redeliveries + 1} times (limit {settings.TASK_MAX_DELIVERIES}): "

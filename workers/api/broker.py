@@ -1,9 +1,11 @@
-"""The broker's Redis, for the platform's own counters and limits."""
+"""The platform's Redis (the broker's own unless the broker is RabbitMQ), for locks,
+counters and limits; and a quick "does the broker answer" for the outbox."""
 
 from functools import cache
 
 import redis
 from django.conf import settings
+from kombu import Connection
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -12,7 +14,7 @@ from redis.retry import Retry
 @cache
 def redis_client() -> redis.Redis:
     """One connection pool per process (redis-py re-creates it after a fork)."""
-    return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=5)
+    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5)
 
 
 @cache
@@ -22,7 +24,14 @@ def _probe_client() -> redis.Redis:
 
 
 def broker_reachable() -> bool:
-    """One quick ping, no retries: callers that have a fallback should not wait seconds."""
+    """One quick try, no retries: callers that have a fallback should not wait seconds."""
+    if settings.BROKER_IS_RABBITMQ:
+        try:
+            with Connection(settings.CELERY_BROKER_URL, connect_timeout=2) as connection:
+                connection.ensure_connection(max_retries=0)  # one attempt, no wait
+        except Exception:  # kombu raises the socket's error or its own OperationalError
+            return False
+        return True
     try:
         return bool(_probe_client().ping())
     except RedisError:

@@ -4,10 +4,13 @@ has its own quicker Redis ping, `workers.api.broker.broker_reachable`, since it 
 every commit.)"""
 
 from celery import current_app
+from django.conf import settings
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
+
+from workers.api.broker import redis_client
 
 
 def database_error() -> Exception | None:
@@ -25,6 +28,16 @@ def broker_error() -> Exception | None:
     try:
         with current_app.connection_for_read() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
+    except Exception as exc:
+        return exc
+    return None
+
+
+def redis_error() -> Exception | None:
+    """None if the platform's Redis answers a ping (one try), else the error. With a Redis
+    broker this is the broker; with RabbitMQ, locks, dedup keys and limits live here."""
+    try:
+        redis_client().ping()
     except Exception as exc:
         return exc
     return None
@@ -52,8 +65,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
     """Readiness: 200 when the database answers, its migrations are applied and the broker
-    answers; else 503, naming what is down."""
+    (and, beside RabbitMQ, Redis) answers; else 503, naming what is down."""
     checks = {"database": database_error(), "migrations": None, "broker": broker_error()}
+    if settings.BROKER_IS_RABBITMQ:  # else the broker check was Redis
+        checks["redis"] = redis_error()
     if checks["database"] is None:
         checks["migrations"] = migrations_error()
     else:

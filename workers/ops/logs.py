@@ -12,6 +12,7 @@ import logging
 from celery import current_app
 
 from workers.api.correlation import correlation_id
+from workers.api.routing import queue_of_routing_key
 
 
 class TaskContextFilter(logging.Filter):
@@ -23,6 +24,6 @@ class TaskContextFilter(logging.Filter):
             request = task.request
             record.task_id = request.id
             record.task_name = task.name
-            record.queue = (request.delivery_info or {}).get("routing_key") or ""
+            record.queue = queue_of_routing_key((request.delivery_info or {}).get("routing_key"))
             record.attempt = (request.retries or 0) + 1
         return True

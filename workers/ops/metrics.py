@@ -125,10 +125,12 @@ def _queue_families() -> list[Metric]:
     length = GaugeMetricFamily("celery_queue_length", "Messages waiting in the queue.",
                                labels=["queue_name"])
     age = GaugeMetricFamily("celery_queue_oldest_age_seconds", "Age of the oldest waiting "
-                            "message (0 when the queue is empty).", labels=["queue_name"])
+                            "message (0 when the queue is empty; no sample on RabbitMQ while "
+                            "messages wait: it cannot be read there).", labels=["queue_name"])
     for stats in queue_stats(queues=QUEUES):
         length.add_metric([stats.name], stats.waiting)
-        age.add_metric([stats.name], stats.oldest_age_seconds or 0.0)
+        if stats.oldest_age_seconds is not None or not stats.waiting:
+            age.add_metric([stats.name], stats.oldest_age_seconds or 0.0)
     return [length, age]
 
 

@@ -1,8 +1,13 @@
-"""Reads queue depth and the age of the oldest waiting message straight from Redis.
+"""Reads queue depth and the age of the oldest waiting message straight from the broker.
 
-kombu keeps each queue as a Redis list (publish LPUSHes, consumers BRPOP), so the
+On Redis, kombu keeps each queue as a list (publish LPUSHes, consumers BRPOP), so the
 oldest waiting message is the last element; every publish is stamped with its time.
 The project publishes no message priorities, so each queue is exactly one list.
+
+On RabbitMQ a queue declaration returns the number of messages ready; the head cannot be
+read without taking it (and a quorum queue would count that as a delivery), so the age
+is unknown there (None while messages wait): `celery_task_queue_wait_time` measures
+waiting from the messages workers start.
 """
 
 import json
@@ -10,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from celery import current_app
+from django.conf import settings
 
 from workers.api.headers import ENQUEUED_AT_HEADER
 
@@ -24,6 +30,8 @@ class QueueStats:
 def queue_stats(*, queues: tuple[str, ...], now: float | None = None) -> list[QueueStats]:
     """Depth and oldest-message age (at `now`, Unix time) of each queue, in one broker
     connection."""
+    if settings.BROKER_IS_RABBITMQ:
+        return _rabbitmq_stats(queues)
     with current_app.connection_for_read() as conn:
         client = conn.default_channel.client  # type: ignore[attr-defined]  # Redis channel
         pipe = client.pipeline(transaction=False)
@@ -45,3 +53,17 @@ def _oldest_age(raw: bytes | None, now: float) -> float | None:
     except (ValueError, KeyError, TypeError):
         return None  # published by something that does not stamp messages
     return max(0.0, now - float(enqueued_at))
+
+
+def _rabbitmq_stats(queues: tuple[str, ...]) -> list[QueueStats]:
+    declared = {queue.name: queue for queue in current_app.amqp.queues.values()}
+    rows = []
+    with current_app.connection_for_read() as conn:
+        channel = conn.default_channel
+        for name in queues:
+            # Declared as the workers declare it: a queue no worker has created yet is
+            # empty, not an error (a mismatched declaration is one, and says so).
+            reply = declared[name].bind(channel).queue_declare()
+            waiting = reply.message_count  # type: ignore[union-attr]  # amqp's queue_declare_ok_t
+            rows.append(QueueStats(name, int(waiting), None if waiting else 0.0))
+    return rows

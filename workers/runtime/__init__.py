@@ -23,6 +23,8 @@ def install(app: Celery) -> None:
     app.steps["worker"].add(CancelledTimerCompaction)
     app.steps["consumer"].add(EventBatchLimit)
     app.steps["consumer"].add(WorkerHeartbeat)
+    # By name: it imports the dead-letter models, which need Django's registry first.
+    app.steps["consumer"].add("workers.runtime.broker_dead_letters:BrokerDeadLetters")
 
 
 def connect_signal_handlers() -> None:

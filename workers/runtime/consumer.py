@@ -6,15 +6,16 @@ know, or one without a task shape. Each of those becomes a dead letter here, wit
 body when no task could be built, and the worker goes on consuming.
 """
 
+import hashlib
 import logging
 from typing import Any
 
 from celery.exceptions import NotRegistered
-from celery.utils import uuid
 from celery.worker.consumer import Consumer
 from django.conf import settings
 from django.db import close_old_connections
 
+from workers.api.routing import dead_letter_queue, queue_of_routing_key
 from workers.dead_letters.services import dead_letter_record_message
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,23 @@ class DeadLetteringConsumer(Consumer):
         self._events_flush_due = False
         self._flush_events()
 
+    def connect(self) -> Any:
+        """On RabbitMQ, declare every task queue and the dead-letter queue, with their
+        exchanges, on each (re)connection.
+
+        A worker declares only the queues it consumes, and Celery's native delayed
+        delivery binds every queue's exchange when the consumer starts: without this a
+        `-Q critical` worker fails to bind `bulk` until a bulk worker has run once. And a
+        message a quorum queue dead-letters before its dead-letter queue exists stays
+        stuck in the source queue.
+        """
+        connection = super().connect()
+        if settings.BROKER_IS_RABBITMQ:
+            channel = connection.default_channel
+            for queue in (*self.app.amqp.queues.values(), dead_letter_queue()):
+                queue.bind(channel).declare()
+        return connection
+
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         self._park(message, exc)
         super().on_decode_error(message, exc)
@@ -60,10 +78,10 @@ class DeadLetteringConsumer(Consumer):
         close_old_connections()  # the main worker process may hold a connection gone stale
         try:
             dead_letter_record_message(
-                task_id=str(headers.get("id") or f"poison-{uuid()}"),
+                task_id=message_task_id(message),
                 task_name=str(headers.get("task") or ""),
-                queue=(message.delivery_info or {}).get("routing_key") or "",
-                raw_body=_text(message.body),
+                queue=queue_of_routing_key((message.delivery_info or {}).get("routing_key")),
+                raw_body=message_text(message.body),
                 content_type=message.content_type or "",
                 exception=exc,
                 worker=self.hostname,
@@ -73,7 +91,20 @@ class DeadLetteringConsumer(Consumer):
             logger.exception("could not dead-letter a poison message")
 
 
-def _text(body: Any) -> str:
+def message_task_id(message: Any) -> str:
+    """The task id the message carries, else one derived from its body.
+
+    Derived, not random, so that the same message reported twice (parked here, then
+    dead-lettered by RabbitMQ after Celery rejects it) is stored once.
+    """
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    if headers.get("id"):
+        return str(headers["id"])
+    body = message.body if isinstance(message.body, bytes) else str(message.body).encode()
+    return f"poison-{hashlib.sha256(body).hexdigest()[:32]}"
+
+
+def message_text(body: Any) -> str:
     if isinstance(body, bytes):
         return body.decode("utf-8", errors="backslashreplace")
     return str(body)

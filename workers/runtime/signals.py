@@ -37,7 +37,7 @@ from workers.api.headers import (
     REPLAY_HEADER,
 )
 from workers.api.redaction import redact
-from workers.api.routing import queue_for
+from workers.api.routing import queue_for, queue_of_routing_key
 from workers.dead_letters.services import (
     dead_letter_record,
     dead_letter_resolve_replay,
@@ -112,7 +112,8 @@ def record_dead_letter(*, sender: Any, task_id: str, exception: BaseException,
         dead_letter_record(
             task_id=task_id,
             task_name=sender.name,
-            queue=delivery_info.get("routing_key") or _routed_queue(sender.name),
+            queue=(queue_of_routing_key(delivery_info.get("routing_key"))
+                   or _routed_queue(sender.name)),
             args=args,
             kwargs=kwargs,
             exception=exception,

@@ -24,6 +24,7 @@ from celery.signals import (
 )
 
 from workers.api.headers import ENQUEUED_AT_HEADER
+from workers.api.routing import queue_of_routing_key
 from workers.runtime.metrics import host_of, node_name, recorder
 
 # Start times of the tasks running in this process, by task id.
@@ -32,7 +33,7 @@ _started: dict[str, float] = {}
 
 def _labels(request: Any, name: str) -> tuple[str, tuple[str, str]]:
     delivery_info = getattr(request, "delivery_info", None) or {}
-    return host_of(request.hostname), (name, delivery_info.get("routing_key") or "")
+    return host_of(request.hostname), (name, queue_of_routing_key(delivery_info.get("routing_key")))
 
 
 @task_received.connect
@@ -96,8 +97,9 @@ def count_revoked(request: Any = None, **_: Any) -> None:
 def count_rejected(message: Any = None, **_: Any) -> None:
     headers = getattr(message, "headers", None) or {}
     delivery_info = getattr(message, "delivery_info", None) or {}
+    queue = queue_of_routing_key(delivery_info.get("routing_key"))
     recorder.count("celery_task_rejected", host_of(node_name()),
-                   (str(headers.get("task", "")), delivery_info.get("routing_key") or ""))
+                   (str(headers.get("task", "")), queue))
 
 
 @worker_process_shutdown.connect

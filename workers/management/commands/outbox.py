@@ -27,5 +27,5 @@ class Command(BaseCommand):
         pending, oldest = outbox_pending_stats(now=timezone.now())
         self.stdout.write(f"published {published}, still unpublished {pending}")
         if oldest is not None and oldest > settings.OUTBOX_SWEEP_GRACE:
-            raise CommandError("jobs past the grace period could not be published: is Redis "
-                               "reachable? (python manage.py check_services)")
+            raise CommandError("jobs past the grace period could not be published: is the "
+                               "broker reachable? (python manage.py check_services)")

@@ -1,0 +1,98 @@
+"""The two brokers the fault tests run on, read through their own tools, not through Celery.
+
+A broker is named by its URL. Redis is read with its commands (kombu's lists and its
+unacked hash); RabbitMQ with `rabbitmqctl`, which counts what AMQP does not show a client
+(messages delivered and not yet acknowledged). Workers on RabbitMQ keep their locks and
+counters in the fault tests' own Redis database.
+"""
+
+import subprocess
+from urllib.parse import unquote, urlparse
+
+import redis
+from django.conf import settings
+from kombu import Queue
+
+from tests.faults.servers import RABBITMQ_NODES
+from workers.api.routing import declared_queues
+
+#: The fault workers' own Redis database (the broker, or beside RabbitMQ the platform's).
+FAULT_REDIS_DB = 12
+FAULT_REDIS = f"redis://127.0.0.1:6379/{FAULT_REDIS_DB}"
+#: A vhost of the local RabbitMQ that only the fault tests' workers use.
+FAULT_VHOST = "template-faults"
+
+
+def is_rabbitmq(url: str) -> bool:
+    return url.startswith("amqp://")
+
+
+def broker_name(url: str) -> str:
+    """For ledgers: which broker a fault ran on."""
+    return "RabbitMQ" if is_rabbitmq(url) else "Redis"
+
+
+def broker_env(url: str) -> dict[str, str]:
+    """Environment for a process on the broker at `url`."""
+    return {"CELERY_BROKER_URL": url, **({"REDIS_URL": FAULT_REDIS} if is_rabbitmq(url) else {})}
+
+
+def broker_queue(url: str, name: str) -> Queue:
+    """The queue as the workers on that broker declare it (a quorum queue on RabbitMQ)."""
+    queues = declared_queues(rabbitmq=is_rabbitmq(url),
+                             delivery_limit=settings.TASK_MAX_DELIVERIES)
+    return next(queue for queue in queues if queue.name == name)
+
+
+def rabbitmqctl(url: str, *args: str, check: bool = True) -> str:
+    """Run `rabbitmqctl` against the node serving `url`, in its vhost where one is named."""
+    parsed = urlparse(url)
+    node = RABBITMQ_NODES[parsed.port or 5672]
+    result = subprocess.run(["rabbitmqctl", "-q", "-n", node, *args], capture_output=True,
+                            text=True, timeout=60, check=False)
+    if check and result.returncode:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def vhost_of(url: str) -> str:
+    return unquote(urlparse(url).path[1:]) or "/"
+
+
+def reset_vhost(url: str) -> None:
+    """An empty vhost: no queue, no message, no binding left by an earlier test."""
+    vhost = vhost_of(url)
+    rabbitmqctl(url, "delete_vhost", vhost, check=False)
+    rabbitmqctl(url, "add_vhost", vhost)
+    rabbitmqctl(url, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+
+
+def message_counts(url: str, *, queue: str = "critical") -> tuple[int, int] | None:
+    """Messages waiting and messages delivered but unacknowledged; None if unreachable."""
+    if is_rabbitmq(url):
+        try:
+            # `messages` also counts one the queue holds back for dead-lettering.
+            table = rabbitmqctl(url, "list_queues", "-p", vhost_of(url), "name", "messages",
+                                "messages_unacknowledged")
+        except (RuntimeError, subprocess.TimeoutExpired):
+            return None
+        for line in table.splitlines():
+            name, total, unacked = line.split("\t")
+            if name == queue:
+                return int(total) - int(unacked), int(unacked)
+        return 0, 0  # not declared yet
+    client = redis.Redis.from_url(url)
+    try:
+        pipe = client.pipeline()
+        for key in (queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9))):
+            pipe.llen(key)
+        pipe.hlen("unacked")
+        *lengths, unacked = pipe.execute()
+    except redis.ConnectionError:
+        return None
+    return sum(lengths), unacked
+
+
+def broker_idle(url: str, *, queue: str = "critical") -> bool:
+    """No message waits in the queue and none is delivered but unacked."""
+    return message_counts(url, queue=queue) == (0, 0)
