@@ -50,13 +50,19 @@ def test_dev_superuser_is_refused_outside_dev():
     assert "only runs with DJANGO_ENV=dev" in result.stderr
 
 
-@pytest.mark.parametrize(("variable", "url", "message"), [
-    ("CELERY_BROKER_URL", "redis://127.0.0.1:1/0",
+@pytest.mark.parametrize(("env", "message"), [
+    ({"CELERY_BROKER_URL": "redis://127.0.0.1:1/0"},
      "Redis is not reachable at redis://127.0.0.1:1/0: start it with"),
-    ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/test", "postgresql is not reachable"),
-])
-def test_a_missing_service_is_reported_in_one_line(variable, url, message):
-    result = run_manage("check_services", **{variable: url})
+    ({"DATABASE_URL": "postgres://postgres@127.0.0.1:1/test"}, "postgresql is not reachable"),
+    ({"CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:1//"},
+     "RabbitMQ is not reachable at amqp://guest:**@127.0.0.1:1//: start it with: "
+     "rabbitmq-server -detached"),
+    ({"CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
+      "REDIS_URL": "redis://127.0.0.1:1/0"},
+     "Redis is not reachable at redis://127.0.0.1:1/0: start it with"),
+], ids=["redis broker", "database", "rabbitmq broker", "redis beside rabbitmq"])
+def test_a_missing_service_is_reported_in_one_line(env, message):
+    result = run_manage("check_services", **env)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1

@@ -20,7 +20,8 @@ from workers.api.exceptions import UnroutedTaskError
 CRITICAL = "critical"
 BULK = "bulk"
 QUEUES = (CRITICAL, BULK)
-#: RabbitMQ only: where a queue's delivery limit sends a message (workers.runtime.amqp).
+#: RabbitMQ only: where a queue's delivery limit sends a message
+#: (workers.runtime.broker_dead_letters turns each into a row).
 DEAD_LETTER = "dead-letters"
 
 

@@ -1,7 +1,7 @@
 """Liveness and readiness of the web process, and one answer to "is the database up, is the
-broker up" for `/readyz`, `check_services` and `queues probe`. (The outbox's publish path
-has its own quicker Redis ping, `workers.api.broker.broker_reachable`, since it runs after
-every commit.)"""
+broker up, is Redis up" for `/readyz`, `check_services` and `queues probe`. (The outbox's
+publish path has its own quicker check, `workers.api.broker.broker_reachable`, since it runs
+after every commit.)"""
 
 from celery import current_app
 from django.conf import settings

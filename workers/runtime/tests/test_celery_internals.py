@@ -10,8 +10,11 @@ from celery.fixups import django as celery_django_fixup
 from celery.worker import request as celery_request
 from celery.worker import state as worker_state
 from celery.worker.consumer import Consumer
+from celery.worker.consumer import connection as celery_connection
 from celery.worker.consumer import consumer as celery_consumer
+from celery.worker.consumer.delayed_delivery import DelayedDelivery
 from celery.worker.consumer.events import Events
+from celery.worker.consumer.tasks import Tasks
 from django_celery_beat import schedulers as beat_schedulers
 from kombu.asynchronous.timer import Timer
 from kombu.transport import redis as kombu_redis
@@ -32,10 +35,21 @@ def test_consumer_hooks_the_dead_lettering_consumer_overrides():
                          ("on_unknown_task", ["self", "body", "message", "exc"]),
                          ("on_invalid_task", ["self", "body", "message", "exc"]),
                          ("on_send_event_buffered", ["self"]),
+                         ("connect", ["self"]),
                          ("_flush_events", ["self"])):
         assert parameters(getattr(Consumer, hook)) == params, hook
     # Celery calls the buffered-event hook from its dispatcher, and flushes on the loop.
     assert "on_send_event_buffered" in inspect.getsource(celery_consumer)
+    # The Connection step opens the consumer's connection through connect(), where the
+    # RabbitMQ queues are declared before native delayed delivery binds them.
+    assert "c.connect()" in inspect.getsource(celery_connection.Connection.start)
+    assert DelayedDelivery.requires == (Tasks,)  # it runs once the consumed queues exist
+
+
+def test_request_context_carries_the_message_headers_the_delivery_cap_reads():
+    """workers/api/deliveries.py reads RabbitMQ's x-delivery-count from the task request:
+    Celery builds the request from the message's headers."""
+    assert "message.headers.copy()" in inspect.getsource(celery_request.Request.__init__)
 
 
 def test_event_dispatcher_batch_limit_and_the_step_it_runs_after():
