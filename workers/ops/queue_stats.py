@@ -6,8 +6,8 @@ The project publishes no message priorities, so each queue is exactly one list.
 
 On RabbitMQ a queue declaration returns the number of messages ready; the head cannot be
 read without taking it (and a quorum queue would count that as a delivery), so the age
-is unknown there (None while messages wait): `celery_task_queue_wait_time` measures
-waiting from the messages workers start.
+is always None there: `celery_task_queue_wait_time` measures waiting from the messages
+workers start.
 """
 
 import json
@@ -65,5 +65,5 @@ def _rabbitmq_stats(queues: tuple[str, ...]) -> list[QueueStats]:
             # empty, not an error (a mismatched declaration is one, and says so).
             reply = declared[name].bind(channel).queue_declare()
             waiting = reply.message_count  # type: ignore[union-attr]  # amqp's queue_declare_ok_t
-            rows.append(QueueStats(name, int(waiting), None if waiting else 0.0))
+            rows.append(QueueStats(name, int(waiting), None))
     return rows
