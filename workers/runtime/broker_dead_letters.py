@@ -16,13 +16,11 @@ from typing import Any
 
 from celery import bootsteps
 from django.conf import settings
-from django.db import close_old_connections
 from kombu import Consumer
 
 from workers.api.exceptions import RedeliveryLimitExceeded
 from workers.api.routing import dead_letter_queue
-from workers.dead_letters.services import dead_letter_record_message
-from workers.runtime.consumer import message_task_id, message_text
+from workers.runtime.consumer import dead_letter_raw_message
 
 logger = logging.getLogger(__name__)
 
@@ -45,22 +43,15 @@ class BrokerDeadLetters(bootsteps.ConsumerStep):
         super().start(consumer)
 
     def on_message(self, message: Any) -> None:
-        headers = message.headers if isinstance(message.headers, dict) else {}
-        death = _first_death(headers)
-        close_old_connections()  # the worker's main process may hold a stale connection
+        death = _first_death(message.headers if isinstance(message.headers, dict) else {})
         try:
-            dead_letter_record_message(
-                task_id=message_task_id(message),
-                task_name=str(headers.get("task") or ""),
-                queue=str(death.get("queue") or ""),
-                raw_body=message_text(message.body),
-                content_type=message.content_type or "",
+            dead_letter_raw_message(
+                message, queue=str(death.get("queue") or ""),
                 exception=RedeliveryLimitExceeded(
                     f"RabbitMQ dead-lettered it ({death.get('reason', 'unknown reason')}): "
                     f"delivered more than {settings.TASK_MAX_DELIVERIES} times, each lost "
                     "before the task could record a failure"),
-                worker=self.hostname,
-            )
+                worker=self.hostname)
         except Exception:
             # Neither the database nor the Redis spool took it: leave it queued.
             logger.exception("could not store a dead-lettered message; it stays queued")

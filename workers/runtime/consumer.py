@@ -74,24 +74,35 @@ class DeadLetteringConsumer(Consumer):
         super().on_invalid_task(body, message, exc)
 
     def _park(self, message: Any, exc: BaseException) -> None:
-        headers = message.headers if isinstance(message.headers, dict) else {}
-        close_old_connections()  # the main worker process may hold a connection gone stale
         try:
-            dead_letter_record_message(
-                task_id=message_task_id(message),
-                task_name=str(headers.get("task") or ""),
-                queue=queue_of_routing_key((message.delivery_info or {}).get("routing_key")),
-                raw_body=message_text(message.body),
-                content_type=message.content_type or "",
-                exception=exc,
-                worker=self.hostname,
-            )
+            dead_letter_raw_message(
+                message, exception=exc, worker=self.hostname,
+                queue=queue_of_routing_key((message.delivery_info or {}).get("routing_key")))
         except Exception:
             # The database is down: Celery's own handler still logs the body below.
             logger.exception("could not dead-letter a poison message")
 
 
-def message_task_id(message: Any) -> str:
+def dead_letter_raw_message(message: Any, *, queue: str, exception: BaseException,
+                            worker: str) -> None:
+    """Store a message as it arrived (a poison message, or one RabbitMQ dead-lettered).
+
+    Raises if neither the database nor the Redis spool could take it.
+    """
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    close_old_connections()  # the worker's main process may hold a connection gone stale
+    dead_letter_record_message(
+        task_id=_message_task_id(message),
+        task_name=str(headers.get("task") or ""),
+        queue=queue,
+        raw_body=_message_text(message.body),
+        content_type=message.content_type or "",
+        exception=exception,
+        worker=worker,
+    )
+
+
+def _message_task_id(message: Any) -> str:
     """The task id the message carries, else one derived from its body.
 
     Derived, not random, so that the same message reported twice (parked here, then
@@ -104,7 +115,7 @@ def message_task_id(message: Any) -> str:
     return f"poison-{hashlib.sha256(body).hexdigest()[:32]}"
 
 
-def message_text(body: Any) -> str:
+def _message_text(body: Any) -> str:
     if isinstance(body, bytes):
         return body.decode("utf-8", errors="backslashreplace")
     return str(body)
