@@ -116,7 +116,7 @@ def test_pods_run_as_non_root_with_requests_and_limits(overlay):
         for container in spec["containers"]:
             assert container["securityContext"]["allowPrivilegeEscalation"] is False, name
             assert set(container["resources"]) == {"requests", "limits"}, name
-            assert [source for source in container["envFrom"]] == [
+            assert container["envFrom"] == [
                 {"configMapRef": {"name": next(iter(objects(overlay, "ConfigMap")))}},
                 {"secretRef": {"name": "app-secrets"}}], name
 

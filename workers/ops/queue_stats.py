@@ -56,14 +56,13 @@ def _oldest_age(raw: bytes | None, now: float) -> float | None:
 
 
 def _rabbitmq_stats(queues: tuple[str, ...]) -> list[QueueStats]:
-    declared = {queue.name: queue for queue in current_app.amqp.queues.values()}
     rows = []
     with current_app.connection_for_read() as conn:
         channel = conn.default_channel
         for name in queues:
             # Declared as the workers declare it: a queue no worker has created yet is
             # empty, not an error (a mismatched declaration is one, and says so).
-            reply = declared[name].bind(channel).queue_declare()
+            reply = current_app.amqp.queues[name].bind(channel).queue_declare()
             waiting = reply.message_count  # type: ignore[union-attr]  # amqp's queue_declare_ok_t
             rows.append(QueueStats(name, int(waiting), None))
     return rows

@@ -31,10 +31,10 @@ class Command(BaseCommand):
             problems.append(f"{vendor} is not reachable ({error.__class__.__name__}): "
                             f"{HOW_TO_START.get(vendor, 'start the database')}")
         broker = maybe_sanitize_url(current_app.conf.broker_url)
-        kind = "rabbitmq" if settings.BROKER_IS_RABBITMQ else "redis"
+        kind = "RabbitMQ" if settings.BROKER_IS_RABBITMQ else "Redis"
         if broker_error() is not None:
-            problems.append(f"{'RabbitMQ' if settings.BROKER_IS_RABBITMQ else 'Redis'} is not "
-                            f"reachable at {broker}: {HOW_TO_START[kind]}")
+            problems.append(f"{kind} is not reachable at {broker}: "
+                            f"{HOW_TO_START[kind.lower()]}")
         if settings.BROKER_IS_RABBITMQ and redis_error() is not None:
             problems.append(f"Redis is not reachable at {maybe_sanitize_url(settings.REDIS_URL)}"
                             f": {HOW_TO_START['redis']}")
