@@ -31,6 +31,7 @@ class DeadLetterFactory(factory.django.DjangoModelFactory):
 
     task_id = factory.Sequence(lambda n: f"dead-letter-{n}")
     task_name = "tests.tasks.permanent"
+    args = factory.Sequence(lambda n: [f"key-{n}"])  # the call tests.tasks.permanent takes
     queue = "critical"
     exception_type = "workers.api.exceptions.PermanentError"
     message = "invalid input"

@@ -3,6 +3,7 @@ their own. Anything already in the environment (CI, `make test`) wins."""
 
 import os
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("ENV_FILE", "")  # a developer's .env must not leak into tests
 os.environ.setdefault("DJANGO_ENV", "test")
@@ -22,3 +23,6 @@ from config.settings import *  # noqa: F403
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.ledger"]  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
+# Where tests/production.py collects the static files its gunicorn serves (the project's
+# settings fix STATIC_ROOT beside the code, where the image's collectstatic writes it).
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or STATIC_ROOT)  # noqa: F405

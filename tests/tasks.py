@@ -104,6 +104,14 @@ def relay(key: str) -> None:
     log_line.apply_async(args=[key], queue="critical")
 
 
+@shared_task(soft_time_limit=110, time_limit=120)
+def held_until_released(key: str) -> None:
+    """Holds its worker process until the test sets `test:release:<key>` (an event the
+    test controls, so "still running" is a state, not a race)."""
+    while not store().exists(f"test:release:{key}"):
+        time.sleep(0.05)
+
+
 @shared_task
 def log_line(key: str) -> None:
     logger.info("log line %s", key)

@@ -12,10 +12,10 @@ A `queue=` passed at call time wins.
 
 from typing import Any
 
-from celery import current_app
 from kombu import Exchange, Queue
 
 from workers.api.exceptions import UnroutedTaskError
+from workers.api.task_registry import project_task
 
 CRITICAL = "critical"
 BULK = "bulk"
@@ -58,11 +58,8 @@ def queue_for(name: str, task: Any = None) -> str:
     """The queue the task named `name` declares (Celery's own tasks: bulk)."""
     if name.startswith("celery."):  # housekeeping, such as beat's backend_cleanup
         return BULK
-    if task is None:
-        tasks = current_app.tasks
-        if name not in tasks:  # sent by name from a process that never imported its module
-            current_app.loader.import_default_modules()
-        task = tasks.get(name)
+    if task is None:  # sent by name (the outbox, a replay, beat)
+        task = project_task(name)
     queue = getattr(task, "route", None)
     if not isinstance(queue, str) or queue not in QUEUES:
         raise UnroutedTaskError(

@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from workers.api.redaction import payload_html, redact, redact_text
+from workers.api.routing import QUEUES
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
 from workers.dead_letters.export import dead_letters_export
@@ -37,15 +38,15 @@ from workers.dead_letters.redrive import (
     redrive_cancel,
     redrive_draft,
     redrive_pause,
+    redrive_progress,
     redrive_resume,
     redrive_start,
 )
-from workers.dead_letters.selectors import dead_letter_groups
+from workers.dead_letters.rules import OPEN, Action, refusal, replay_blocker
+from workers.dead_letters.selectors import GROUP_ORDERS, dead_letter_groups
 from workers.dead_letters.services import (
-    DISCARDABLE,
-    REQUEUEABLE,
-    dead_letter_replayable,
     dead_letters_discard,
+    dead_letters_preview,
     dead_letters_requeue,
 )
 
@@ -73,8 +74,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
     list_display = ("id", "task_name", "queue", "exception_name", "short_message", "status",
                     "attempts", "group", "boomerang", "failed_at")
     list_filter = ("status", "queue", "task_name", "exception_type", "failed_at")
-    # Payload search: the stored arguments, as JSON text.
-    search_fields = ("=task_id", "task_name", "message", "=fingerprint", "args", "kwargs")
+    search_fields = ("=task_id", "task_name", "message", "=fingerprint")
     date_hierarchy = "failed_at"
     actions = ("requeue", "redrive", "discard", "acknowledge", "snooze_day", "export_csv",
                "export_json")
@@ -87,6 +87,13 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        """The stored arguments are searchable (as JSON text) only by those who may see
+        them: for anyone else a search would tell a redacted secret, prefix by prefix."""
+        if request.user.has_perm("workers.view_payload"):
+            return (*self.search_fields, "args", "kwargs")
+        return tuple(self.search_fields)
 
     def has_requeue_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("workers.requeue_deadletter")
@@ -143,22 +150,26 @@ class DeadLetterAdmin(admin.ModelAdmin):
         if request.method == "POST":
             return self._group_action(request)
         show = request.GET.get("show", "open")
+        order = request.GET.get("o", "")
+        order = order if order in GROUP_ORDERS else "last_seen"
         context = {**self.admin_site.each_context(request), "opts": self.model._meta,
                    "title": "Dead letters by cause",
-                   "groups": dead_letter_groups(open_only=show == "open",
+                   "groups": dead_letter_groups(open_only=show == "open", order=order,
                                                 search=request.GET.get("q", "")),
-                   "show": show, "query": request.GET.get("q", ""),
+                   "show": show, "query": request.GET.get("q", ""), "order": order,
+                   "orders": GROUP_ORDERS,
                    "can_requeue": self.has_requeue_permission(request),
+                   "can_discard": self.has_discard_permission(request),
                    "can_change": self.has_change_permission(request)}
         return TemplateResponse(request, "admin/workers/deadletter/groups.html", context)
 
     def _group_action(self, request: HttpRequest) -> HttpResponse:
         fingerprint = request.POST.get("fingerprint", "")
-        open_rows = DeadLetter.objects.filter(fingerprint=fingerprint, status__in=DISCARDABLE)
+        open_rows = DeadLetter.objects.filter(fingerprint=fingerprint, status__in=OPEN)
         action = request.POST.get("action")
         if action == "redrive" and self.has_requeue_permission(request):
             return self._draft_redrive(request, open_rows, f"cause {fingerprint}: "
-                                       f"{request.POST.get('title', '')}")
+                                       f"{request.POST.get('title', '')[:200]}")
         if action == "note" and self.has_change_permission(request):
             try:
                 dead_letter_note(actor=_actor(request), text=request.POST.get("note", ""),
@@ -181,22 +192,23 @@ class DeadLetterAdmin(admin.ModelAdmin):
         row = self.get_object(request, object_id)
         if row is not None and request.method == "POST":
             return self._row_post(request, row)
-        actions = []
+        actions, blocker, can_edit = [], "", False
         if row is not None:
-            if (row.status in REQUEUEABLE and dead_letter_replayable(row)
-                    and self.has_requeue_permission(request)):
+            if not refusal(Action.REQUEUE, row) and self.has_requeue_permission(request):
                 actions.append(("requeue", "Requeue"))
-            if row.status in DISCARDABLE and self.has_discard_permission(request):
+            if not refusal(Action.DISCARD, row) and self.has_discard_permission(request):
                 actions.append(("discard", "Discard"))
+            if row.status in OPEN:
+                blocker = replay_blocker(row)
+            can_edit = not refusal(Action.EDIT, row) and self.has_edit_permission(request)
         unredacted = None
         if (row is not None and request.GET.get("unredacted")
                 and request.user.has_perm("workers.view_payload")):
             dead_letter_audit(actor=_actor(request),
                               action=DeadLetterEvent.Action.VIEWED_PAYLOAD, dead_letter=row)
             unredacted = payload_html(row.args, row.kwargs, redacted=False)
-        can_edit = (row is not None and row.status in REQUEUEABLE
-                    and dead_letter_replayable(row) and self.has_edit_permission(request))
         context = {"triage_actions": actions, "show_save": False, "can_edit": can_edit,
+                   "replay_blocker": blocker,
                    "show_save_and_continue": False, "show_save_and_add_another": False,
                    "unredacted": unredacted,
                    "can_unredact": request.user.has_perm("workers.view_payload"),
@@ -279,8 +291,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
     @admin.action(description="Requeue selected now, on the original queue",
                   permissions=["requeue"])
     def requeue(self, request: HttpRequest, rows: QuerySet[DeadLetter]) -> HttpResponse | None:
-        return self._confirmed(request, rows, action="requeue", verb="requeue",
-                               run=self._run_requeue)
+        return self._confirmed(request, rows, action=Action.REQUEUE, run=self._run_requeue)
 
     @admin.action(description="Redrive selected (canary first, at a set rate)…",
                   permissions=["requeue"])
@@ -290,8 +301,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
     @admin.action(description="Discard selected (keep for the record, never replay)",
                   permissions=["discard"])
     def discard(self, request: HttpRequest, rows: QuerySet[DeadLetter]) -> HttpResponse | None:
-        return self._confirmed(request, rows, action="discard", verb="discard",
-                               run=self._run_discard)
+        return self._confirmed(request, rows, action=Action.DISCARD, run=self._run_discard)
 
     @admin.action(description="Acknowledge selected (seen, owned)", permissions=["change"])
     def acknowledge(self, request: HttpRequest, rows: QuerySet[DeadLetter]) -> None:
@@ -317,53 +327,55 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     def _export(self, request: HttpRequest, rows: QuerySet[DeadLetter], file_format: str,
                 content_type: str) -> HttpResponse:
-        body = dead_letters_export(rows=rows.order_by("pk").iterator(), file_format=file_format)
-        dead_letter_audit(actor=_actor(request), action=DeadLetterEvent.Action.EXPORTED,
-                          count=rows.count(), detail={"filter": _selection(request),
-                                                      "format": file_format})
+        body = dead_letters_export(rows=rows, file_format=file_format, actor=_actor(request),
+                                   detail={"filter": _selection(request)})
         response = HttpResponse(body, content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="dead-letters.{file_format}"'
         return response
 
-    def _confirmed(self, request: HttpRequest, rows: QuerySet[DeadLetter], *, action: str,
-                   verb: str, run: Any) -> HttpResponse | None:
-        """A page that says how many rows the action touches (the ids frozen when it was
-        shown); discarding many asks for the count typed in."""
+    def _confirmed(self, request: HttpRequest, rows: QuerySet[DeadLetter], *, action: Action,
+                   run: Any) -> HttpResponse | None:
+        """A page that says how many rows the action will touch (the ids frozen when it
+        was shown) and how many of the selection it leaves out, and why; discarding
+        many asks for the count typed in."""
         if request.POST.get("confirmed") == "yes":
             ids = _frozen_ids(request.POST.get("frozen_ids", ""))
-            typed = action == "discard" and len(ids) > TYPED_CONFIRMATION_OVER
+            typed = action == Action.DISCARD and len(ids) > TYPED_CONFIRMATION_OVER
             if typed and request.POST.get("typed", "").strip() != str(len(ids)):
                 self.message_user(request, f"Type {len(ids)} to confirm; nothing was done.",
                                   messages.ERROR)
                 return None
             return run(request, ids)
-        ids = sorted(rows.values_list("pk", flat=True))
-        typed = action == "discard" and len(ids) > TYPED_CONFIRMATION_OVER
+        preview = dead_letters_preview(action=action,
+                                       dead_letter_ids=rows.values_list("pk", flat=True))
+        ids = preview.eligible
+        typed = action == Action.DISCARD and len(ids) > TYPED_CONFIRMATION_OVER
         context = {**self.admin_site.each_context(request), "opts": self.model._meta,
-                   "title": f"{verb.capitalize()} {len(ids)} dead letter(s)?",
+                   "title": f"{action.capitalize()} {len(ids)} dead letter(s)?",
                    "count": len(ids), "frozen_ids": ",".join(map(str, ids)),
+                   "selected": len(ids) + sum(preview.left_out.values()),
+                   "left_out": preview.left_out.items(),
                    "first_id": ids[0] if ids else "",
-                   "action": action, "verb": verb, "typed": typed,
-                   "examples": rows.order_by("-failed_at")[:5]}
+                   "action": action, "verb": str(action), "typed": typed,
+                   "examples": DeadLetter.objects.filter(pk__in=ids[-5:]).order_by("-pk")}
         return TemplateResponse(request, "admin/workers/deadletter/confirm.html", context)
 
     def _run_requeue(self, request: HttpRequest, ids: list[int]) -> HttpResponse:
-        outcome = dead_letters_requeue(dead_letter_ids=ids, actor=_actor(request))
-        return self._result(request, action=DeadLetterEvent.Action.REQUEUED, ids=ids,
-                            done=len(outcome.requeued), refused=outcome.refused)
+        outcome = dead_letters_requeue(dead_letter_ids=ids, actor=_actor(request),
+                                       detail={"filter": _selection(request)})
+        return self._result(request, verb="requeued", ids=ids, done=len(outcome.requeued),
+                            refused=outcome.refused)
 
     def _run_discard(self, request: HttpRequest, ids: list[int]) -> HttpResponse:
-        outcome = dead_letters_discard(dead_letter_ids=ids, actor=_actor(request))
-        return self._result(request, action=DeadLetterEvent.Action.DISCARDED, ids=ids,
-                            done=len(outcome.discarded), refused=outcome.refused)
+        outcome = dead_letters_discard(dead_letter_ids=ids, actor=_actor(request),
+                                       detail={"filter": _selection(request)})
+        return self._result(request, verb="discarded", ids=ids, done=len(outcome.discarded),
+                            refused=outcome.refused)
 
-    def _result(self, request: HttpRequest, *, action: DeadLetterEvent.Action, ids: list[int],
-                done: int, refused: dict[int, str]) -> HttpResponse:
-        """Record the bulk action in the audit trail, then the page after it: how many were
-        asked for, done and refused, and why (the first reasons)."""
-        dead_letter_audit(actor=_actor(request), action=action, count=done,
-                          detail={"filter": _selection(request), "ids": ids[:1000]})
-        verb = action.label.lower()
+    def _result(self, request: HttpRequest, *, verb: str, ids: list[int], done: int,
+                refused: dict[int, str]) -> HttpResponse:
+        """The page after a bulk action (the service recorded it in the audit trail): how
+        many were asked for, done and refused, and why (the first reasons)."""
         context = {**self.admin_site.each_context(request), "opts": self.model._meta,
                    "title": f"{done} of {len(ids)} dead letter(s) {verb}", "verb": verb,
                    "asked": len(ids), "done": done, "refused": len(refused),
@@ -383,68 +395,82 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
 @admin.register(Redrive)
 class RedriveAdmin(admin.ModelAdmin):
-    """A redrive's page: its form while a draft, then its live progress and controls."""
+    """A redrive's page: its start form while a draft, then its progress and controls at
+    the top, its settings and its audit trail below (workers/dead_letters/redrive.py)."""
 
     list_display = ("id", "description", "status", "progress", "succeeded", "failed",
                     "created_by", "created_at")
     list_filter = ("status",)
-    readonly_fields = ("description", "status", "status_reason", "progress", "sent",
-                       "skipped", "succeeded", "failed", "rate", "canary",
-                       "max_failure_rate", "queue", "created_by", "created_at",
-                       "started_at", "finished_at")
-    fields = readonly_fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # changed only through its controls, never a form
+
     @admin.display(description="progress")
     def progress(self, redrive: Redrive) -> str:
-        return f"{redrive.position} / {len(redrive.dead_letter_ids)}"
+        figures = redrive_progress(redrive)
+        return f"{figures.percent}% ({figures.in_flight} in flight)"
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict[str, Any] | None = None) -> HttpResponse:
         redrive = self.get_object(request, object_id)
+        if redrive is None or not self.has_view_permission(request, redrive):
+            raise PermissionDenied
         may_act = request.user.has_perm("workers.requeue_deadletter")
-        if redrive is not None and request.method == "POST":
+        if request.method == "POST":
             if not may_act:
                 raise PermissionDenied
             self._control(request, redrive)
             return HttpResponseRedirect(request.path)
-        context = {"show_save": False, "show_save_and_continue": False,
-                   "show_save_and_add_another": False, "show_delete": False,
-                   "redrive": redrive, "may_act": may_act,
-                   "live": redrive is not None and redrive.status in ("canary", "running"),
-                   **(extra_context or {})}
-        return super().change_view(request, object_id, form_url, context)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta,
+                   "title": f"Redrive {redrive.pk}: {redrive.get_status_display()}",
+                   "original": redrive, "redrive": redrive, "may_act": may_act,
+                   "figures": redrive_progress(redrive), "queues": QUEUES,
+                   "live": redrive.status in ("canary", "running"),
+                   "events": redrive.events.order_by("-at")[:50]}
+        return TemplateResponse(request, "admin/workers/redrive/progress.html", context)
 
     def _control(self, request: HttpRequest, redrive: Redrive) -> None:
         actor, data = _actor(request), request.POST
         try:
             if data.get("control") == "start":
                 redrive_start(redrive_id=redrive.pk, actor=actor,
-                              rate=float(data.get("rate") or 0),
-                              canary=int(data.get("canary") or 0),
-                              max_failure_rate=float(data.get("max_failure_rate") or 0) / 100,
-                              queue=data.get("queue", ""))
+                              rate=_number(data.get("rate"), float),
+                              canary=_number(data.get("canary"), int),
+                              max_failure_rate=_number(data.get("max_failure_rate"), float)
+                              / 100, queue=data.get("queue", ""))
             elif data.get("control") == "pause":
                 redrive_pause(redrive_id=redrive.pk, actor=actor)
             elif data.get("control") == "resume":
-                redrive_resume(redrive_id=redrive.pk, actor=actor)
+                redrive_resume(redrive_id=redrive.pk, actor=actor,
+                               canary=_number(data.get("canary"), int),
+                               retry_failed=data.get("retry_failed") == "on")
             elif data.get("control") == "cancel":
                 redrive_cancel(redrive_id=redrive.pk, actor=actor)
         except ValueError as error:
             self.message_user(request, str(error), messages.ERROR)
 
 
+def _number(text: str | None, kind: type[int] | type[float]) -> Any:
+    """A form's number, or a ValueError that says which values are accepted."""
+    try:
+        return kind(text or 0)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{text!r} is not a number") from None
+
+
 @admin.register(DeadLetterEvent)
 class DeadLetterEventAdmin(admin.ModelAdmin):
     """The audit trail: read-only, for everyone who may see dead letters."""
 
-    list_display = ("at", "actor", "action", "count", "dead_letter", "fingerprint", "text")
+    list_display = ("at", "actor", "action", "count", "dead_letter", "fingerprint", "redrive",
+                    "text")
     list_filter = ("action",)
     search_fields = ("actor", "fingerprint", "text")
-    readonly_fields = ("at", "actor", "action", "dead_letter", "fingerprint", "count", "text",
-                       "detail")
+    readonly_fields = ("at", "actor", "action", "dead_letter", "fingerprint", "redrive",
+                       "count", "text", "detail")
     fields = readonly_fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -2,29 +2,24 @@
 
 A job that failed on bad input (a typo in an address, an id that moved) can be replayed
 with corrected arguments. The edit is validated before anything changes: JSON of the right
-shape, a task registered in this codebase, arguments its signature accepts. The row keeps
-the call as it failed (`original_args`, `original_kwargs`) next to the edited one, and the
-audit trail records who, when, why and the diff (of redacted payloads: the trail is for
-everyone who may see dead letters). Values an operator saw redacted and left as they
-were keep their real value.
+shape, a task this codebase defines (not one of Celery's built-ins), arguments its
+signature accepts. The row keeps the call as it failed (`original_args`,
+`original_kwargs`) next to the edited one, and the audit trail records who, when, why
+and the diff (of redacted payloads: the trail is for everyone who may see dead letters).
+Values an operator saw redacted and left as they were keep their real value.
 """
 
 import difflib
-import inspect
 import json
 from typing import Any
 
-from celery import current_app
 from django.db import transaction
 
 from workers.api.redaction import REDACTED, redact
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent
-from workers.dead_letters.services import (
-    REQUEUEABLE,
-    dead_letter_replayable,
-    dead_letters_requeue,
-)
+from workers.dead_letters.rules import Action, call_refusal, refusal
+from workers.dead_letters.services import dead_letters_send_replays
 
 
 class EditRefused(ValueError):
@@ -41,12 +36,15 @@ def dead_letter_edit_requeue(*, dead_letter_id: int, payload: str, reason: str,
         row = DeadLetter.objects.select_for_update().filter(pk=dead_letter_id).first()
         if row is None:
             raise EditRefused(f"no dead letter with id {dead_letter_id}")
-        if row.status not in REQUEUEABLE or not dead_letter_replayable(row):
-            raise EditRefused(f"dead letter {row.pk} is {row.status}; only open or discarded "
-                              "rows holding a task call can be edited and requeued")
+        refused = refusal(Action.EDIT, row)
+        if refused:
+            raise EditRefused(f"dead letter {row.pk} is {refused}; only open rows holding a "
+                              "task call can be edited and requeued")
         args, kwargs = _parse(payload)
         args, kwargs = _unredacted(args, row.args), _unredacted(kwargs, row.kwargs)
-        _check_signature(row.task_name, args, kwargs)
+        refused = call_refusal(row.task_name, args, kwargs)
+        if refused:
+            raise EditRefused(refused)
         before = {"args": row.args, "kwargs": row.kwargs}
         if row.original_args is None:
             row.original_args, row.original_kwargs = row.args, row.kwargs
@@ -56,7 +54,7 @@ def dead_letter_edit_requeue(*, dead_letter_id: int, payload: str, reason: str,
         dead_letter_audit(actor=actor, action=DeadLetterEvent.Action.EDITED, dead_letter=row,
                           text=reason.strip(), detail={"diff": _diff(before, {
                               "args": args, "kwargs": kwargs})})
-        outcome = dead_letters_requeue(dead_letter_ids=[row.pk], actor=actor)
+        outcome = dead_letters_send_replays(dead_letter_ids=[row.pk], actor=actor)
     return outcome.requeued[row.pk]
 
 
@@ -71,16 +69,6 @@ def _parse(payload: str) -> tuple[list[Any], dict[str, Any]]:
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise EditRefused('"args" must be a list and "kwargs" an object')
     return args, kwargs
-
-
-def _check_signature(task_name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
-    task = current_app.tasks.get(task_name)
-    if task is None:
-        raise EditRefused(f"task {task_name} is not registered in this codebase")
-    try:
-        inspect.signature(task.run).bind(*args, **kwargs)
-    except TypeError as error:
-        raise EditRefused(f"{task_name} does not accept these arguments: {error}") from error
 
 
 def _unredacted(edited: Any, original: Any) -> Any:

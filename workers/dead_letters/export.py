@@ -4,10 +4,13 @@ a ticket or an incident review."""
 import csv
 import io
 import json
-from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import QuerySet
 
 from workers.api.redaction import redact, redact_text
-from workers.dead_letters.models import DeadLetter
+from workers.dead_letters.audit import dead_letter_audit
+from workers.dead_letters.models import DeadLetter, DeadLetterEvent
 
 COLUMNS = ("id", "task_id", "task_name", "queue", "status", "fingerprint", "exception_type",
            "message", "attempts", "failed_at", "worker", "requeue_count", "replay_of_id",
@@ -25,10 +28,14 @@ def _record(row: DeadLetter) -> dict[str, object]:
             "kwargs": redact(row.kwargs)}
 
 
-def dead_letters_export(*, rows: Iterable[DeadLetter], file_format: str) -> str:
+def dead_letters_export(*, rows: QuerySet[DeadLetter], file_format: str, actor: str,
+                        detail: dict[str, Any] | None = None) -> str:
+    """The rows, oldest id first, as `file_format`; recorded in the audit trail."""
     if file_format not in FORMATS:
         raise ValueError(f"export format is csv or json, not {file_format!r}")
-    records = [_record(row) for row in rows]
+    records = [_record(row) for row in rows.order_by("pk").iterator()]
+    dead_letter_audit(actor=actor, action=DeadLetterEvent.Action.EXPORTED, count=len(records),
+                      detail={"format": file_format, **(detail or {})})
     if file_format == "json":
         return json.dumps(records, indent=2)
     out = io.StringIO()

@@ -8,10 +8,7 @@ from django.utils import timezone
 
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent
-
-# Only rows nobody has acted on yet, or parked by a person, move between these states.
-TRIAGEABLE = (DeadLetter.Status.NEW, DeadLetter.Status.ACKNOWLEDGED,
-              DeadLetter.Status.SNOOZED)
+from workers.dead_letters.rules import ELIGIBLE, Action
 
 
 @transaction.atomic
@@ -19,7 +16,7 @@ def dead_letters_acknowledge(*, dead_letter_ids: Iterable[int], actor: str,
                              detail: dict | None = None) -> int:
     """Seen and owned: off the "new" count and the alerts' open fingerprints."""
     ids = list(dead_letter_ids)
-    changed = DeadLetter.objects.filter(pk__in=ids, status__in=TRIAGEABLE).update(
+    changed = DeadLetter.objects.filter(pk__in=ids, status__in=ELIGIBLE[Action.ACKNOWLEDGE]).update(
         status=DeadLetter.Status.ACKNOWLEDGED, snoozed_until=None, updated_at=timezone.now())
     dead_letter_audit(actor=actor, action=DeadLetterEvent.Action.ACKNOWLEDGED, count=changed,
                       detail={"ids": ids[:1000], **(detail or {})})
@@ -33,7 +30,7 @@ def dead_letters_snooze(*, dead_letter_ids: Iterable[int], until: datetime, acto
     if until <= timezone.now():
         raise ValueError("a snooze must end in the future")
     ids = list(dead_letter_ids)
-    changed = DeadLetter.objects.filter(pk__in=ids, status__in=TRIAGEABLE).update(
+    changed = DeadLetter.objects.filter(pk__in=ids, status__in=ELIGIBLE[Action.SNOOZE]).update(
         status=DeadLetter.Status.SNOOZED, snoozed_until=until, updated_at=timezone.now())
     dead_letter_audit(actor=actor, action=DeadLetterEvent.Action.SNOOZED, count=changed,
                       detail={"ids": ids[:1000], "until": until.isoformat(), **(detail or {})})

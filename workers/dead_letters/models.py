@@ -104,6 +104,11 @@ class Redrive(models.Model):
     step_token = models.CharField(max_length=64, blank=True)  # the live step chain's
     position = models.PositiveIntegerField(default=0)  # ids[:position] were handled
     sent = models.PositiveIntegerField(default=0)
+    # The observation window: since the start or the last resume. Only the replays sent
+    # in it count towards its canary and its automatic pause.
+    window_started_at = models.DateTimeField(null=True, blank=True)
+    window_canary = models.PositiveIntegerField(default=0)
+    window_sent = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)  # no longer requeueable when reached
     succeeded = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
@@ -130,7 +135,11 @@ class DeadLetterEvent(models.Model):
         ACKNOWLEDGED = "acknowledged", "Acknowledged"
         SNOOZED = "snoozed", "Snoozed"
         NOTE = "note", "Note"
-        REDRIVE = "redrive", "Redrive"
+        REDRIVE = "redrive", "Redrive started"
+        REDRIVE_PAUSED = "redrive_paused", "Redrive paused"
+        REDRIVE_RESUMED = "redrive_resumed", "Redrive resumed"
+        REDRIVE_CANCELLED = "redrive_cancelled", "Redrive cancelled"
+        REDRIVE_DONE = "redrive_done", "Redrive done"
         EXPORTED = "exported", "Exported"
         PURGED = "purged", "Purged"
 
@@ -141,6 +150,8 @@ class DeadLetterEvent(models.Model):
     dead_letter = models.ForeignKey(DeadLetter, null=True, blank=True,
                                     on_delete=models.SET_NULL, related_name="events")
     fingerprint = models.CharField(max_length=16, blank=True)
+    redrive = models.ForeignKey(Redrive, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="events")
     count = models.PositiveIntegerField(default=1)
     text = models.TextField(blank=True)  # a note, or why
     detail = models.JSONField(default=dict, blank=True)  # the filter, ids, redrive, diff

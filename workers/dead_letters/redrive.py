@@ -1,35 +1,52 @@
 """Redrive: replay a frozen set of dead letters in the background, safely.
 
-A redrive is drafted with the ids of what the operator saw (the set does not grow while
-they decide), then started with a rate, a canary size and a failure threshold. Each step
-runs as a short task on the critical queue and schedules the next one:
+A redrive is drafted with the ids of the open, replayable rows the operator saw (the set
+does not grow while they decide), then started with a rate, a canary size and a failure
+threshold. Each step runs as a short task on the critical queue and schedules the next:
 
 - canary: send the first `canary` rows, wait until every one of them finished; any that
   failed again pauses the redrive, else it runs;
-- running: send `rate` rows per second (the step sleeps in the broker, not in a worker),
-  pausing by itself once more than `max_failure_rate` of the finished replays failed again
-  (at least MIN_SAMPLE of them finished);
+- running: send up to `rate` rows a second (the step waits in the broker, not in a
+  worker), never more than `ahead_limit` ahead of the workers: while that many replays
+  of this redrive are in flight, or that many jobs wait on a target queue, it sends
+  nothing and looks again. Once at least MIN_SAMPLE replays of the window finished and
+  more than `max_failure_rate` of them failed again, it pauses by itself;
 - done when every row was handled and every replay sent has finished.
 
 A replay that succeeds resolves its row; one that fails again becomes a new dead letter
 linked to the original (`replay_of`, a "boomerang"), which is how failures are counted.
+
+Resume opens a new observation window: only replays sent after it count towards its
+canary (optional, by default the redrive's own) and its automatic pause, so the failures
+that caused the pause no longer hold it paused once the cause is fixed. By default the
+rows that failed again are put back in front of the rest, so the new canary tries them.
+
 Every step carries the redrive's current step token: pausing, resuming or cancelling
 issues a new token, so a step already scheduled by the old chain does nothing. A chain
 lost with its worker is restarted by beat's housekeeping (`redrives_restart_stalled`).
+Start, every pause (with its reason, automatic or not), resume, cancel and the end are
+audit events linked to the redrive.
 """
 
 import logging
+import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery import current_app
 from celery.utils import uuid
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
+from workers.api.queue_stats import queue_stats
 from workers.api.routing import CRITICAL, QUEUES
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent, Redrive
-from workers.dead_letters.services import dead_letters_requeue
+from workers.dead_letters.rules import OPEN, Action
+from workers.dead_letters.services import dead_letters_preview, dead_letters_send_replays
 
 logger = logging.getLogger(__name__)
 
@@ -37,23 +54,60 @@ STEP_TASK = "workers.tasks.redrive_step"
 STEP_SECONDS = 1.0  # each step sends about a second's worth of replays
 POLL_SECONDS = 1.0  # how often a waiting redrive looks at its replays again
 MIN_SAMPLE = 10
+# How far ahead of the workers a redrive may send: this many seconds at its rate, and
+# never fewer than MIN_AHEAD replays (a slow rate still keeps a pool busy).
+AHEAD_SECONDS = 5.0
+MIN_AHEAD = 20
+MIN_RATE, MAX_RATE = 0.01, 10_000.0
 STALLED_AFTER = timedelta(seconds=60)
 ACTIVE = (Redrive.Status.CANARY, Redrive.Status.RUNNING)
+SYSTEM = "redrive"  # the actor of what a redrive does by itself
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A redrive's figures, as the admin and the CLI show them."""
+
+    total: int
+    sent: int
+    succeeded: int
+    failed: int
+    skipped: int
+    in_flight: int
+    not_sent: int
+    percent: int  # of the rows whose replay finished (or that were skipped)
+
+
+def redrive_progress(redrive: Redrive) -> Progress:
+    total = len(redrive.dead_letter_ids)
+    finished = redrive.succeeded + redrive.failed + redrive.skipped
+    return Progress(total=total, sent=redrive.sent, succeeded=redrive.succeeded,
+                    failed=redrive.failed, skipped=redrive.skipped,
+                    in_flight=max(0, redrive.sent - redrive.succeeded - redrive.failed),
+                    not_sent=max(0, total - redrive.position),
+                    percent=min(100, 100 * finished // total) if total else 100)
 
 
 def redrive_draft(*, dead_letter_ids: list[int], actor: str, description: str) -> Redrive:
-    """Freeze the selection; nothing is sent until `redrive_start`."""
-    ids = sorted(set(dead_letter_ids))
-    if not ids:
-        raise ValueError("nothing selected to redrive")
+    """Freeze the rows of the selection a redrive may replay; nothing is sent until
+    `redrive_start`. Rows it may not replay are left out, and the description says how
+    many and why."""
+    preview = dead_letters_preview(action=Action.REDRIVE, dead_letter_ids=dead_letter_ids)
+    if not preview.eligible:
+        why = "; ".join(f"{count} {reason}" for reason, count in preview.left_out.items())
+        raise ValueError(f"nothing selected can be redriven{': ' + why if why else ''}")
+    left_out = sum(preview.left_out.values())
+    if left_out:
+        description += f" ({left_out} left out: " + "; ".join(
+            f"{count} {reason}" for reason, count in preview.left_out.items()) + ")"
     return Redrive.objects.create(created_by=actor, description=description[:500],
-                                  dead_letter_ids=ids)
+                                  dead_letter_ids=preview.eligible)
 
 
 def redrive_start(*, redrive_id: int, actor: str, rate: float, canary: int,
                   max_failure_rate: float, queue: str = "") -> Redrive:
-    if not rate > 0:
-        raise ValueError("the rate must be above 0 replays per second")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise ValueError(f"the rate is between {MIN_RATE:g} and {MAX_RATE:g} replays a second")
     if canary < 0:
         raise ValueError("the canary cannot be negative")
     if not 0 < max_failure_rate <= 1:
@@ -64,43 +118,51 @@ def redrive_start(*, redrive_id: int, actor: str, rate: float, canary: int,
         redrive = Redrive.objects.select_for_update().get(pk=redrive_id)
         if redrive.status != Redrive.Status.DRAFT:
             raise ValueError(f"redrive {redrive_id} is {redrive.status}, not a draft")
+        canary = min(canary, len(redrive.dead_letter_ids))
         redrive.rate, redrive.canary, redrive.queue = rate, canary, queue
         redrive.max_failure_rate = max_failure_rate
-        redrive.status = Redrive.Status.CANARY if canary else Redrive.Status.RUNNING
         redrive.started_at = timezone.now()
+        _open_window(redrive, canary=canary)
         _schedule(redrive, countdown=0)
-        dead_letter_audit(actor=actor, action=DeadLetterEvent.Action.REDRIVE,
-                          count=len(redrive.dead_letter_ids),
-                          detail={"redrive": redrive.pk, "started": True, "rate": rate,
-                                  "canary": canary, "max_failure_rate": max_failure_rate,
-                                  "queue": queue or "original",
-                                  "selection": redrive.description})
+        _audit(redrive, actor=actor, action=DeadLetterEvent.Action.REDRIVE,
+               count=len(redrive.dead_letter_ids),
+               detail={"rate": rate, "canary": canary, "max_failure_rate": max_failure_rate,
+                       "queue": queue or "original", "selection": redrive.description})
     return redrive
 
 
 def redrive_pause(*, redrive_id: int, actor: str) -> Redrive:
     return _set_status(redrive_id, actor=actor, status=Redrive.Status.PAUSED,
-                       allowed=ACTIVE, reason=f"paused by {actor}")
+                       allowed=ACTIVE, reason=f"paused by {actor}",
+                       action=DeadLetterEvent.Action.REDRIVE_PAUSED)
 
 
 def redrive_cancel(*, redrive_id: int, actor: str) -> Redrive:
     return _set_status(redrive_id, actor=actor, status=Redrive.Status.CANCELLED,
                        allowed=(*ACTIVE, Redrive.Status.PAUSED, Redrive.Status.DRAFT),
-                       reason=f"cancelled by {actor}")
+                       reason=f"cancelled by {actor}",
+                       action=DeadLetterEvent.Action.REDRIVE_CANCELLED)
 
 
-def redrive_resume(*, redrive_id: int, actor: str) -> Redrive:
-    """Carry on from where it paused; a canary that had not passed is run again."""
+def redrive_resume(*, redrive_id: int, actor: str, canary: int | None = None,
+                   retry_failed: bool = True) -> Redrive:
+    """Go on from where it paused, in a new observation window: a canary of `canary`
+    rows first (None: the redrive's own size; 0: none), and with `retry_failed` the rows
+    that failed again before the pause put back in front of the rest."""
+    if canary is not None and canary < 0:
+        raise ValueError("the canary cannot be negative")
     with transaction.atomic():
         redrive = Redrive.objects.select_for_update().get(pk=redrive_id)
         if redrive.status != Redrive.Status.PAUSED:
             raise ValueError(f"redrive {redrive_id} is {redrive.status}, not paused")
-        canary_passed = redrive.sent > redrive.canary or not redrive.canary
-        redrive.status = Redrive.Status.RUNNING if canary_passed else Redrive.Status.CANARY
+        retried = _put_back_failed(redrive) if retry_failed else 0
+        window_canary = min(redrive.canary if canary is None else canary,
+                            len(redrive.dead_letter_ids))
+        _open_window(redrive, canary=window_canary)
         redrive.status_reason = f"resumed by {actor}"
         _schedule(redrive, countdown=0)
-        dead_letter_audit(actor=actor, action=DeadLetterEvent.Action.REDRIVE, count=0,
-                          detail={"redrive": redrive.pk, "resumed": True})
+        _audit(redrive, actor=actor, action=DeadLetterEvent.Action.REDRIVE_RESUMED,
+               count=retried, detail={"canary": window_canary, "failed_put_back": retried})
     return redrive
 
 
@@ -134,59 +196,133 @@ def redrives_restart_stalled(*, now: datetime) -> int:
 
 def _advance(redrive: Redrive) -> float | None:
     """Send what is due; the seconds until the next step, or None when it stopped."""
-    finished = redrive.succeeded + redrive.failed
-    total = len(redrive.dead_letter_ids)
+    window = _window_outcomes(redrive)
+    window_finished = window.succeeded + window.failed
     if redrive.status == Redrive.Status.CANARY:
-        if redrive.position == 0:
-            _send(redrive, count=redrive.canary)
+        if redrive.window_sent == 0:
+            _send(redrive, count=redrive.window_canary)
+            if redrive.window_sent:
+                return POLL_SECONDS
+            # nothing left to try: fall through to the end
+        elif window_finished < redrive.window_sent:
             return POLL_SECONDS
-        if finished < redrive.sent:
-            return POLL_SECONDS
-        if redrive.failed:
-            _stop(redrive, Redrive.Status.PAUSED, f"canary: {redrive.failed} of "
-                  f"{redrive.sent} replays failed again; fix the cause, then resume")
+        elif window.failed:
+            _pause(redrive, f"canary: {window.failed} of {redrive.window_sent} replays "
+                   "failed again; fix the cause, then resume")
             return None
         redrive.status = Redrive.Status.RUNNING
-    if finished >= MIN_SAMPLE and redrive.failed > redrive.max_failure_rate * finished:
-        _stop(redrive, Redrive.Status.PAUSED, f"{redrive.failed} of {finished} finished "
-              f"replays failed again (over {redrive.max_failure_rate:.0%}); paused by itself")
+    if (window_finished >= MIN_SAMPLE
+            and window.failed > redrive.max_failure_rate * window_finished):
+        _pause(redrive, f"{window.failed} of {window_finished} finished replays failed "
+               f"again (over {redrive.max_failure_rate:.0%}); paused by itself")
         return None
-    if redrive.position >= total:
-        if finished < redrive.sent:
+    in_flight = redrive.sent - redrive.succeeded - redrive.failed
+    if redrive.position >= len(redrive.dead_letter_ids):
+        if in_flight > 0:
             return POLL_SECONDS
-        _stop(redrive, Redrive.Status.DONE, f"{redrive.succeeded} succeeded, "
-              f"{redrive.failed} failed again, {redrive.skipped} skipped")
+        _finish(redrive)
         return None
-    count = max(1, round(redrive.rate * STEP_SECONDS))
+    limit = max(MIN_AHEAD, math.ceil(redrive.rate * AHEAD_SECONDS))
+    ahead = max(in_flight, _waiting(redrive))
+    count = min(max(1, round(redrive.rate * STEP_SECONDS)), limit - ahead)
+    if count <= 0:
+        redrive.status_reason = (f"waiting for the workers: {ahead} replays ahead of them "
+                                 f"(at most {limit})")
+        return POLL_SECONDS
+    redrive.status_reason = ""
     _send(redrive, count=count)
     return count / redrive.rate
 
 
 def _send(redrive: Redrive, *, count: int) -> None:
     batch = redrive.dead_letter_ids[redrive.position:redrive.position + count]
-    outcome = dead_letters_requeue(dead_letter_ids=batch,
-                                   actor=f"redrive {redrive.pk} ({redrive.created_by})",
-                                   queue=redrive.queue or None, redrive_id=redrive.pk)
+    outcome = dead_letters_send_replays(dead_letter_ids=batch,
+                                        actor=f"redrive {redrive.pk} ({redrive.created_by})",
+                                        queue=redrive.queue or None, redrive_id=redrive.pk)
     redrive.position += len(batch)
     redrive.sent += len(outcome.requeued)
+    redrive.window_sent += len(outcome.requeued)
     redrive.skipped += len(outcome.refused)
+
+
+def _waiting(redrive: Redrive) -> int:
+    """Jobs waiting on the queues this redrive's next rows go to."""
+    queues: tuple[str, ...] = (redrive.queue,)
+    if not redrive.queue:
+        upcoming = redrive.dead_letter_ids[redrive.position:redrive.position + MIN_AHEAD]
+        queues = tuple(sorted(set(DeadLetter.objects.filter(pk__in=upcoming)
+                                  .values_list("queue", flat=True)) & set(QUEUES)))
+    try:
+        return max((stats.waiting for stats in queue_stats(queues=queues)), default=0)
+    except (OSError, RedisError, OperationalError) as error:
+        # Pacing is best effort: the replays go through the outbox, which waits for a
+        # broker that does not answer; the in-flight bound still holds.
+        logger.warning("redrive %s: cannot read the queues' depth (%s)", redrive.pk, error)
+        return 0
+
+
+@dataclass(frozen=True)
+class _Outcomes:
+    succeeded: int
+    failed: int
 
 
 def _count_outcomes(redrive: Redrive) -> None:
     """Succeeded: rows this redrive requeued that their replay resolved. Failed: rows
     whose replay came back as a new dead letter (a boomerang)."""
-    redrive.succeeded = DeadLetter.objects.filter(
-        redrive=redrive, status=DeadLetter.Status.RESOLVED).count()
-    redrive.failed = (DeadLetter.objects.filter(replay_of__redrive=redrive,
-                                                failed_at__gte=redrive.started_at)
-                      .values("replay_of").distinct().count())
+    outcomes = _outcomes(DeadLetter.objects.filter(redrive=redrive),
+                         since=redrive.started_at or timezone.now())
+    redrive.succeeded, redrive.failed = outcomes.succeeded, outcomes.failed
 
 
-def _stop(redrive: Redrive, status: str, reason: str) -> None:
-    redrive.status, redrive.status_reason = status, reason
-    if status == Redrive.Status.DONE:
-        redrive.finished_at = timezone.now()
-    logger.info("redrive %s %s: %s", redrive.pk, status, reason)
+def _window_outcomes(redrive: Redrive) -> _Outcomes:
+    """The outcomes of the replays sent in the current window only."""
+    since = redrive.window_started_at or timezone.now()
+    return _outcomes(DeadLetter.objects.filter(redrive=redrive, requeued_at__gte=since),
+                     since=since)
+
+
+def _outcomes(sent: QuerySet[DeadLetter], *, since: datetime) -> _Outcomes:
+    return _Outcomes(
+        succeeded=sent.filter(status=DeadLetter.Status.RESOLVED).count(),
+        failed=DeadLetter.objects.filter(replay_of__in=sent.filter(
+            status=DeadLetter.Status.REQUEUED), failed_at__gte=since)
+        .values("replay_of").distinct().count())
+
+
+def _put_back_failed(redrive: Redrive) -> int:
+    """Put the open rows that came back from this redrive's replays (the boomerangs) in
+    front of the rows not sent yet; return how many."""
+    known = set(redrive.dead_letter_ids)
+    failed = [pk for pk in DeadLetter.objects.filter(
+        replay_of__redrive=redrive, status__in=OPEN).order_by("pk").values_list("pk", flat=True)
+        if pk not in known]
+    ids = redrive.dead_letter_ids
+    redrive.dead_letter_ids = [*ids[:redrive.position], *failed, *ids[redrive.position:]]
+    return len(failed)
+
+
+def _open_window(redrive: Redrive, *, canary: int) -> None:
+    redrive.window_started_at = timezone.now()
+    redrive.window_canary, redrive.window_sent = canary, 0
+    redrive.status = Redrive.Status.CANARY if canary else Redrive.Status.RUNNING
+
+
+def _pause(redrive: Redrive, reason: str) -> None:
+    redrive.status, redrive.status_reason = Redrive.Status.PAUSED, reason
+    _audit(redrive, actor=SYSTEM, action=DeadLetterEvent.Action.REDRIVE_PAUSED, count=0,
+           text=reason)
+    logger.info("redrive %s paused: %s", redrive.pk, reason)
+
+
+def _finish(redrive: Redrive) -> None:
+    reason = (f"{redrive.succeeded} succeeded, {redrive.failed} failed again, "
+              f"{redrive.skipped} skipped")
+    redrive.status, redrive.status_reason = Redrive.Status.DONE, reason
+    redrive.finished_at = timezone.now()
+    _audit(redrive, actor=SYSTEM, action=DeadLetterEvent.Action.REDRIVE_DONE,
+           count=redrive.succeeded, text=reason)
+    logger.info("redrive %s done: %s", redrive.pk, reason)
 
 
 def _schedule(redrive: Redrive, *, countdown: float) -> None:
@@ -199,7 +335,7 @@ def _schedule(redrive: Redrive, *, countdown: float) -> None:
 
 
 def _set_status(redrive_id: int, *, actor: str, status: str, allowed: tuple[str, ...],
-                reason: str) -> Redrive:
+                reason: str, action: str) -> Redrive:
     with transaction.atomic():
         redrive = Redrive.objects.select_for_update().get(pk=redrive_id)
         if redrive.status not in allowed:
@@ -207,6 +343,11 @@ def _set_status(redrive_id: int, *, actor: str, status: str, allowed: tuple[str,
                              f"{status}")
         redrive.status, redrive.status_reason, redrive.step_token = status, reason, ""
         redrive.save()
-        dead_letter_audit(actor=actor, action=DeadLetterEvent.Action.REDRIVE, count=0,
-                          detail={"redrive": redrive.pk, "status": status})
+        _audit(redrive, actor=actor, action=action, count=0, text=reason)
     return redrive
+
+
+def _audit(redrive: Redrive, *, actor: str, action: str, count: int, text: str = "",
+           detail: dict | None = None) -> None:
+    dead_letter_audit(actor=actor, action=action, redrive=redrive, count=count, text=text,
+                      detail={"redrive": redrive.pk, **(detail or {})})

@@ -16,7 +16,7 @@ from django.db.models import QuerySet
 
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent
-from workers.dead_letters.selectors import OPEN_STATUSES
+from workers.dead_letters.rules import OPEN
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def dead_letters_apply_retention(*, now: datetime) -> int:
 def _expired(*, now: datetime) -> list[QuerySet[DeadLetter]]:
     limits = [(DeadLetter.Status.RESOLVED, settings.DEAD_LETTER_KEEP_RESOLVED_DAYS),
               (DeadLetter.Status.DISCARDED, settings.DEAD_LETTER_KEEP_DISCARDED_DAYS),
-              *((status, settings.DEAD_LETTER_KEEP_OPEN_DAYS) for status in OPEN_STATUSES)]
+              *((status, settings.DEAD_LETTER_KEEP_OPEN_DAYS) for status in OPEN)]
     return [DeadLetter.objects.filter(status=status, failed_at__lt=now - timedelta(days=days))
             for status, days in limits if days > 0]
 

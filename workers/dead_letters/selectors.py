@@ -7,9 +7,8 @@ from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent
+from workers.dead_letters.rules import OPEN, replay_blocker
 
-OPEN_STATUSES = (DeadLetter.Status.NEW, DeadLetter.Status.ACKNOWLEDGED,
-                 DeadLetter.Status.SNOOZED)
 GROUPS_SHOWN = 200
 
 
@@ -39,6 +38,10 @@ def dead_letters_matching(
     return rows
 
 
+#: How the causes can be sorted: the newest failure, the most rows, the oldest failure.
+GROUP_ORDERS = {"last_seen": "-last", "count": "-count", "first_seen": "first"}
+
+
 @dataclass(frozen=True)
 class Group:
     fingerprint: str
@@ -46,17 +49,26 @@ class Group:
     exception_type: str
     example: str  # the latest message
     count: int
-    open: int
+    new: int
+    acknowledged: int
+    snoozed: int
     first_seen: datetime
     last_seen: datetime
     last_day: int
     day_before: int  # the trend: the last 24 hours against the 24 before
     queues: list[str]
     note: str  # the latest note on the whole cause
+    replay_blocker: str  # why replaying its latest row as it stands cannot succeed
+    latest_id: int
+
+    @property
+    def open(self) -> int:
+        return self.new + self.acknowledged + self.snoozed
 
 
-def dead_letter_groups(*, open_only: bool = True, search: str = "") -> list[Group]:
-    """Dead letters grouped by failure fingerprint, most recent cause first."""
+def dead_letter_groups(*, open_only: bool = True, search: str = "",
+                       order: str = "last_seen") -> list[Group]:
+    """Dead letters grouped by failure fingerprint, sorted by GROUP_ORDERS[order]."""
     now = timezone.now()
     rows = DeadLetter.objects.all()
     if search:
@@ -65,12 +77,16 @@ def dead_letter_groups(*, open_only: bool = True, search: str = "") -> list[Grou
     summary = (rows.order_by().values("fingerprint")
                .annotate(count=Count("id"), first=Min("failed_at"), last=Max("failed_at"),
                          latest=Max("id"),
-                         open=Count("id", filter=Q(status__in=OPEN_STATUSES)),
+                         new=Count("id", filter=Q(status=DeadLetter.Status.NEW)),
+                         acknowledged=Count("id",
+                                            filter=Q(status=DeadLetter.Status.ACKNOWLEDGED)),
+                         snoozed=Count("id", filter=Q(status=DeadLetter.Status.SNOOZED)),
+                         open=Count("id", filter=Q(status__in=OPEN)),
                          last_day=Count("id", filter=Q(failed_at__gte=now - timedelta(days=1))),
                          day_before=Count("id", filter=Q(
                              failed_at__gte=now - timedelta(days=2),
                              failed_at__lt=now - timedelta(days=1))))
-               .order_by("-last"))
+               .order_by(GROUP_ORDERS[order], "fingerprint"))
     if open_only:
         summary = summary.filter(open__gt=0)
     shown = list(summary[:GROUPS_SHOWN])
@@ -89,8 +105,11 @@ def dead_letter_groups(*, open_only: bool = True, search: str = "") -> list[Grou
     return [Group(fingerprint=row["fingerprint"], task_name=examples[row["latest"]].task_name,
                   exception_type=examples[row["latest"]].exception_type,
                   example=examples[row["latest"]].message[:300], count=row["count"],
-                  open=row["open"], first_seen=row["first"], last_seen=row["last"],
+                  new=row["new"], acknowledged=row["acknowledged"], snoozed=row["snoozed"],
+                  first_seen=row["first"], last_seen=row["last"],
                   last_day=row["last_day"], day_before=row["day_before"],
                   queues=sorted(queues.get(row["fingerprint"], ())),
-                  note=notes.get(row["fingerprint"], ""))
+                  note=notes.get(row["fingerprint"], ""),
+                  replay_blocker=replay_blocker(examples[row["latest"]]),
+                  latest_id=row["latest"])
             for row in shown]

@@ -2,6 +2,7 @@
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -15,17 +16,16 @@ from workers.api.headers import REPLAY_HEADER
 from workers.api.models import OutboxMessage
 from workers.api.outbox import outbox_enqueue_many
 from workers.api.signals import task_dead_lettered
+from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.fingerprints import failure_fingerprint
-from workers.dead_letters.models import DeadLetter
+from workers.dead_letters.models import DeadLetter, DeadLetterEvent
+from workers.dead_letters.rules import Action, refusal
 from workers.dead_letters.spool import dead_letter_spool_drain, dead_letter_spool_push
 
 logger = logging.getLogger(__name__)
 
-# Which dead letters each triage operation applies to (the admin offers the same).
-OPEN = (DeadLetter.Status.NEW, DeadLetter.Status.ACKNOWLEDGED, DeadLetter.Status.SNOOZED)
-REQUEUEABLE = (*OPEN, DeadLetter.Status.DISCARDED)
-DISCARDABLE = OPEN
 REQUEUE_BATCH = 500
+AUDITED_IDS = 1000  # an audit event lists at most this many ids
 
 
 def dead_letter_record(
@@ -116,28 +116,65 @@ def dead_letter_record_message(*, task_id: str, task_name: str, queue: str, raw_
         raw_body="" if arguments and task_name else raw_body)
 
 
-def dead_letter_replayable(row: DeadLetter) -> bool:
-    """A row holds a call to replay unless it came from a message with no usable task."""
-    return bool(row.task_name) and not row.raw_body
-
-
 @dataclass(frozen=True)
 class RequeueOutcome:
     requeued: dict[int, str]  # dead letter id: replay task id
     refused: dict[int, str]  # dead letter id: why it was not requeued
 
 
-def dead_letters_requeue(*, dead_letter_ids: Iterable[int], actor: str,
-                         queue: str | None = None,
-                         redrive_id: int | None = None) -> RequeueOutcome:
-    """Requeue many dead letters, REQUEUE_BATCH rows to a transaction: after an outage an
-    operator replays thousands, and a transaction and a publish per row took 4 ms a row
-    (bench/replay.py).
+@dataclass(frozen=True)
+class Preview:
+    """What an action would do to a selection: the rows it would touch, and how many of
+    the others are left out for each reason (shown before an operator confirms)."""
 
-    Each replay is an outbox job written in the transaction that marks its row: it is
-    published only if that commits (a rollback never leaves a replay running for a row
-    that still says `new`), and if Redis is down then, the outbox sweeper publishes it
-    later (a row marked requeued always has its replay coming).
+    eligible: list[int]
+    left_out: dict[str, int]
+
+
+def dead_letters_preview(*, action: Action, dead_letter_ids: Iterable[int]) -> Preview:
+    """Apply the rules of `action` to a selection without changing anything."""
+    ids = sorted(set(dead_letter_ids))
+    eligible, left_out = [], Counter[str]()
+    for start in range(0, len(ids), REQUEUE_BATCH):
+        rows = DeadLetter.objects.filter(pk__in=ids[start:start + REQUEUE_BATCH]).only(
+            "pk", "status", "task_name", "raw_body", "args", "kwargs")
+        for row in rows:
+            reason = refusal(action, row)
+            if reason:
+                left_out[reason] += 1
+            else:
+                eligible.append(row.pk)
+    missing = len(ids) - len(eligible) - sum(left_out.values())
+    if missing:
+        left_out["deleted since they were selected"] = missing
+    return Preview(eligible=sorted(eligible), left_out=dict(left_out.most_common()))
+
+
+def dead_letters_requeue(*, dead_letter_ids: Iterable[int], actor: str,
+                         detail: dict[str, Any] | None = None) -> RequeueOutcome:
+    """Replay the open rows among `dead_letter_ids` on their own queue, refuse the others
+    with the reason, and record the requeue in the audit trail."""
+    ids = sorted(set(dead_letter_ids))
+    outcome = dead_letters_send_replays(dead_letter_ids=ids, actor=actor)
+    dead_letter_audit(actor=actor, action=DeadLetterEvent.Action.REQUEUED,
+                      count=len(outcome.requeued),
+                      detail={"ids": ids[:AUDITED_IDS], "refused": len(outcome.refused),
+                              **(detail or {})})
+    return outcome
+
+
+def dead_letters_send_replays(*, dead_letter_ids: Iterable[int], actor: str,
+                              queue: str | None = None,
+                              redrive_id: int | None = None) -> RequeueOutcome:
+    """Requeue many dead letters, REQUEUE_BATCH rows to a transaction, without an audit
+    event of its own (for callers that record theirs: a requeue, an edit, a redrive).
+
+    After an outage an operator replays thousands, and a transaction and a publish per
+    row took 4 ms a row (bench/replay.py). Each replay is an outbox job written in the
+    transaction that marks its row: it is published only if that commits (a rollback
+    never leaves a replay running for a row that still says `new`), and if the broker is
+    down then, the outbox sweeper publishes it later (a row marked requeued always has
+    its replay coming).
     """
     ids = sorted(set(dead_letter_ids))
     outcome = RequeueOutcome(requeued={}, refused={})
@@ -155,13 +192,9 @@ def _requeue_batch(ids: list[int], *, actor: str, outcome: RequeueOutcome,
         outcome.refused[missing] = f"no dead letter with id {missing}"
     chosen = []
     for row in rows:
-        if row.status not in REQUEUEABLE:
-            outcome.refused[row.pk] = (f"dead letter {row.pk} is {row.status}; only open "
-                                       "(new, acknowledged, snoozed) or discarded ones can "
-                                       "be requeued")
-        elif not dead_letter_replayable(row):
-            outcome.refused[row.pk] = (f"dead letter {row.pk} is a message with no usable "
-                                       "task call (see its raw body); it cannot be requeued")
+        reason = refusal(Action.REQUEUE, row)
+        if reason:
+            outcome.refused[row.pk] = f"dead letter {row.pk}: {reason}"
         else:
             row.replay_task_id = uuid()
             chosen.append(row)
@@ -186,24 +219,27 @@ class DiscardOutcome:
 
 
 @transaction.atomic
-def dead_letters_discard(*, dead_letter_ids: Iterable[int], actor: str) -> DiscardOutcome:
-    """Mark dead letters as not worth replaying (they stay for the record until purged),
-    in one statement; rows not in a discardable status are refused with the reason."""
+def dead_letters_discard(*, dead_letter_ids: Iterable[int], actor: str,
+                         detail: dict[str, Any] | None = None) -> DiscardOutcome:
+    """Mark open dead letters as not worth replaying (they stay for the record until
+    purged), in one statement; the others are refused with the reason. Audited."""
     ids = sorted(set(dead_letter_ids))
     rows = {row.pk: row for row in DeadLetter.objects.select_for_update().filter(pk__in=ids)}
     outcome = DiscardOutcome(discarded=[], refused={})
     for pk in ids:
         row = rows.get(pk)
-        if row is None:
-            outcome.refused[pk] = f"no dead letter with id {pk}"
-        elif row.status not in DISCARDABLE:
-            outcome.refused[pk] = (f"dead letter {pk} is {row.status}; only open ones (new, "
-                                   "acknowledged, snoozed) can be discarded")
+        reason = f"no dead letter with id {pk}" if row is None else refusal(Action.DISCARD, row)
+        if reason:
+            outcome.refused[pk] = f"dead letter {pk}: {reason}" if row else reason
         else:
             outcome.discarded.append(pk)
     now = timezone.now()
     DeadLetter.objects.filter(pk__in=outcome.discarded).update(
         status=DeadLetter.Status.DISCARDED, closed_at=now, closed_by=actor, updated_at=now)
+    dead_letter_audit(actor=actor, action=DeadLetterEvent.Action.DISCARDED,
+                      count=len(outcome.discarded),
+                      detail={"ids": ids[:AUDITED_IDS], "refused": len(outcome.refused),
+                              **(detail or {})})
     return outcome
 
 
@@ -217,9 +253,15 @@ def dead_letter_resolve_replay(*, dead_letter_id: int, replay_task_id: str) -> N
     )
 
 
-def dead_letters_purge(*, rows: QuerySet[DeadLetter]) -> int:
-    """Delete the given rows; return how many went."""
-    deleted, _ = rows.delete()
+@transaction.atomic
+def dead_letters_purge(*, rows: QuerySet[DeadLetter], actor: str,
+                       detail: dict[str, Any] | None = None) -> int:
+    """Delete the given rows, whatever their status (the caller's filter chose them);
+    return how many went. Audited, with the ids of the first AUDITED_IDS."""
+    ids = list(rows.values_list("pk", flat=True))
+    deleted = DeadLetter.objects.filter(pk__in=ids).delete()[1].get(DeadLetter._meta.label, 0)
+    dead_letter_audit(actor=actor, action=DeadLetterEvent.Action.PURGED, count=deleted,
+                      detail={"ids": ids[:AUDITED_IDS], **(detail or {})})
     return deleted
 
 

@@ -34,9 +34,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from workers.api.models import OutboxMessage
+from workers.api.queue_stats import queue_stats
 from workers.api.routing import QUEUES
 from workers.dead_letters.models import DeadLetter
-from workers.ops.queue_stats import queue_stats
 from workers.runtime.metrics import (
     FAMILIES,
     live_workers_by_queue,

@@ -28,8 +28,7 @@ def test_an_operator_finds_a_cause_and_redrives_it_behind_a_canary(
     browser.find_element(By.ID, "by-cause").click()
     row = wait_until(browser, lambda d: d.find_element(
         By.CSS_SELECTOR, f'tr[data-fingerprint="{fixed[0].fingerprint}"]'), "the cause")
-    assert "30 / 30" in row.text
-    screenshot(browser, "causes")
+    assert row.find_element(By.CSS_SELECTOR, ".count-new").text == "30"
     row.find_element(By.CSS_SELECTOR, "button.redrive").click()
 
     form = wait_until(browser, lambda d: d.find_element(By.ID, "redrive-start"), "the form")
@@ -43,11 +42,11 @@ def test_an_operator_finds_a_cause_and_redrives_it_behind_a_canary(
     browser.find_element(By.ID, "start-redrive").click()
 
     # The progress page refreshes itself every two seconds until the redrive is done.
-    wait_until(browser, lambda d: "Done" in d.find_element(By.CSS_SELECTOR,
-                                                           ".field-status").text,
+    wait_until(browser, lambda d: "Done" in d.find_element(By.ID, "redrive-status").text,
                "the redrive to show as done")
     screenshot(browser, "redrive-done")  # a finished redrive's page no longer refreshes
-    assert "30 / 30" in browser.find_element(By.CSS_SELECTOR, ".field-progress").text
+    assert browser.find_element(By.ID, "figure-percent").text == "100% of 30"
+    assert browser.find_element(By.ID, "redrive-bar").get_attribute("value") == "100"
     redrive = Redrive.objects.get()
     assert (redrive.succeeded, redrive.failed) == (30, 0)
     assert not DeadLetter.objects.filter(pk__in=[r.pk for r in fixed]).exclude(
@@ -106,3 +105,64 @@ def test_a_read_only_operator_sees_no_action_button(live_server, browser, screen
     assert not browser.find_elements(By.ID, "edit-requeue")
     assert "4242424242424242" not in browser.page_source
     screenshot(browser, "read-only")
+
+
+def test_an_operator_redrives_a_cause_through_a_failing_canary_then_requeues_all(
+        live_workers, live_server, admin_user, browser, screenshot, test_redis):
+    key = uuid()
+    failing = [DeadLetterFactory(task_name="tests.tasks.fails_until_fixed", args=[key],
+                                 queue=CRITICAL, message="not fixed yet") for _ in range(20)]
+    fixed_later = [DeadLetterFactory(task_name="tests.tasks.log_line", args=[uuid()],
+                                     queue=CRITICAL, message="other cause") for _ in range(5)]
+    DeadLetter.objects.bulk_create(DeadLetterFactory.build(
+        status=DeadLetter.Status.DISCARDED, message="kept for the record") for _ in range(120))
+    log_in(browser, live_server.url, "admin", "password")
+
+    # By cause, sorted by count: the failing cause first, its 20 rows new.
+    browser.get(f"{live_server.url}/admin/workers/deadletter/groups/")
+    browser.find_element(By.CSS_SELECTOR, 'a[data-order="count"]').click()
+    row = wait_until(browser, lambda d: d.find_element(
+        By.CSS_SELECTOR, f'tr[data-fingerprint="{failing[0].fingerprint}"]'), "the cause")
+    assert row.find_element(By.CSS_SELECTOR, ".count-new").text == "20"
+    screenshot(browser, "causes")
+    row.find_element(By.CSS_SELECTOR, "button.redrive").click()
+
+    form = wait_until(browser, lambda d: d.find_element(By.ID, "start-form"), "the form")
+    for name, value in (("rate", "20"), ("canary", "4")):
+        field = form.find_element(By.NAME, name)
+        field.clear()
+        field.send_keys(value)
+    browser.find_element(By.ID, "start-redrive").click()
+    wait_until(browser, lambda d: "Paused" in d.find_element(By.ID, "redrive-status").text,
+               "the canary to pause the redrive")
+    assert "canary: 4 of 4" in browser.find_element(By.ID, "redrive-reason").text
+    screenshot(browser, "redrive-paused")
+
+    test_redis.set(f"test:fixed:{key}", 1)  # the operator fixes the cause, then resumes
+    browser.find_element(By.ID, "resume-redrive").click()
+    wait_until(browser, lambda d: "Done" in d.find_element(By.ID, "redrive-status").text,
+               "the resumed redrive to finish")
+    screenshot(browser, "redrive-done")
+    assert browser.find_element(By.ID, "figure-succeeded").text == "20"
+    assert browser.find_element(By.ID, "figure-in-flight").text == "0"
+    assert not DeadLetter.objects.filter(fingerprint=failing[0].fingerprint,
+                                         status=DeadLetter.Status.NEW).exists()
+
+    # Select all 149 rows and requeue: only the 5 open ones go, the discarded never.
+    browser.get(f"{live_server.url}/admin/workers/deadletter/")
+    browser.find_element(By.ID, "action-toggle").click()
+    browser.find_element(By.CSS_SELECTOR, ".actions .question a").click()
+    Select(browser.find_element(By.NAME, "action")).select_by_value("requeue")
+    browser.find_element(By.CSS_SELECTOR, ".actions button[name=index]").click()
+    count = wait_until(browser, lambda d: d.find_element(By.ID, "confirm-count"), "the count")
+    assert count.text == "5"
+    assert "120 discarded" in browser.find_element(By.ID, "confirm-left-out").text
+    screenshot(browser, "requeue-select-all")
+    browser.find_element(By.CSS_SELECTOR, "#confirm-form input[type=submit]").click()
+    done = wait_until(browser, lambda d: d.find_element(By.ID, "result-done"), "the result")
+    assert done.text == "5"
+    wait_for(lambda: DeadLetter.objects.filter(pk__in=[r.pk for r in fixed_later],
+                                               status=DeadLetter.Status.RESOLVED).count() == 5,
+             what="the five replays to succeed")
+    assert not DeadLetter.objects.filter(status=DeadLetter.Status.DISCARDED,
+                                         requeue_count__gt=0).exists()

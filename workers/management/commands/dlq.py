@@ -22,7 +22,6 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from workers.api.redaction import redact, redact_text
-from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
 from workers.dead_letters.export import FORMATS, dead_letters_export
 from workers.dead_letters.lifecycle import (
@@ -30,19 +29,19 @@ from workers.dead_letters.lifecycle import (
     dead_letters_acknowledge,
     dead_letters_snooze,
 )
-from workers.dead_letters.models import DeadLetter, DeadLetterEvent, Redrive
+from workers.dead_letters.models import DeadLetter, Redrive
 from workers.dead_letters.redrive import (
     ACTIVE,
     redrive_cancel,
     redrive_draft,
     redrive_pause,
+    redrive_progress,
     redrive_resume,
     redrive_start,
 )
+from workers.dead_letters.rules import ELIGIBLE, Action
 from workers.dead_letters.selectors import dead_letter_groups, dead_letters_matching
 from workers.dead_letters.services import (
-    DISCARDABLE,
-    REQUEUEABLE,
     dead_letters_discard,
     dead_letters_purge,
     dead_letters_requeue,
@@ -101,8 +100,14 @@ class Command(BaseCommand):
         groups = actions.add_parser("groups", help="dead letters grouped by cause")
         groups.add_argument("--all", action="store_true", help="causes with no open rows too")
         for name in ("redrive-status", "redrive-pause", "redrive-resume", "redrive-cancel"):
-            actions.add_parser(name, help=f"{name.split('-')[1]} a redrive").add_argument(
-                "redrive_id", type=int)
+            control = actions.add_parser(name, help=f"{name.split('-')[1]} a redrive")
+            control.add_argument("redrive_id", type=int)
+            if name == "redrive-resume":
+                control.add_argument("--canary", type=int, default=None,
+                                     help="canary before going on (default: the redrive's)")
+                control.add_argument("--skip-failed", action="store_true",
+                                     help="do not replay again the rows that failed before "
+                                          "the pause")
         show = actions.add_parser("show", help="one dead letter in full (payload redacted), "
                                   "with its earlier errors and history")
         show.add_argument("id", type=int, help="dead letter id")
@@ -126,7 +131,7 @@ class Command(BaseCommand):
             self._groups(open_only=not options["all"])
             return
         if action.startswith("redrive-"):
-            self._control(action, options["redrive_id"])
+            self._control(action, options)
             return
         if action == "note":
             self._note(options)
@@ -144,14 +149,10 @@ class Command(BaseCommand):
                 raise CommandError(str(error)) from error
             self.stdout.write(f"edited dead letter {options['id']} and requeued it as {replay}")
             return
-        default_status: list[str] | None = {
-            "requeue": [str(status) for status in REQUEUEABLE],
-            "discard": [str(status) for status in DISCARDABLE],
-            "redrive": [str(status) for status in DISCARDABLE],
-            "acknowledge": [str(status) for status in DISCARDABLE],
-            "snooze": [str(status) for status in DISCARDABLE],
-            "export": None,
-            "purge": ["discarded", "resolved"]}.get(action)
+        # By default a filter matches the rows the action may touch (the services refuse
+        # the others anyway, and say why).
+        default_status = (list(ELIGIBLE[Action(action)]) if action in Action.__members__.values()
+                          else None)
         rows = dead_letters_matching(
             ids=options["ids"], task=options["task"], queue=options["queue"],
             statuses=options["status"] or default_status, older_than=options["older_than"],
@@ -163,9 +164,11 @@ class Command(BaseCommand):
         if action == "list":
             self._list(rows[: options["limit"]])
         elif action == "purge":
-            self.stdout.write(f"purged {dead_letters_purge(rows=rows)} dead letter(s)")
+            purged = dead_letters_purge(rows=rows, actor=f"cli:{_user()}",
+                                        detail={"filter": _filter_text(options)})
+            self.stdout.write(f"purged {purged} dead letter(s)")
         elif action == "requeue":
-            self._requeue(rows)
+            self._requeue(rows, options)
         elif action == "acknowledge":
             done = dead_letters_acknowledge(dead_letter_ids=rows.values_list("pk", flat=True),
                                             actor=f"cli:{_user()}")
@@ -178,13 +181,12 @@ class Command(BaseCommand):
         elif action == "redrive":
             self._redrive(rows, options)
         elif action == "export":
-            self.stdout.write(dead_letters_export(rows=rows.order_by("pk").iterator(),
-                                                  file_format=options["format"]), ending="")
-            dead_letter_audit(actor=f"cli:{_user()}", action=DeadLetterEvent.Action.EXPORTED,
-                              count=rows.count(), detail={"filter": _filter_text(options),
-                                                          "format": options["format"]})
+            self.stdout.write(dead_letters_export(rows=rows, file_format=options["format"],
+                                                  actor=f"cli:{_user()}",
+                                                  detail={"filter": _filter_text(options)}),
+                              ending="")
         else:
-            self._discard(rows)
+            self._discard(rows, options)
 
     def _show(self, dead_letter_id: int) -> None:
         row = DeadLetter.objects.filter(pk=dead_letter_id).first()
@@ -240,24 +242,32 @@ class Command(BaseCommand):
                 raise CommandError(f"redrive {redrive.pk} {redrive.status}: "
                                    f"{redrive.status_reason}")
 
-    def _control(self, action: str, redrive_id: int) -> None:
+    def _control(self, action: str, options: dict[str, Any]) -> None:
+        redrive_id = options["redrive_id"]
         redrive = Redrive.objects.filter(pk=redrive_id).first()
         if redrive is None:
             raise CommandError(f"no redrive with id {redrive_id}")
-        verb = action.split("-", 1)[1]
-        controls = {"pause": redrive_pause, "resume": redrive_resume, "cancel": redrive_cancel}
-        if verb in controls:
-            try:
-                redrive = controls[verb](redrive_id=redrive_id, actor=f"cli:{_user()}")
-            except ValueError as error:
-                raise CommandError(str(error)) from error
+        actor = f"cli:{_user()}"
+        try:
+            if action == "redrive-pause":
+                redrive = redrive_pause(redrive_id=redrive_id, actor=actor)
+            elif action == "redrive-cancel":
+                redrive = redrive_cancel(redrive_id=redrive_id, actor=actor)
+            elif action == "redrive-resume":
+                redrive = redrive_resume(redrive_id=redrive_id, actor=actor,
+                                         canary=options["canary"],
+                                         retry_failed=not options["skip_failed"])
+        except ValueError as error:
+            raise CommandError(str(error)) from error
         self._status(redrive)
 
     def _status(self, redrive: Redrive) -> None:
+        figures = redrive_progress(redrive)
         self.stdout.write(
-            f"redrive {redrive.pk} {redrive.status}: {redrive.position}/"
-            f"{len(redrive.dead_letter_ids)} handled, {redrive.sent} sent, {redrive.succeeded} "
-            f"succeeded, {redrive.failed} failed again, {redrive.skipped} skipped"
+            f"redrive {redrive.pk} {redrive.status}: {figures.percent}% of {figures.total} "
+            f"finished, {figures.sent} sent, {figures.succeeded} succeeded, {figures.failed} "
+            f"failed again, {figures.in_flight} in flight, {figures.skipped} skipped, "
+            f"{figures.not_sent} not sent yet"
             + (f" ({redrive.status_reason})" if redrive.status_reason else ""))
 
     def _note(self, options: dict[str, Any]) -> None:
@@ -284,17 +294,19 @@ class Command(BaseCommand):
                 f"{'':>58}args={redact(row.args)} kwargs={redact(row.kwargs)}"
             )
 
-    def _requeue(self, rows: QuerySet[DeadLetter]) -> None:
+    def _requeue(self, rows: QuerySet[DeadLetter], options: dict[str, Any]) -> None:
         outcome = dead_letters_requeue(dead_letter_ids=list(rows.values_list("pk", flat=True)),
-                                       actor=f"cli:{_user()}")
+                                       actor=f"cli:{_user()}",
+                                       detail={"filter": _filter_text(options)})
         for pk, replay_task_id in outcome.requeued.items():
             self.stdout.write(f"requeued dead letter {pk} as {replay_task_id}")
         if outcome.refused:
             raise CommandError("; ".join(outcome.refused.values()))
 
-    def _discard(self, rows: QuerySet[DeadLetter]) -> None:
+    def _discard(self, rows: QuerySet[DeadLetter], options: dict[str, Any]) -> None:
         outcome = dead_letters_discard(dead_letter_ids=list(rows.values_list("pk", flat=True)),
-                                       actor=f"cli:{_user()}")
+                                       actor=f"cli:{_user()}",
+                                       detail={"filter": _filter_text(options)})
         for pk in outcome.discarded:
             self.stdout.write(f"discarded dead letter {pk}")
         if outcome.refused:

@@ -15,10 +15,10 @@ from django.db.models import Min
 from django.urls import reverse
 
 from workers.api.models import OutboxMessage
+from workers.api.queue_stats import queue_stats
 from workers.ops.alerts.models import Alert
 from workers.ops.alerts.services import alert_raise, alerts_deliver_pending, alerts_flush_digests
 from workers.ops.alerts.windows import watching_since
-from workers.ops.queue_stats import queue_stats
 from workers.runtime.metrics import (
     live_workers_by_queue,
     read_beat_tick,

@@ -131,7 +131,7 @@ def test_redis_channel_internals_the_atomic_fetch_replaces_or_calls():
 
 
 def test_redis_list_layout_queue_stats_reads():
-    """workers/ops/queue_stats.py: a queue is a list, published with LPUSH (oldest last)."""
+    """workers/api/queue_stats.py: a queue is a list, published with LPUSH (oldest last)."""
     assert "lpush" in inspect.getsource(kombu_redis.Channel._put)
 
 

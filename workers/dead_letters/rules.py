@@ -1,0 +1,93 @@
+"""Which dead letters each action may touch, and why the others are left out.
+
+One table for the services, the admin and the CLI: they used to keep copies of it, and a
+"select all" requeue sent discarded rows because the admin trusted its own copy. The
+services apply it to every call; the admin and the CLI show it before asking.
+"""
+
+import inspect
+from enum import StrEnum
+
+from workers.api.task_registry import project_task
+from workers.dead_letters.models import DeadLetter
+
+Status = DeadLetter.Status
+
+#: Failures still waiting for a decision.
+OPEN = (Status.NEW, Status.ACKNOWLEDGED, Status.SNOOZED)
+
+
+class Action(StrEnum):
+    REQUEUE = "requeue"
+    REDRIVE = "redrive"
+    EDIT = "edit"
+    DISCARD = "discard"
+    ACKNOWLEDGE = "acknowledge"
+    SNOOZE = "snooze"
+    PURGE = "purge"
+
+
+#: The statuses each action applies to. Discarded rows ("keep for the record, never
+#: replay") and resolved ones are never replayed by any path; requeued rows already have
+#: their replay coming (one that fails again comes back as a new row).
+ELIGIBLE: dict[Action, tuple[str, ...]] = {
+    Action.REQUEUE: OPEN,
+    Action.REDRIVE: OPEN,
+    Action.EDIT: OPEN,
+    Action.DISCARD: OPEN,
+    Action.ACKNOWLEDGE: OPEN,
+    Action.SNOOZE: OPEN,
+    Action.PURGE: (Status.DISCARDED, Status.RESOLVED),
+}
+
+#: What a row in each status is, said once for every refusal.
+WHY_NOT: dict[str, str] = {
+    Status.NEW: "new",
+    Status.ACKNOWLEDGED: "acknowledged",
+    Status.SNOOZED: "snoozed",
+    Status.REQUEUED: "requeued: its replay is already on its way",
+    Status.DISCARDED: "discarded: kept for the record, never replayed",
+    Status.RESOLVED: "resolved: its replay succeeded",
+}
+
+REPLAYS = (Action.REQUEUE, Action.REDRIVE)
+
+
+def refusal(action: Action, row: DeadLetter) -> str:
+    """Why `action` may not touch `row`, or "" if it may. The reason names no id, so a
+    confirmation page can count the rows left out for each reason."""
+    if row.status not in ELIGIBLE[action]:
+        return WHY_NOT.get(row.status, row.status)
+    if action in REPLAYS:
+        return replay_blocker(row)
+    if action == Action.EDIT and not replayable(row):
+        return "a message with no usable task call (see its raw body)"
+    return ""
+
+
+def replayable(row: DeadLetter) -> bool:
+    """A row holds a call to replay unless it came from a message with no usable task."""
+    return bool(row.task_name) and not row.raw_body
+
+
+def replay_blocker(row: DeadLetter) -> str:
+    """Why replaying the row as it stands cannot succeed ("" if it can): no call to
+    replay, a task this codebase does not define, or arguments the task does not take.
+    Edit (new arguments) or discard is the way out of each."""
+    if not replayable(row):
+        return "a message with no usable task call (see its raw body): discard it"
+    return call_refusal(row.task_name, row.args, row.kwargs)
+
+
+def call_refusal(task_name: str, args: object, kwargs: object) -> str:
+    """Why `task_name(*args, **kwargs)` cannot run here ("" if it can)."""
+    task = project_task(task_name)
+    if task is None:
+        return f"task {task_name} is not defined in this codebase"
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        return f"{task_name}: stored arguments are not a list and an object"
+    try:
+        inspect.signature(task.run).bind(*args, **kwargs)
+    except TypeError as error:
+        return f"{task_name} does not accept these arguments: {error}"
+    return ""

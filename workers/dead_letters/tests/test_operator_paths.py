@@ -1,0 +1,181 @@
+"""What an operator hit walking the triage for real: select-all replaying rows that must
+never be replayed, a resume that paused again at once, a redrive sending far ahead of the
+workers, causes that cannot succeed by replay, and the CLI leaving no audit trail."""
+
+import re
+
+import pytest
+from celery.utils import uuid
+from django.core.management import call_command
+from django.urls import reverse
+
+from tests.factories import DeadLetterFactory
+from tests.fixtures import wait_for
+from workers.api.routing import BULK, CRITICAL
+from workers.dead_letters.models import DeadLetter, DeadLetterEvent, Redrive
+from workers.dead_letters.redrive import (
+    AHEAD_SECONDS,
+    redrive_cancel,
+    redrive_draft,
+    redrive_pause,
+    redrive_progress,
+    redrive_resume,
+    redrive_start,
+)
+from workers.dead_letters.selectors import dead_letter_groups
+
+CHANGELIST = "admin:workers_deadletter_changelist"
+Status = DeadLetter.Status
+
+
+def mixed_rows() -> dict[str, list[DeadLetter]]:
+    """Rows of one cause in every state, plus one whose task this codebase lacks."""
+    def make(status: str, count: int, **fields: object) -> list[DeadLetter]:
+        return [DeadLetterFactory(status=status, queue=BULK, **fields) for _ in range(count)]
+    return {"new": make(Status.NEW, 4), "acknowledged": make(Status.ACKNOWLEDGED, 1),
+            "discarded": make(Status.DISCARDED, 3), "resolved": make(Status.RESOLVED, 2),
+            "requeued": make(Status.REQUEUED, 1),
+            "unknown": make(Status.NEW, 1, task_name="apps.gone.tasks.removed")}
+
+
+def ids(rows: list[DeadLetter]) -> list[int]:
+    return [row.pk for row in rows]
+
+
+@pytest.mark.django_db
+def test_select_all_requeue_touches_only_open_replayable_rows(admin_client):
+    rows = mixed_rows()
+    first = rows["new"][0].pk
+    page = admin_client.post(reverse(CHANGELIST), {
+        "action": "requeue", "select_across": "1", "_selected_action": first,
+        "index": "0"}).content.decode()
+    assert re.search(r'id="confirm-count">5<', page)  # 4 new + 1 acknowledged
+    assert re.search(r'id="confirm-selected">12<', page)
+    assert "<strong>3</strong> discarded: kept for the record, never replayed" in page
+    assert "<strong>2</strong> resolved" in page
+    assert "task apps.gone.tasks.removed is not defined in this codebase" in page
+    frozen = re.search(r'name="frozen_ids" value="([\d,]*)"', page)[1]
+    assert sorted(map(int, frozen.split(","))) == sorted(ids(rows["new"] + rows["acknowledged"]))
+
+    # Even a hand-made post naming discarded and resolved rows replays none of them.
+    every_id = ",".join(str(row.pk) for group in rows.values() for row in group)
+    result = admin_client.post(reverse(CHANGELIST), {
+        "action": "requeue", "select_across": "1", "_selected_action": first,
+        "frozen_ids": every_id, "confirmed": "yes"}).content.decode()
+    assert re.search(r'id="result-done">5<', result)
+    for never in ("discarded", "resolved", "requeued", "unknown"):
+        for row in rows[never]:
+            row.refresh_from_db()
+            assert row.requeue_count == 0 and row.replay_task_id == "", (never, row.status)
+    assert DeadLetter.objects.filter(status=Status.DISCARDED).count() == 3
+    event = DeadLetterEvent.objects.get(action=DeadLetterEvent.Action.REQUEUED)
+    assert (event.actor, event.count, event.detail["refused"]) == ("admin", 5, 7)
+
+
+@pytest.mark.django_db
+def test_select_all_redrive_drafts_only_rows_it_may_replay(admin_client):
+    rows = mixed_rows()
+    admin_client.post(reverse(CHANGELIST), {
+        "action": "redrive", "select_across": "1", "_selected_action": rows["new"][0].pk,
+        "index": "0"})
+    redrive = Redrive.objects.get()
+    assert sorted(redrive.dead_letter_ids) == sorted(ids(rows["new"] + rows["acknowledged"]))
+    assert "7 left out" in redrive.description
+
+
+@pytest.mark.django_db
+def test_the_cli_writes_the_audit_trail():
+    rows = mixed_rows()
+    call_command("dlq", "requeue", str(rows["new"][0].pk))
+    call_command("dlq", "discard", str(rows["new"][1].pk))
+    call_command("dlq", "purge", str(rows["resolved"][0].pk))
+    events = {event.action: event for event in DeadLetterEvent.objects.all()}
+    for action in ("requeued", "discarded", "purged"):
+        assert events[action].actor.startswith("cli:"), action
+        assert events[action].count == 1, action
+    assert events["discarded"].detail["ids"] == [rows["new"][1].pk]
+
+
+@pytest.mark.django_db
+def test_redrive_controls_are_distinct_audit_actions_with_the_redrive():
+    rows = [DeadLetterFactory() for _ in range(3)]
+    redrive = redrive_draft(dead_letter_ids=ids(rows), actor="ops", description="test")
+    redrive_start(redrive_id=redrive.pk, actor="ops", rate=1, canary=1, max_failure_rate=0.5)
+    redrive_pause(redrive_id=redrive.pk, actor="ops")
+    redrive_resume(redrive_id=redrive.pk, actor="ops", canary=0)
+    redrive_cancel(redrive_id=redrive.pk, actor="ops")
+    trail = list(DeadLetterEvent.objects.order_by("at", "pk").values_list("action", "redrive"))
+    assert trail == [("redrive", redrive.pk), ("redrive_paused", redrive.pk),
+                     ("redrive_resumed", redrive.pk), ("redrive_cancelled", redrive.pk)]
+
+
+@pytest.mark.django_db
+def test_causes_show_triage_state_sort_by_count_and_say_what_cannot_replay(admin_client):
+    small = [DeadLetterFactory(message="small cause", status=status)
+             for status in (Status.NEW, Status.ACKNOWLEDGED, Status.SNOOZED)]
+    big = [DeadLetterFactory(message="big cause") for _ in range(5)]
+    gone = DeadLetterFactory(task_name="apps.gone.tasks.removed", message="gone")
+    by_count = dead_letter_groups(order="count")
+    assert [group.fingerprint for group in by_count][:2] == [big[0].fingerprint,
+                                                            small[0].fingerprint]
+    small_group = by_count[1]
+    assert (small_group.new, small_group.acknowledged, small_group.snoozed) == (1, 1, 1)
+
+    page = admin_client.get(reverse("admin:workers_deadletter_groups") + "?o=count")
+    html = page.content.decode()
+    row = re.search(rf'<tr class="group" data-fingerprint="{gone.fingerprint}">.*?</tr>', html,
+                    re.S)[0]
+    assert "Cannot succeed by replay: task apps.gone.tasks.removed is not defined" in row
+    assert "Redrive" not in row and 'class="discard"' in row
+    big_row = re.search(rf'data-fingerprint="{big[0].fingerprint}">.*?</tr>', html, re.S)[0]
+    assert f"fingerprint={big[0].fingerprint}&amp;status__exact=new" in big_row
+    assert "Redrive" in big_row
+
+
+def test_resume_after_a_failed_canary_starts_a_new_window_and_finishes(live_workers,
+                                                                      test_redis):
+    key = uuid()
+    rows = [DeadLetterFactory(task_name="tests.tasks.fails_until_fixed", args=[key],
+                              queue=CRITICAL, message="not fixed yet") for _ in range(20)]
+    redrive = redrive_draft(dead_letter_ids=ids(rows), actor="ops", description="test")
+    redrive_start(redrive_id=redrive.pk, actor="ops", rate=20, canary=4,
+                  max_failure_rate=0.2)
+    paused = wait_for(lambda: Redrive.objects.filter(pk=redrive.pk,
+                                                     status=Redrive.Status.PAUSED).first(),
+                      what="the canary to pause the redrive")
+    assert "canary: 4 of 4" in paused.status_reason
+    assert DeadLetterEvent.objects.get(action="redrive_paused").actor == "redrive"
+
+    test_redis.set(f"test:fixed:{key}", 1)  # the cause is fixed
+    redrive_resume(redrive_id=redrive.pk, actor="ops")
+    done = wait_for(lambda: Redrive.objects.filter(
+        pk=redrive.pk, status__in=[Redrive.Status.DONE, Redrive.Status.PAUSED]).first(),
+        what="the resumed redrive to stop")
+    assert done.status == Redrive.Status.DONE, done.status_reason
+    figures = redrive_progress(done)
+    # 20 rows, and the 4 that failed in the canary sent again (their boomerangs).
+    assert (figures.total, figures.sent, figures.succeeded, figures.failed,
+            figures.in_flight, figures.percent) == (24, 24, 20, 4, 0, 100)
+    assert not DeadLetter.objects.filter(status__in=[Status.NEW, Status.ACKNOWLEDGED,
+                                                     Status.SNOOZED]).exists()
+
+
+def test_a_redrive_never_runs_far_ahead_of_the_workers(live_workers, test_redis):
+    key = uuid()
+    rate = 4
+    limit = max(20, int(rate * AHEAD_SECONDS))
+    rows = [DeadLetterFactory(task_name="tests.tasks.held_until_released", args=[key],
+                              queue=BULK) for _ in range(limit + 15)]
+    redrive = redrive_draft(dead_letter_ids=ids(rows), actor="ops", description="test")
+    redrive_start(redrive_id=redrive.pk, actor="ops", rate=rate, canary=0,
+                  max_failure_rate=0.5)
+    waiting = wait_for(lambda: Redrive.objects.filter(
+        pk=redrive.pk, status_reason__startswith="waiting for the workers").first(),
+        what="the redrive to wait for the workers")
+    # The bulk pool holds its replays; the redrive stopped at its bound, not at its rate.
+    assert waiting.sent == limit
+    test_redis.set(f"test:release:{key}", 1)
+    done = wait_for(lambda: Redrive.objects.filter(pk=redrive.pk,
+                                                   status=Redrive.Status.DONE).first(),
+                    what="the redrive to finish once the workers catch up")
+    assert (done.sent, done.succeeded) == (len(rows), len(rows))
