@@ -98,8 +98,8 @@ def _dead_letters(*, letters: int, noise: int) -> None:
 
 
 def _biggest(page: str, letters: int) -> str:
-    match = re.search(r'data-fingerprint="(\w+)">(?:(?!</tr>).)*?<td>' + str(letters) + " / ",
-                      page, re.S)
+    match = re.search(r'data-fingerprint="(\w+)">(?:(?!</tr>).)*?class="count-new"><a [^>]*>'
+                      + str(letters) + "<", page, re.S)
     if match is None:
         raise SystemExit("the groups page does not show the cause with "
                          f"{letters} open rows")
