@@ -1,6 +1,7 @@
 """Event ingestion, rollups, retention and CSV exports."""
 
 import csv
+import json
 import tempfile
 from datetime import date, datetime, time, timedelta
 from time import monotonic
@@ -102,8 +103,9 @@ def export_run(*, export_id: int) -> ExportJob:
             writer.writerow(EXPORT_COLUMNS)
             written = 0
             for event in rows.iterator(chunk_size=EXPORT_READ_CHUNK):
+                # JSON, as ingested: a dict's Python repr is not readable elsewhere.
                 writer.writerow([event.pk, event.name, event.occurred_at.isoformat(),
-                                 event.properties])
+                                 json.dumps(event.properties, ensure_ascii=False)])
                 written += 1
                 if written % EXPORT_READ_CHUNK == 0:
                     _export_update(job, progress=min(99, written * 100 // total))

@@ -72,20 +72,30 @@ def export_detail(request: HttpRequest, export_id: int) -> JsonResponse:
 
 @require_GET
 def export_download(request: HttpRequest, export_id: int) -> FileResponse | JsonResponse:
-    job = _own_export(request, export_id)
+    """The file, to its owner or to a user who may view export jobs (the admin's link):
+    media is not served, so this view is the only way to it. Never cached, since the
+    rows are customer data."""
+    job = _own_export(request, export_id, or_permission="analytics.view_exportjob")
     if job.status != ExportJob.Status.DONE:
         return JsonResponse({"error": f"the export is {job.status}"}, status=409)
-    return FileResponse(job.file.open("rb"), as_attachment=True,
-                        filename=(job.file.name or "").rpartition("/")[2],
-                        content_type="text/csv")
+    response = FileResponse(job.file.open("rb"), as_attachment=True,
+                            filename=(job.file.name or "").rpartition("/")[2],
+                            content_type="text/csv")
+    response["Cache-Control"] = "no-store"
+    return response
 
 
-def _own_export(request: HttpRequest, export_id: int) -> ExportJob:
-    """The caller's export; anyone else's (or none) is a 404, so ids reveal nothing."""
+def _own_export(request: HttpRequest, export_id: int, *,
+                or_permission: str | None = None) -> ExportJob:
+    """The caller's export, or with `or_permission` anyone's; another's (or none) is a 404,
+    so ids reveal nothing."""
     if not request.user.is_authenticated:
         raise Http404
+    jobs = ExportJob.objects.all()
+    if not (or_permission and request.user.has_perm(or_permission)):
+        jobs = jobs.filter(owner=request.user)
     try:
-        return ExportJob.objects.get(pk=export_id, owner=request.user)
+        return jobs.get(pk=export_id)
     except ExportJob.DoesNotExist:
         raise Http404 from None
 

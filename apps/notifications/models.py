@@ -39,6 +39,7 @@ class Campaign(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
         SENDING = "sending", "Sending"
+        DONE = "done", "Done"  # every chunk finished (failed rows stay failed)
 
     kind = models.CharField(max_length=32, choices=[(Kind.DIGEST, Kind.DIGEST.label),
                                                     (Kind.NEWSLETTER, Kind.NEWSLETTER.label)])
@@ -55,6 +56,29 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.key}"
+
+
+class CampaignChunk(models.Model):
+    """One bulk task's range of users, written by the fan-out; the campaign is done once
+    none of its chunks is pending."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="chunks")
+    first_user_id = models.BigIntegerField()
+    last_user_id = models.BigIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "first_user_id"],
+                                    name="campaignchunk_campaign_first"),
+        ]
+
+    def __str__(self) -> str:
+        return f"campaign {self.campaign_id} users {self.first_user_id}..{self.last_user_id}"
 
 
 class Notification(models.Model):

@@ -5,10 +5,16 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
-from apps.notifications.models import TRANSACTIONAL_KINDS, Campaign, Kind, Notification
+from apps.notifications.models import (
+    TRANSACTIONAL_KINDS,
+    Campaign,
+    CampaignChunk,
+    Kind,
+    Notification,
+)
 from apps.notifications.providers import EmailProvider, OutgoingEmail, message_id_for
 from apps.notifications.selectors import campaign_audience
 from workers.api.exceptions import PermanentError, TransientError
@@ -101,7 +107,10 @@ def campaign_fan_out(*, campaign_id: int) -> int:
     """Split the audience into id ranges of `chunk_size` users, one bulk task each.
 
     Ranges keep each message small; a redelivered fan-out sends the same ranges again,
-    which the chunks absorb (rows are unique per campaign and user).
+    which the chunks absorb (rows are unique per campaign and user). Each range is a
+    CampaignChunk row, and its job goes through the outbox: no chunk task runs before
+    every chunk row is committed, so none can find the others missing and call the
+    campaign done. With nobody to send to, the campaign is done here.
     """
     from apps.notifications.tasks import send_campaign_chunk
 
@@ -111,10 +120,14 @@ def campaign_fan_out(*, campaign_id: int) -> int:
     ranges = [(chunk[0], chunk[-1]) for chunk in
               (user_ids[i:i + campaign.chunk_size]
                for i in range(0, len(user_ids), campaign.chunk_size))]
+    CampaignChunk.objects.bulk_create(
+        [CampaignChunk(campaign_id=campaign_id, first_user_id=first, last_user_id=last)
+         for first, last in ranges], ignore_conflicts=True)
     Campaign.objects.filter(pk=campaign_id).update(recipients_total=len(user_ids),
                                                    chunks_total=len(ranges))
     for first_user_id, last_user_id in ranges:
-        send_campaign_chunk.delay(campaign_id, first_user_id, last_user_id)
+        send_campaign_chunk.delay_via_outbox(campaign_id, first_user_id, last_user_id)
+    _campaign_finish_if_done(campaign_id=campaign_id)
     return len(ranges)
 
 
@@ -123,6 +136,8 @@ def campaign_send_chunk(*, campaign_id: int, first_user_id: int, last_user_id: i
 
     Each batch is as large as the shared rate limit grants and is committed on its own, so
     a crash re-sends at most one batch; rows locked by a duplicate of this task are skipped.
+    Once the range has nothing pending, the chunk is done, and so is the campaign if it was
+    the last.
     """
     campaign = Campaign.objects.get(pk=campaign_id)
     recipients = (campaign_audience(kind=campaign.kind)
@@ -145,11 +160,39 @@ def campaign_send_chunk(*, campaign_id: int, first_user_id: int, last_user_id: i
             with transaction.atomic():
                 batch = list(pending.select_for_update(skip_locked=True).order_by("id")[:granted])
                 if not batch:
-                    return sent
+                    break
                 sent_now, error = _deliver_batch(provider, batch)
             sent += sent_now
             if error is not None:
                 raise error
+    _chunk_finish(campaign_id=campaign_id, first_user_id=first_user_id, pending=pending)
+    return sent
+
+
+def _chunk_finish(*, campaign_id: int, first_user_id: int,
+                  pending: QuerySet[Notification]) -> None:
+    """Mark the chunk done, then the campaign if no chunk of it is left.
+
+    Rows still pending (a duplicate of this task holds them locked) leave the chunk to that
+    duplicate. The two UPDATEs run outside any transaction, each committed on its own: of
+    chunks finishing at once on several workers, the one whose mark commits last runs its
+    check after every other mark is committed, so someone always sees "none left".
+    """
+    if pending.exists():
+        return
+    CampaignChunk.objects.filter(campaign_id=campaign_id, first_user_id=first_user_id).update(
+        status=CampaignChunk.Status.DONE)
+    _campaign_finish_if_done(campaign_id=campaign_id)
+
+
+def _campaign_finish_if_done(*, campaign_id: int) -> bool:
+    """SENDING -> DONE in one conditional UPDATE, when no chunk is unfinished: of two
+    chunks that both see none left, the second waits for the first's row lock, then finds
+    the campaign no longer SENDING and changes nothing."""
+    unfinished = CampaignChunk.objects.filter(campaign=OuterRef("pk")).exclude(
+        status=CampaignChunk.Status.DONE)
+    return bool(Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.SENDING)
+                .filter(~Exists(unfinished)).update(status=Campaign.Status.DONE))
 
 
 def _deliver(provider: EmailProvider, notification: Notification) -> None:

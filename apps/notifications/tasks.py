@@ -24,7 +24,10 @@ def fan_out_campaign(campaign_id: int) -> None:
     campaign_fan_out(campaign_id=campaign_id)
 
 
-@shared_task(route=BULK, max_retries=10, retry_backoff_max=600, soft_time_limit=300, time_limit=360)
+# Published through the fan-out's outbox. Rows are unique per campaign and user and each is
+# sent under its row lock and status, so a second run of a range sends nothing new.
+@shared_task(route=BULK, idempotent=True, max_retries=10, retry_backoff_max=600,
+             soft_time_limit=300, time_limit=360)
 def send_campaign_chunk(campaign_id: int, first_user_id: int, last_user_id: int) -> None:
     campaign_send_chunk(campaign_id=campaign_id, first_user_id=first_user_id,
                         last_user_id=last_user_id)

@@ -29,21 +29,24 @@ def free_port() -> int:
 
 
 class PrivateRedis:
-    """A redis-server of the test's own, with AOF on, that the test may kill and restart."""
+    """A redis-server of the test's own, with AOF on, that the test may kill and restart;
+    with `password`, one that asks for it (`url` carries it, as a production URL would)."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, *, password: str = ""):
         self.directory = directory
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        self.url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "always",
-             "--save", "", "--daemonize", "no"],
+             "--save", "", "--daemonize", "no",
+             *(["--requirepass", self.password] if self.password else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
+        client = redis.Redis(port=self.port, password=self.password or None)
         if not poll_until(lambda: _answers(client), timeout=START_TIMEOUT):
             raise RuntimeError(f"redis-server on port {self.port} did not start")
 

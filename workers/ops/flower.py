@@ -1,14 +1,18 @@
-"""Flower with every path behind the dashboard's login.
+"""Flower with every path behind the dashboard's login, and a Broker tab that works.
 
 Flower 2 asks for credentials on its pages and API but serves `/metrics` and
 `/healthcheck` to anyone: task names, counts and worker names leak to whoever can reach
 the port. `require_login_everywhere()` gives those two handlers the same check as the
 rest (basic auth from FLOWER_BASIC_AUTH, or Flower's OAuth login) before Flower starts.
-The private names it relies on are checked by workers/runtime/tests/test_celery_internals.py.
+`show_broker_as()` lets the Broker tab and `/api/queues/length` read the queues of the
+platform's Redis transport.
+The private names they rely on are checked by workers/runtime/tests/test_celery_internals.py.
 """
 
 import tornado.web
+from flower.app import Flower
 from flower.views import BaseHandler, monitor
+from kombu.utils.url import maybe_sanitize_url
 
 OPEN_HANDLERS = (monitor.Metrics, monitor.Healthcheck)
 
@@ -22,3 +26,17 @@ def _require_login(self: BaseHandler) -> None:
     """Flower's own check: a wrong or missing basic-auth header raises 401 inside it."""
     if not self.get_current_user():
         raise tornado.web.HTTPError(401)
+
+
+def show_broker_as(*, url: str) -> None:
+    """Give Flower's Broker tab and `/api/queues/length` the broker's own URL.
+
+    Both build their broker client from the URL of Flower's connection, and with the
+    platform's transport (`broker_transport`, workers/runtime/redis_transport.py) that URL
+    starts with the transport's class path, a scheme Flower does not know: they answered
+    404 "'redis' broker is not supported". The transport changes only how a worker fetches;
+    the keys Flower counts (a list per queue and priority step) are kombu's, so the plain
+    redis:// URL reads them. Flower's own connection (events, inspect) keeps the transport.
+    """
+    Flower.broker_uri_with_password = url  # in place of Flower's cached properties
+    Flower.broker_uri = maybe_sanitize_url(url)  # shown on the Broker tab, password masked

@@ -4,7 +4,8 @@ Belongs here: the task request class, the message consumer, bootsteps, the beat
 scheduler, the broker transport, Celery signal handlers. Must not: business rules, or
 anything a task author calls (that is `workers.api`). The settings name the classes
 Celery loads (request, consumer, scheduler, transport); `install(app)`, from
-config/celery.py, adds the bootsteps; `connect_signal_handlers()`, from the workers app's
+config/celery.py, adds the bootsteps and censors the settings the process reports
+(`config_censor`); `connect_signal_handlers()`, from the workers app's
 `ready()`, connects the handlers once Django's models can be imported, in every process
 that loads Django (so a publish from any of them is stamped and redacted). Every private
 Celery, kombu and django-celery-beat name this package relies on is checked by
@@ -13,13 +14,16 @@ workers/runtime/tests/test_celery_internals.py.
 
 from celery import Celery
 
+from workers.runtime import config_censor
 from workers.runtime.event_batches import EventBatchLimit
 from workers.runtime.heartbeat import WorkerHeartbeat
 from workers.runtime.timers import CancelledTimerCompaction
 
 
 def install(app: Celery) -> None:
-    """Add the platform's bootsteps to the worker and its consumer."""
+    """Add the platform's bootsteps to the worker and its consumer, and keep secrets out
+    of the configuration the process reports (`celery inspect conf`, Flower)."""
+    config_censor.install()
     app.steps["worker"].add(CancelledTimerCompaction)
     app.steps["consumer"].add(EventBatchLimit)
     app.steps["consumer"].add(WorkerHeartbeat)

@@ -1,14 +1,17 @@
-"""Analytics services: idempotent rollups and batched, time-boxed retention."""
+"""Analytics services: idempotent rollups, batched, time-boxed retention, CSV exports."""
 
-from datetime import UTC, datetime, timedelta
+import csv
+import json
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from apps.analytics.models import Event, HourlyRollup
-from apps.analytics.services import events_delete_older_than, rollup_hour
+from apps.analytics.models import Event, ExportJob, HourlyRollup
+from apps.analytics.services import events_delete_older_than, export_run, rollup_hour
 
 
 @pytest.mark.django_db
@@ -45,3 +48,21 @@ def test_retention_stops_at_its_time_box():
                               * 5)
     assert events_delete_older_than(cutoff=timezone.now(), batch_size=1, max_seconds=0) == 0
     assert Event.objects.count() == 5
+
+
+@pytest.mark.django_db
+def test_an_export_writes_properties_as_json():
+    properties = {"plan": "pro", "seats": 3, "trial": True, "coupon": None, "city": "Zürich"}
+    Event.objects.create(name="signup", occurred_at=datetime(2026, 11, 20, 12, tzinfo=UTC),
+                         properties=properties)
+    owner = get_user_model().objects.create_user("owner", password="pw-owner-123")
+    job = ExportJob.objects.create(owner=owner, date_from=date(2026, 11, 20),
+                                   date_to=date(2026, 11, 20))
+
+    export_run(export_id=job.pk)
+
+    job.refresh_from_db()
+    with job.file.open("r") as exported:
+        header, row = list(csv.reader(exported))
+    assert header[3] == "properties"
+    assert json.loads(row[3]) == properties

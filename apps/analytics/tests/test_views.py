@@ -7,6 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.core.files.base import ContentFile
+from django.urls import reverse
 
 from apps.analytics.models import Event, ExportJob
 from tests.fixtures import wait_for
@@ -137,3 +140,33 @@ def test_an_unfinished_export_cannot_be_downloaded(client):
     client.force_login(user)
     assert client.get(f"/api/exports/{job.pk}/download/").status_code == 409
     assert not DeadLetter.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_admin_file_link_downloads_through_the_authenticated_view(client, admin_client):
+    """Media is not served in production: the admin's link must be the download view,
+    open to the owner and to whoever may view export jobs, and to nobody else."""
+    users = get_user_model().objects
+    owner = users.create_user("owner", password="pw-owner-123")
+    job = ExportJob.objects.create(owner=owner, date_from=date(2026, 1, 1),
+                                   date_to=date(2026, 1, 2), status=ExportJob.Status.DONE)
+    job.file.save("events-1.csv", ContentFile(b"id,name,occurred_at,properties\n"))
+    download_url = reverse("analytics-export-download", args=[job.pk])
+
+    page = admin_client.get(reverse("admin:analytics_exportjob_change", args=[job.pk]))
+    assert page.status_code == 200
+    assert f'href="{download_url}"' in page.content.decode()
+    assert job.file.url not in page.content.decode()
+
+    viewer = users.create_user("viewer", password="pw-viewer-123", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_exportjob"))
+    staff = users.create_user("staff", password="pw-staff-123", is_staff=True)
+    for user, status in ((owner, 200), (viewer, 200), (staff, 404)):
+        client.force_login(user)
+        response = client.get(download_url)
+        assert response.status_code == status, user
+        if status == 200:
+            assert response["Content-Disposition"] == 'attachment; filename="events-1.csv"'
+            assert response["Cache-Control"] == "no-store"
+            assert b"".join(response.streaming_content).startswith(b"id,name")
+    assert admin_client.get(download_url).status_code == 200

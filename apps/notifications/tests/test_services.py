@@ -12,6 +12,8 @@ from django.db import transaction
 from apps.notifications.models import Campaign, Kind, Notification, NotificationPreference
 from apps.notifications.services import (
     campaign_create,
+    campaign_fan_out,
+    campaign_send_chunk,
     campaign_start,
     digest_start_for_day,
     notification_request,
@@ -132,6 +134,42 @@ def test_a_newsletter_fans_out_in_chunks_skips_opt_outs_and_keeps_the_rate(live_
     assert max(per_second.values()) <= 20  # NOTIFICATIONS_RATE_PER_SECOND in the workers
     wait_for(lambda: Notification.objects.filter(campaign=campaign, status="sent").count() == 42,
              what="the last batch to commit")
+    # Five chunks finished on two bulk processes: the last of them marks the campaign done.
+    wait_for(lambda: Campaign.objects.filter(pk=campaign.pk, status="done").exists(),
+             what="the campaign to be done")
+
+
+@pytest.mark.django_db
+def test_a_campaign_is_done_when_its_last_chunk_finishes_in_any_order(mailoutbox):
+    users = make_users(3, opted_out=set())
+    campaign = campaign_create(kind=Kind.NEWSLETTER, key=f"news-{time.time_ns()}",
+                               subject="News", body="What is new", chunk_size=2)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SENDING)
+    assert campaign_fan_out(campaign_id=campaign.pk) == 2
+
+    campaign_send_chunk(campaign_id=campaign.pk, first_user_id=users[2].pk,
+                        last_user_id=users[2].pk)
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.SENDING  # users 0 and 1 still to go
+    campaign_send_chunk(campaign_id=campaign.pk, first_user_id=users[0].pk,
+                        last_user_id=users[1].pk)
+    campaign.refresh_from_db()
+    assert campaign.status == "done"
+    assert len(mailoutbox) == 3
+    # A repeat of a finished chunk (a redelivery) sends nothing and changes nothing.
+    campaign_send_chunk(campaign_id=campaign.pk, first_user_id=users[0].pk,
+                        last_user_id=users[1].pk)
+    assert len(mailoutbox) == 3
+    assert Campaign.objects.get(pk=campaign.pk).status == "done"
+
+
+@pytest.mark.django_db
+def test_a_campaign_with_nobody_to_send_to_is_done_at_its_fan_out():
+    campaign = campaign_create(kind=Kind.NEWSLETTER, key=f"news-{time.time_ns()}",
+                               subject="News", body="What is new")
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SENDING)
+    assert campaign_fan_out(campaign_id=campaign.pk) == 0
+    assert Campaign.objects.get(pk=campaign.pk).status == "done"
 
 
 @pytest.mark.django_db

@@ -3,7 +3,8 @@
 Flower shows task arguments and can revoke tasks; an open Flower is an open door. It
 reads FLOWER_BASIC_AUTH (and FLOWER_PORT) from the environment itself, so the secret never
 appears on a command line, and runs in this process so that its metrics and health paths
-ask for the same login as the rest (workers/ops/flower.py).
+ask for the same login as the rest, and its Broker tab can read the platform's Redis
+transport (workers/ops/flower.py).
 """
 
 import os
@@ -13,7 +14,7 @@ from celery import current_app
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from workers.ops.flower import require_login_everywhere
+from workers.ops.flower import require_login_everywhere, show_broker_as
 
 
 class Command(BaseCommand):
@@ -26,6 +27,10 @@ class Command(BaseCommand):
                                "to user:password (see .env.example)")
         os.environ["FLOWER_BASIC_AUTH"] = settings.FLOWER_BASIC_AUTH
         require_login_everywhere()
+        if settings.CELERY_BROKER_TRANSPORT:
+            # Flower takes the transport for the URL's scheme; the platform's is a class
+            # path. The first URL of a failover list, as kombu's own URI shows.
+            show_broker_as(url=settings.CELERY_BROKER_URL.partition(";")[0])
         current_app.start(argv=["flower"])
 
 

@@ -8,11 +8,12 @@ from workers.ops.alerts.models import Alert
 
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "kind", "title", "repeats", "delivered_at", "attempts")
-    list_filter = ("kind", ("delivered_at", admin.EmptyFieldListFilter))
+    list_display = ("created_at", "kind", "title", "repeats", "status", "delivered_at",
+                    "attempts")
+    list_filter = ("kind", "status")
     search_fields = ("title", "key")
     readonly_fields = ("kind", "key", "title", "text", "link", "repeats", "created_at",
-                       "delivered_at", "delivered_to", "attempts", "next_attempt_at",
+                       "status", "delivered_at", "delivered_to", "attempts", "next_attempt_at",
                        "last_error")
     fields = readonly_fields
 

@@ -10,6 +10,12 @@ class Alert(models.Model):
         DIGEST = "digest", "Repeats"
         THRESHOLD = "threshold", "Threshold crossed"
 
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"  # not yet out, or a channel failed: retried
+        DELIVERED = "delivered", "Delivered"
+        # Only logged: no ALERTS_SLACK_WEBHOOK_URL or ALERTS_EMAIL_TO was set. Not retried.
+        NO_CHANNEL = "no_channel", "Not sent: no channel"
+
     kind = models.CharField(max_length=16, choices=Kind.choices)
     # What repeats are counted by: a failure fingerprint or a threshold's name.
     key = models.CharField(max_length=255)
@@ -18,6 +24,7 @@ class Alert(models.Model):
     link = models.CharField(max_length=1000, blank=True)
     repeats = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     delivered_at = models.DateTimeField(null=True, blank=True)
     delivered_to = models.JSONField(default=list, blank=True)  # channels already done
     attempts = models.PositiveIntegerField(default=0)
@@ -28,7 +35,7 @@ class Alert(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["next_attempt_at"], condition=models.Q(
-                delivered_at__isnull=True), name="alert_undelivered"),
+                status="pending"), name="alert_pending"),
             models.Index(fields=["key", "created_at"], name="alert_key_created"),
         ]
 

@@ -83,17 +83,22 @@ def alerts_flush_digests(*, now: datetime) -> list[Alert]:
 def alert_deliver(*, alert_id: int) -> bool:
     """Send one alert to every configured channel it has not reached yet; True once it has
     reached them all. The row is locked while sending, so two deliverers never both send;
-    a failed channel leaves the row for a retry after a backoff."""
+    a failed channel leaves the row for a retry after a backoff. With no channel at all the
+    alert is only logged, and marked so: the admin must not show it as delivered."""
     error = ""
     with transaction.atomic():
         alert = (Alert.objects.select_for_update(skip_locked=True)
-                 .filter(pk=alert_id, delivered_at__isnull=True).first())
+                 .filter(pk=alert_id, status=Alert.Status.PENDING).first())
         if alert is None:
             return False  # delivered already, or being delivered right now
         channels = configured_channels()
         if not channels:
             logger.warning("alert (no ALERTS_SLACK_WEBHOOK_URL or ALERTS_EMAIL_TO set): "
                            "%s\n%s\n%s", alert.title, alert.text, alert.link)
+            alert.status = Alert.Status.NO_CHANNEL
+            alert.attempts += 1
+            alert.save(update_fields=["status", "attempts"])
+            return False
         for channel in channels:
             if channel in alert.delivered_to:
                 continue
@@ -110,9 +115,10 @@ def alert_deliver(*, alert_id: int) -> bool:
             alert.next_attempt_at = now + min(MAX_BACKOFF, timedelta(
                 seconds=30 * 2 ** min(alert.attempts, 10)))
         else:
+            alert.status = Alert.Status.DELIVERED
             alert.delivered_at = now
         alert.save(update_fields=["delivered_to", "attempts", "last_error", "next_attempt_at",
-                                  "delivered_at"])
+                                  "status", "delivered_at"])
     if error:
         logger.warning("alert %s not delivered (attempt %d, retried at %s): %s", alert.pk,
                        alert.attempts, alert.next_attempt_at.isoformat(), error)
@@ -121,6 +127,6 @@ def alert_deliver(*, alert_id: int) -> bool:
 
 def alerts_deliver_pending(*, now: datetime) -> int:
     """Deliver every alert due for a (re)try; return how many went out."""
-    due = (Alert.objects.filter(delivered_at__isnull=True, next_attempt_at__lte=now)
+    due = (Alert.objects.filter(status=Alert.Status.PENDING, next_attempt_at__lte=now)
            .order_by("pk").values_list("pk", flat=True))
     return sum(alert_deliver(alert_id=pk) for pk in due)

@@ -1,6 +1,9 @@
-"""Flower as `manage.py flower` runs it: every path asks for the dashboard's login."""
+"""Flower as `manage.py flower` runs it: every path asks for the dashboard's login, and
+the Broker tab reads the queues of the platform's Redis transport."""
 
 import base64
+import contextlib
+import json
 import re
 import subprocess
 import sys
@@ -12,20 +15,22 @@ import pytest
 import tornado.web
 from flower import urls
 
-from tests.faults.servers import free_port
-from tests.fixtures import ROOT, wait_for
+from tests.faults.servers import PrivateRedis, free_port
+from tests.fixtures import ROOT, publish_task, wait_for
 
 CREDENTIALS = "ops:long-enough-secret"
 NOT_GUARDED = ("/static/", "/login", "/logout", ".*")  # files, the login itself, the 404 page
+BROKER_PASSWORD = "broker-password-in-the-url"
 
 
-@pytest.fixture(scope="module")
-def flower(process_env) -> Iterator[str]:
+@contextlib.contextmanager
+def running_flower(env: dict[str, str]) -> Iterator[str]:
+    """`manage.py flower` with `env`, until the block ends; yields its base URL."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "manage.py", "flower"], cwd=ROOT,
-        env=process_env | {"FLOWER_BASIC_AUTH": CREDENTIALS, "FLOWER_PORT": str(port),
-                           "FLOWER_ADDRESS": "127.0.0.1"},
+        env=env | {"FLOWER_BASIC_AUTH": CREDENTIALS, "FLOWER_PORT": str(port),
+                   "FLOWER_ADDRESS": "127.0.0.1"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -36,17 +41,40 @@ def flower(process_env) -> Iterator[str]:
         process.wait(timeout=30)
 
 
-def status(url: str, *, method: str = "GET", login: str | None = None) -> int | None:
+@pytest.fixture(scope="module")
+def flower(process_env) -> Iterator[str]:
+    with running_flower(process_env) as url:
+        yield url
+
+
+@pytest.fixture
+def flower_on_redis_with_password(process_env, tmp_path) -> Iterator[tuple[str, str]]:
+    """Flower on a redis-server of its own that asks for a password, so the queues hold
+    only what the test puts there: (Flower's URL, the broker's URL)."""
+    broker = PrivateRedis(tmp_path, password=BROKER_PASSWORD)
+    broker.start()
+    try:
+        with running_flower(process_env | {"CELERY_BROKER_URL": broker.url}) as url:
+            yield url, broker.url
+    finally:
+        broker.kill()
+
+
+def fetch(url: str, *, method: str = "GET", login: str | None = None) -> tuple[int | None, str]:
     request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
     if login:
         request.add_header("Authorization", "Basic " + base64.b64encode(login.encode()).decode())
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status
+            return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
-        return error.code
+        return error.code, error.read().decode()
     except OSError:
-        return None
+        return None, ""
+
+
+def status(url: str, *, method: str = "GET", login: str | None = None) -> int | None:
+    return fetch(url, method=method, login=login)[0]
 
 
 def flower_paths() -> list[tuple[str, str]]:
@@ -74,3 +102,20 @@ def test_the_login_opens_metrics_and_health(flower):
     assert status(flower + "/metrics", login=CREDENTIALS) == 200
     assert status(flower + "/healthcheck", login=CREDENTIALS) == 200
     assert status(flower + "/metrics", login="ops:wrong-password") == 401
+
+
+def test_the_broker_tab_and_queue_lengths_read_the_redis_transports_queues(
+        flower_on_redis_with_password):
+    flower, broker_url = flower_on_redis_with_password
+    for n in range(3):
+        publish_task(broker_url, "tests.tasks.log_line", f"waiting-{n}")
+
+    code, body = fetch(flower + "/api/queues/length", login=CREDENTIALS)
+    assert code == 200, body
+    assert json.loads(body) == {"active_queues": [{"name": "bulk", "messages": 0},
+                                                  {"name": "critical", "messages": 3}]}
+    code, page = fetch(flower + "/broker", login=CREDENTIALS)
+    assert code == 200, page
+    assert re.search(r"<td>critical</td>\s*<td[^>]*>3</td>", page), page
+    assert "redis://" in page
+    assert BROKER_PASSWORD not in page

@@ -158,3 +158,35 @@ def test_the_fetch_state_kombus_poller_reads():
     source = inspect.getsource(kombu_redis)
     assert "channel._in_poll" in source
     assert "channel._brpop_sent_at" in source
+
+
+def test_flower_broker_urls_the_broker_tab_builds_its_client_from():
+    """workers/ops/flower.py sets Flower.broker_uri_with_password (the Broker tab's and
+    /api/queues/length's client) and Flower.broker_uri (shown on the Broker tab)."""
+    from flower.app import Flower
+    from flower.views import BaseHandler
+    from flower.views.broker import BrokerView
+
+    for name in ("broker_uri", "broker_uri_with_password"):
+        assert name in vars(Flower), name
+    assert "Broker(app.broker_uri_with_password" in inspect.getsource(BaseHandler.get_broker)
+    assert "broker_url=self.application.broker_uri" in inspect.getsource(BrokerView.get)
+
+
+def test_the_settings_filter_the_censor_replaces():
+    """workers/runtime/config_censor.py replaces celery.app.utils.filter_hidden_settings,
+    which Settings.table() looks up when it runs; `celery inspect conf` and `report` (and
+    so Flower's Config tab) report that table."""
+    from celery.app import utils as celery_app_utils
+    from celery.worker import control as worker_control
+
+    from workers.runtime.config_censor import CELERY_FILTER, censor_settings
+
+    assert celery_app_utils.filter_hidden_settings is censor_settings  # installed
+    assert CELERY_FILTER.__module__ == "celery.app.utils"
+    assert parameters(CELERY_FILTER) == ["conf"]
+    assert "filter_hidden_settings if censored" in inspect.getsource(
+        celery_app_utils.Settings.table)
+    assert "state.app.conf.table(" in inspect.getsource(worker_control.conf)
+    assert "app.conf.humanize()" in inspect.getsource(celery_app_utils.bugreport)
+    assert "self.table(" in inspect.getsource(celery_app_utils.Settings.humanize)

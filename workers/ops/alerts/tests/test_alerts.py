@@ -18,7 +18,7 @@ from workers.api.headers import ENQUEUED_AT_HEADER
 from workers.api.models import OutboxMessage
 from workers.dead_letters.models import DeadLetter
 from workers.ops.alerts.models import Alert
-from workers.ops.alerts.services import alert_deliver, alert_raise
+from workers.ops.alerts.services import alert_deliver, alert_raise, alerts_deliver_pending
 from workers.ops.alerts.windows import WATCHING_KEY, WINDOWS_KEY
 from workers.runtime.metrics import WORKERS_KEY
 
@@ -140,6 +140,7 @@ def test_a_failed_delivery_is_retried_and_each_channel_gets_it_once(settings):
         assert alert is not None
         alert.refresh_from_db()
         assert alert.delivered_at is None
+        assert alert.status == Alert.Status.PENDING
         assert alert.attempts == 1
         assert "webhook" in alert.last_error
         assert alert.next_attempt_at > timezone.now()
@@ -147,11 +148,32 @@ def test_a_failed_delivery_is_retried_and_each_channel_gets_it_once(settings):
         assert alert_deliver(alert_id=alert.pk)
         alert.refresh_from_db()
         assert alert.delivered_at is not None
+        assert alert.status == Alert.Status.DELIVERED
         assert len(mail.outbox) == 1
         assert mail.outbox[0].subject == "[alert] Disk full"
         assert sink.texts() == ["*Disk full*\non db-1"]
     finally:
         sink.shutdown()
+
+
+@pytest.mark.django_db
+def test_an_alert_with_no_channel_is_marked_not_sent_and_never_retried(settings, admin_client):
+    settings.ALERTS_SLACK_WEBHOOK_URL = ""
+    settings.ALERTS_EMAIL_TO = []
+    alert = alert_raise(kind=Alert.Kind.THRESHOLD, key=f"no-channel:{time.time()}",
+                        title="Disk full", text="on db-1", deliver_now=True)
+    assert alert is not None
+    alert.refresh_from_db()
+    assert alert.status == Alert.Status.NO_CHANNEL
+    assert alert.delivered_at is None
+    assert alert.delivered_to == []
+    assert not alert_deliver(alert_id=alert.pk)
+    assert alerts_deliver_pending(now=timezone.now() + timedelta(days=1)) == 0
+
+    page = admin_client.get("/admin/workers/alert/").content.decode()
+    assert "Not sent: no channel" in page
+    filtered = admin_client.get("/admin/workers/alert/", {"status__exact": "no_channel"})
+    assert filtered.context["cl"].result_count == 1
 
 
 @pytest.mark.django_db(transaction=True)
