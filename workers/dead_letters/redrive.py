@@ -7,10 +7,11 @@ threshold. Each step runs as a short task on the critical queue and schedules th
 - canary: send the first `canary` rows, wait until every one of them finished; any that
   failed again pauses the redrive, else it runs;
 - running: send up to `rate` rows a second (the step waits in the broker, not in a
-  worker), never more than `ahead_limit` ahead of the workers: while that many replays
-  of this redrive are in flight, or that many jobs wait on a target queue, it sends
-  nothing and looks again. Once at least MIN_SAMPLE replays of the window finished and
-  more than `max_failure_rate` of them failed again, it pauses by itself;
+  worker), never more than AHEAD_SECONDS of the workers' measured pace ahead of them
+  (`_ahead_limit`): while that many replays of this redrive are in flight, or that many
+  jobs wait on a target queue, it sends nothing and looks again. Once at least
+  MIN_SAMPLE replays of the window finished and more than `max_failure_rate` of them
+  failed again, it pauses by itself;
 - done when every row was handled and every replay sent has finished.
 
 A replay that succeeds resolves its row; one that fails again becomes a new dead letter
@@ -59,6 +60,7 @@ MIN_SAMPLE = 10
 AHEAD_SECONDS = 5.0
 MIN_AHEAD = 20
 MIN_RATE, MAX_RATE = 0.01, 10_000.0
+MAX_CANARY = 1_000  # sent at once: a bigger one is no longer a canary
 STALLED_AFTER = timedelta(seconds=60)
 ACTIVE = (Redrive.Status.CANARY, Redrive.Status.RUNNING)
 SYSTEM = "redrive"  # the actor of what a redrive does by itself
@@ -79,11 +81,14 @@ class Progress:
 
 
 def redrive_progress(redrive: Redrive) -> Progress:
+    """Its figures counted now: replays go on finishing while a redrive is paused, and
+    its stored counts move only with its steps."""
+    outcomes = _outcomes_of(redrive)
     total = len(redrive.dead_letter_ids)
-    finished = redrive.succeeded + redrive.failed + redrive.skipped
-    return Progress(total=total, sent=redrive.sent, succeeded=redrive.succeeded,
-                    failed=redrive.failed, skipped=redrive.skipped,
-                    in_flight=max(0, redrive.sent - redrive.succeeded - redrive.failed),
+    finished = outcomes.succeeded + outcomes.failed + redrive.skipped
+    return Progress(total=total, sent=redrive.sent, succeeded=outcomes.succeeded,
+                    failed=outcomes.failed, skipped=redrive.skipped,
+                    in_flight=max(0, redrive.sent - outcomes.succeeded - outcomes.failed),
                     not_sent=max(0, total - redrive.position),
                     percent=min(100, 100 * finished // total) if total else 100)
 
@@ -108,10 +113,9 @@ def redrive_start(*, redrive_id: int, actor: str, rate: float, canary: int,
                   max_failure_rate: float, queue: str = "") -> Redrive:
     if not MIN_RATE <= rate <= MAX_RATE:
         raise ValueError(f"the rate is between {MIN_RATE:g} and {MAX_RATE:g} replays a second")
-    if canary < 0:
-        raise ValueError("the canary cannot be negative")
+    _check_canary(canary)
     if not 0 < max_failure_rate <= 1:
-        raise ValueError("the failure threshold is a share between 0 and 1")
+        raise ValueError("the failure threshold is above 0 and at most 1 (100%)")
     if queue and queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}; choose one of {', '.join(QUEUES)}")
     with transaction.atomic():
@@ -149,8 +153,8 @@ def redrive_resume(*, redrive_id: int, actor: str, canary: int | None = None,
     """Go on from where it paused, in a new observation window: a canary of `canary`
     rows first (None: the redrive's own size; 0: none), and with `retry_failed` the rows
     that failed again before the pause put back in front of the rest."""
-    if canary is not None and canary < 0:
-        raise ValueError("the canary cannot be negative")
+    if canary is not None:
+        _check_canary(canary)
     with transaction.atomic():
         redrive = Redrive.objects.select_for_update().get(pk=redrive_id)
         if redrive.status != Redrive.Status.PAUSED:
@@ -164,6 +168,11 @@ def redrive_resume(*, redrive_id: int, actor: str, canary: int | None = None,
         _audit(redrive, actor=actor, action=DeadLetterEvent.Action.REDRIVE_RESUMED,
                count=retried, detail={"canary": window_canary, "failed_put_back": retried})
     return redrive
+
+
+def _check_canary(canary: int) -> None:
+    if not 0 <= canary <= MAX_CANARY:
+        raise ValueError(f"the canary is between 0 and {MAX_CANARY:,} replays")
 
 
 def redrive_step(*, redrive_id: int, token: str) -> None:
@@ -222,7 +231,7 @@ def _advance(redrive: Redrive) -> float | None:
             return POLL_SECONDS
         _finish(redrive)
         return None
-    limit = max(MIN_AHEAD, math.ceil(redrive.rate * AHEAD_SECONDS))
+    limit = _ahead_limit(redrive, finished=window_finished)
     ahead = max(in_flight, _waiting(redrive))
     count = min(max(1, round(redrive.rate * STEP_SECONDS)), limit - ahead)
     if count <= 0:
@@ -232,6 +241,17 @@ def _advance(redrive: Redrive) -> float | None:
     redrive.status_reason = ""
     _send(redrive, count=count)
     return count / redrive.rate
+
+
+def _ahead_limit(redrive: Redrive, *, finished: int) -> int:
+    """How many replays may be ahead of the workers: AHEAD_SECONDS of what they proved
+    they finish a second in this window (never above the asked rate), at least MIN_AHEAD.
+    A rate above what the pool drains then only fills the queue that far, like TCP's
+    slow start: the bound grows as the workers show they keep up."""
+    started = redrive.window_started_at or timezone.now()
+    seconds = max(1.0, (timezone.now() - started).total_seconds())
+    pace = min(redrive.rate, finished / seconds)
+    return max(MIN_AHEAD, math.ceil(pace * AHEAD_SECONDS))
 
 
 def _send(redrive: Redrive, *, count: int) -> None:
@@ -268,11 +288,16 @@ class _Outcomes:
 
 
 def _count_outcomes(redrive: Redrive) -> None:
+    outcomes = _outcomes_of(redrive)
+    redrive.succeeded, redrive.failed = outcomes.succeeded, outcomes.failed
+
+
+def _outcomes_of(redrive: Redrive) -> _Outcomes:
     """Succeeded: rows this redrive requeued that their replay resolved. Failed: rows
     whose replay came back as a new dead letter (a boomerang)."""
-    outcomes = _outcomes(DeadLetter.objects.filter(redrive=redrive),
-                         since=redrive.started_at or timezone.now())
-    redrive.succeeded, redrive.failed = outcomes.succeeded, outcomes.failed
+    if redrive.started_at is None:
+        return _Outcomes(succeeded=0, failed=0)
+    return _outcomes(DeadLetter.objects.filter(redrive=redrive), since=redrive.started_at)
 
 
 def _window_outcomes(redrive: Redrive) -> _Outcomes:

@@ -94,7 +94,7 @@ def test_bad_redrive_settings_are_refused_and_leave_the_draft():
     row = DeadLetterFactory()
     redrive = redrive_draft(dead_letter_ids=[row.pk], actor="ops", description="test")
     for settings, message in (({"rate": 0}, "rate is between"),
-                              ({"max_failure_rate": 2}, "share between 0 and 1"),
+                              ({"max_failure_rate": 2}, "above 0 and at most 1"),
                               ({"queue": "nope"}, "unknown queue")):
         options = {"rate": 10, "canary": 1, "max_failure_rate": 0.2, **settings}
         with pytest.raises(ValueError, match=message):
