@@ -8,7 +8,8 @@ TEST_ENV := DJANGO_SETTINGS_MODULE=tests.settings
 .PHONY: dev install test lint check-test-services bench soak screenshots lock clean
 
 # Django reads .env itself, and the environment wins over it (CELERY_BROKER_URL=amqp://...
-# make dev); honcho is told not to load .env on top of the environment.
+# make dev); honcho is told not to load .env on top of the environment. The web server
+# and Flower listen on loopback only: the dev login is public.
 dev: install .env
 	@$(BIN)/python manage.py check_services
 	$(BIN)/python manage.py migrate --noinput
@@ -16,7 +17,8 @@ dev: install .env
 	@$(BIN)/python manage.py dev_superuser
 	@echo "web    http://localhost:8000/admin/"
 	@echo "flower http://localhost:5555/  (login: FLOWER_BASIC_AUTH in .env)"
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --env /dev/null --port 8000
+	PATH="$(CURDIR)/$(BIN):$$PATH" GUNICORN_CMD_ARGS="--bind=127.0.0.1:8000" \
+		$(BIN)/honcho start --env /dev/null --port 8000
 
 install: $(VENV)/.installed
 

@@ -5,16 +5,25 @@ Nothing here but reading the environment: no platform module is imported for its
 effects (Sentry starts in the workers app's `ready()`).
 
 Defaults are the safe ones: DEBUG off, secure cookies and HSTS on, SECRET_KEY required
-unless DJANGO_ENV is `dev` or `test`. A local run with nothing set uses SQLite and the
-Redis on localhost so a fresh clone works before anyone writes a `.env`.
+unless DJANGO_ENV is `dev` or `test`; production refuses DEBUG, a weak SECRET_KEY and the
+development secrets of `.env.example` (config/secret_checks.py). A local run with nothing
+set uses SQLite and the Redis on localhost so a fresh clone works before anyone writes a
+`.env`.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from config.secret_checks import (
+    DEV_VALUES,
+    LOCAL_SECRET_KEY,
+    refuse_dev_values,
+    refuse_weak_secret_key,
+)
 from workers.api.routing import BULK, CRITICAL, declared_queues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -31,9 +40,14 @@ LOCAL = DJANGO_ENV in {"dev", "test"}
 
 DEBUG = env.bool("DEBUG", default=False)
 if LOCAL:
-    SECRET_KEY = env.str("SECRET_KEY", default="insecure-local-only-key-never-used-in-production")
+    SECRET_KEY = env.str("SECRET_KEY", default=LOCAL_SECRET_KEY)
 else:
     SECRET_KEY = env.str("SECRET_KEY")
+    # A dev checkout's .env (or one copied from it) must not reach production unnoticed.
+    if DEBUG:
+        raise ImproperlyConfigured("DEBUG is true: it is never allowed with DJANGO_ENV=production")
+    refuse_dev_values({name: env.str(name, default="") for name in DEV_VALUES})
+    refuse_weak_secret_key(SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"] if LOCAL else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -46,6 +60,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    "axes",
     "workers",
     "apps.notifications",
     "apps.billing",
@@ -55,6 +70,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "workers.ops.request_id.RequestIdMiddleware",
+    "workers.ops.request_guards.RejectNulCharacters",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -62,6 +78,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into its 429 page
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -91,6 +108,30 @@ DATABASES = {"default": environ.Env.db_url_config(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Logins are throttled by django-axes: its backend refuses a locked-out login before the
+# password is checked. Failures are rows in the database, so every gunicorn worker and pod
+# counts the same ones. A username is locked from the address that failed LOGIN_FAILURE_LIMIT
+# times for LOGIN_LOCKOUT_MINUTES (each further try restarts the wait), and a success
+# forgets the failures. Locking by username and address together, not by either alone,
+# keeps an attacker from locking every operator out; behind a proxy every client has the
+# proxy's address and the lock becomes one per username (docs/scaling.md).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # no banner in every process; lockouts are still logged
+# The login form's field, stated: axes' default is a lazy object posing as a string, which
+# the worker's configuration report (workers/runtime/config_censor.py) fails on.
+AXES_USERNAME_FORM_FIELD = "username"
+# A staff session (it can replay and read failed jobs) lasts this many seconds from login,
+# not Django's two weeks (SESSION_COOKIE_AGE, kept for other users): workers/ops/staff_sessions.py.
+STAFF_SESSION_AGE = env.int("STAFF_SESSION_AGE", default=8 * 3600)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -131,7 +172,10 @@ EMAIL_FILE_PATH = _email.get("EMAIL_FILE_PATH", "")  # filemail://
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@example.com")
 
 # Security: on outside dev/test, so production passes `manage.py check --deploy` untouched.
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# X-Forwarded-Proto is believed only when a proxy in front sets it and drops the client's
+# (TRUSTED_PROXY_SSL_HEADER=true): otherwise any client could claim HTTPS.
+if env.bool("TRUSTED_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not LOCAL)
 # Probed and scraped over plain HTTP inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
@@ -419,6 +463,9 @@ SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="")
 SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
 
 FLOWER_BASIC_AUTH = env.str("FLOWER_BASIC_AUTH", default="")
+# The address `manage.py flower` listens on: loopback unless a container needs 0.0.0.0
+# (docker-compose.yml and deploy/kubernetes set it for their Flower).
+FLOWER_ADDRESS = env.str("FLOWER_ADDRESS", default="127.0.0.1")
 # Where operators open Flower and Sentry (https://flower.example.com,
 # https://sentry.example.com/organizations/acme/issues/): each dead letter links to its task
 # in one and its events in the other. Empty: no link.

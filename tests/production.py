@@ -46,7 +46,7 @@ def production_env(process_env: dict[str, str], static_root: Path) -> dict[str, 
     return process_env | {
         "DJANGO_ENV": "production",
         "DEBUG": "false",
-        "SECRET_KEY": "production-shaped-tests-only",
+        "SECRET_KEY": "production-shaped-tests-only-" + "0123456789abcdef" * 4,  # not weak
         "ALLOWED_HOSTS": "127.0.0.1",
         "STATIC_ROOT": str(static_root),  # read by tests/settings.py
         "SECURE_SSL_REDIRECT": "false",

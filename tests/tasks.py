@@ -4,6 +4,7 @@ They are sent with an explicit `queue=` since the project's route table must not
 them. Side effects go to the test Redis so the test process can count them.
 """
 
+import json
 import logging
 import os
 import signal
@@ -138,3 +139,46 @@ def database_backend(key: str) -> None:
 def declines(order: int) -> None:
     """Fails for good with a message that differs per job only by a number: one fingerprint."""
     raise PermanentError(f"card declined for order {order}")
+
+
+#: Planted by workers/ops/tests/test_sentry.py: each must reach Sentry nowhere.
+LOGGED_SECRET = "tb-logged-7d1c2e9a"
+EXCEPTION_SECRET = "tb-exception-5b8f0c3d"
+
+
+@shared_task
+def fails_holding_secrets(reference: str, memo: str = "", card_number: str = "") -> None:
+    """Fails as careless code would: secrets in its arguments (positional, a keyword under
+    a plain name, a keyword under a sensitive one), in a parameter of a log line at ERROR
+    and in its exception's message."""
+    logger.error("the payment provider refused api key %s", LOGGED_SECRET)
+    raise ValueError(f"login failed for {{'password': '{EXCEPTION_SECRET}'}}")
+
+
+@shared_task
+def scrubbed_while_running(event_json: str, *args: object, **kwargs: object) -> dict:
+    """The event in `event_json` as Sentry's `before_send` leaves it when the report comes
+    from inside a task called with these arguments (run with `.apply()`). JSON so that the
+    event's own strings are not arguments of the task."""
+    from workers.ops.sentry import scrub_event
+
+    return scrub_event(json.loads(event_json), {})
+
+
+@shared_task
+def login(username: str, password: str, hold: str = "", session: str = "") -> None:
+    """Fails as careless code would, its password in its message and so in its traceback
+    (the redaction tests plant secrets in both, and in its positional and keyword
+    arguments). With `hold`, it first waits until the test sets `test:release:<hold>`."""
+    while hold and not store().exists(f"test:release:{hold}"):
+        time.sleep(0.05)
+    raise PermanentError(f"login failed for {{'username': {username!r}, "
+                         f"'password': {password!r}}}")
+
+
+@shared_task
+def refuses_nul(key: str, text: str, note: str = "") -> None:
+    """Fails for good with the NUL of its argument in its message (and so its traceback):
+    content PostgreSQL refuses in text and jsonb, as a hostile input would bring it."""
+    count_run(key)
+    raise PermanentError(f"refused {text}")

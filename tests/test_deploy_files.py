@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -36,7 +37,8 @@ def test_docker_compose_accepts_the_file():
     assert shutil.which("docker-compose"), "install docker-compose (apt-get install docker-compose)"
     result = subprocess.run(["docker-compose", "config", "--quiet"], cwd=ROOT, capture_output=True,
                             text=True, timeout=60,
-                            env=os.environ | {"SECRET_KEY": "x", "FLOWER_BASIC_AUTH": "a:b"})
+                            env=os.environ | {"SECRET_KEY": "x", "FLOWER_BASIC_AUTH": "a:b",
+                                              "POSTGRES_PASSWORD": "p"})
     assert result.returncode == 0, result.stderr
 
 
@@ -90,3 +92,79 @@ def test_every_environment_variable_is_documented_in_env_example():
     assert "SECRET_KEY" in read
     missing = sorted(name for name in read if f"{name}=" not in documented)
     assert not missing, f"add to .env.example: {missing}"
+
+
+APP_SERVICES = (*PROCESSES, "migrate")
+REQUIRED = {"SECRET_KEY": "s" * 60, "FLOWER_BASIC_AUTH": "ops:long-password",
+            "POSTGRES_PASSWORD": "a-database-password"}
+
+
+def compose_config(env_file: Path, **env: str) -> subprocess.CompletedProcess:
+    """`docker-compose config` as `docker compose up` would read it: `env_file` as the
+    .env beside it, and `env` as the shell's variables."""
+    clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    return subprocess.run(["docker-compose", "--env-file", str(env_file), "config"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, env=clean | env)
+
+
+def test_compose_requires_its_secrets(tmp_path):
+    empty = tmp_path / ".env"
+    empty.touch()
+    for name in REQUIRED:
+        result = compose_config(empty, **{k: v for k, v in REQUIRED.items() if k != name})
+        assert result.returncode != 0, name
+        assert f"set {name}" in result.stderr, result.stderr
+
+
+def test_a_dev_env_file_cannot_make_compose_less_than_production(tmp_path):
+    """`make dev` copies .env.example to .env, which compose reads too: the stack still runs
+    DJANGO_ENV=production, and production settings refuse the development secrets."""
+    dev_env = tmp_path / ".env"
+    dev_env.write_text((ROOT / ".env.example").read_text())
+    result = compose_config(dev_env, POSTGRES_PASSWORD="a-database-password")
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    for name in APP_SERVICES:
+        assert services[name]["environment"]["DJANGO_ENV"] == "production", name
+
+    check = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, capture_output=True, text=True,
+        timeout=60, env={"PATH": os.environ["PATH"], "ENV_FILE": "",
+                         "DJANGO_SETTINGS_MODULE": "config.settings",
+                         **services["web"]["environment"]})
+    assert check.returncode != 0
+    assert "is the development value from .env.example" in check.stderr, check.stderr[-2000:]
+
+
+def test_compose_app_services_are_confined_and_web_stays_on_loopback(tmp_path):
+    empty = tmp_path / ".env"
+    empty.touch()
+    result = compose_config(empty, **REQUIRED)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    for name in APP_SERVICES:
+        service = services[name]
+        assert service["read_only"] is True, name
+        assert service["tmpfs"] == ["/tmp"], name
+        assert service["cap_drop"] == ["ALL"], name
+        assert service["security_opt"] == ["no-new-privileges:true"], name
+    assert services["web"]["ports"] == ["127.0.0.1:8000:8000/tcp"]
+    assert services["flower"]["ports"] == ["127.0.0.1:5555:5555/tcp"]
+    # Inside its container Flower listens on every interface, for the published port.
+    assert services["flower"]["environment"]["FLOWER_ADDRESS"] == "0.0.0.0"
+
+    anywhere = compose_config(empty, **REQUIRED, WEB_BIND="0.0.0.0")
+    assert yaml.safe_load(anywhere.stdout)["services"]["web"]["ports"] == ["0.0.0.0:8000:8000/tcp"]
+
+
+def test_the_image_build_s_collectstatic_settings_load():
+    """The Dockerfile runs collectstatic with production settings, which refuse a weak key."""
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    (prefix,) = re.findall(
+        r"RUN (DJANGO_ENV=production .*?)\s*\\\n\s*python manage.py collectstatic", dockerfile)
+    result = subprocess.run(
+        ["sh", "-c", f"{prefix} python manage.py check"], cwd=ROOT, capture_output=True,
+        text=True, timeout=60,
+        env={"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "ENV_FILE": "",
+             "DJANGO_SETTINGS_MODULE": "config.settings"})
+    assert result.returncode == 0, result.stderr[-2000:]

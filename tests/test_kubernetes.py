@@ -148,3 +148,63 @@ def test_scaled_objects_scale_each_pool_on_its_own_queue(overlay):
         assert listed == queue, name
         assert spec["minReplicaCount"] >= 1, name  # a pool never scales to no worker
         assert spec["maxReplicaCount"] > spec["minReplicaCount"], name
+
+
+def workloads(overlay: str) -> dict[str, dict]:
+    return {**objects(overlay, "Deployment"), **objects(overlay, "Job")}
+
+
+def selects(selector: dict, labels: dict[str, str]) -> bool:
+    """A label selector's verdict on a pod's labels (matchLabels and matchExpressions)."""
+    tests = {"In": lambda key, values: labels.get(key) in values,
+             "NotIn": lambda key, values: labels.get(key) not in values,
+             "Exists": lambda key, values: key in labels,
+             "DoesNotExist": lambda key, values: key not in labels}
+    return (all(labels.get(key) == value
+                for key, value in selector.get("matchLabels", {}).items())
+            and all(tests[e["operator"]](e["key"], e.get("values", ()))
+                    for e in selector.get("matchExpressions", ())))
+
+
+def ingress_policies(overlay: str, labels: dict[str, str]) -> list[dict]:
+    return [policy["spec"] for policy in objects(overlay, "NetworkPolicy").values()
+            if "Ingress" in policy["spec"]["policyTypes"]
+            and selects(policy["spec"]["podSelector"], labels)]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_pod_gets_a_service_account_token(overlay):
+    """No process talks to the Kubernetes API: a token in the pod would only serve an
+    attacker who got code execution in it."""
+    for name, workload in workloads(overlay).items():
+        assert pod_spec(workload).get("automountServiceAccountToken") is False, name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_flower_admits_only_labelled_peers_on_its_port(overlay):
+    flower = objects(overlay, "Deployment")["flower"]
+    policies = ingress_policies(overlay, flower["spec"]["template"]["metadata"]["labels"])
+    assert policies, "no NetworkPolicy isolates Flower"
+    (container,) = pod_spec(flower)["containers"]
+    ports = {port["containerPort"] for port in container["ports"]}
+    for policy in policies:
+        for rule in policy.get("ingress", []):
+            assert rule.get("from"), "a rule without `from` admits every pod"
+            for peer in rule["from"]:
+                assert "ipBlock" not in peer
+                for key in ("podSelector", "namespaceSelector"):
+                    if key in peer:
+                        assert peer[key] == {"matchLabels": {"flower-access": "true"}}, peer
+            assert {port["port"] for port in rule["ports"]} <= ports
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env["FLOWER_ADDRESS"] == "0.0.0.0"  # the pod's interfaces, for the Service
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_is_isolated_and_only_web_and_flower_accept_connections(overlay):
+    open_to = {"web", "flower"}
+    for name, workload in workloads(overlay).items():
+        policies = ingress_policies(overlay, workload["spec"]["template"]["metadata"]["labels"])
+        assert policies, f"no NetworkPolicy selects {name}"
+        rules = [rule for policy in policies for rule in policy.get("ingress", [])]
+        assert bool(rules) == (name in open_to), name

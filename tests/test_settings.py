@@ -1,11 +1,21 @@
 """Settings are safe by default and production settings pass Django's deploy checks."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from django.core.checks.security.base import check_secret_key
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from config.secret_checks import DEV_VALUES, refuse_weak_secret_key
+from tests.faults.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,3 +93,100 @@ def test_sentry_starts_only_with_a_dsn_and_without_personal_data():
                     SENTRY_ENVIRONMENT="staging")
     assert on.stdout.strip() == ("True False staging ['CeleryIntegration', 'DjangoIntegration', "
                                  "'LoggingIntegration', 'RedisIntegration']"), on.stderr
+
+
+# --- production refuses what a dev checkout would hand it --------------------------------
+
+STRONG_KEY = "production-only-" + "k" * 50
+SECRET_LIKE = re.compile(r"SECRET|TOKEN|PASSWORD|AUTH|_KEY$|DSN|WEBHOOK_URL")
+
+
+def env_example() -> dict[str, str]:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def production(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return run_manage(*args, DJANGO_ENV="production", ALLOWED_HOSTS="app.example.com", **env)
+
+
+def test_the_list_of_development_values_covers_every_secret_of_env_example():
+    shipped = {name: value for name, value in env_example().items()
+               if value and (SECRET_LIKE.search(name) or re.search(r"://[^/@]*:[^/@]*@", value))}
+    assert "SECRET_KEY" in shipped
+    missing = {name: value for name, value in shipped.items()
+               if value not in DEV_VALUES.get(name, ())}
+    assert not missing, f"add to config.secret_checks.DEV_VALUES: {missing}"
+
+
+@pytest.mark.parametrize(("name", "value"), sorted(
+    (name, value) for name, values in DEV_VALUES.items() for value in values))
+def test_production_refuses_each_development_secret(name, value):
+    env = {"SECRET_KEY": STRONG_KEY} | {name: value}
+    result = production("check", **env)
+    assert result.returncode != 0
+    assert (f"ImproperlyConfigured: {name} is the development value from .env.example"
+            in result.stderr), result.stderr[-2000:]
+    assert value not in result.stderr.splitlines()[-1]  # the reason, never the secret
+
+
+def test_production_refuses_a_development_flower_login_among_others():
+    result = production("check", SECRET_KEY=STRONG_KEY,
+                        FLOWER_BASIC_AUTH="ops:a-real-long-password,admin:admin-dev")
+    assert result.returncode != 0
+    assert "FLOWER_BASIC_AUTH is the development value" in result.stderr
+
+
+def test_production_refuses_debug():
+    result = production("check", SECRET_KEY=STRONG_KEY, DEBUG="true")
+    assert result.returncode != 0
+    assert "DEBUG is true: it is never allowed with DJANGO_ENV=production" in result.stderr
+
+
+def test_production_refuses_a_weak_secret_key_in_one_line():
+    result = production("check", SECRET_KEY="short-but-not-a-dev-value")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "django.core.exceptions.ImproperlyConfigured: SECRET_KEY is too weak for "
+        "DJANGO_ENV=production: use at least 50 random characters, e.g. "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'")
+
+
+@hypothesis_settings(max_examples=300, database=None)
+@given(key=st.one_of(
+    st.text(alphabet=st.sampled_from("abcdefgh"), min_size=40, max_size=60),
+    st.builds(lambda tail: "django-insecure-" + tail, st.text(min_size=30, max_size=60)),
+    st.text(min_size=0, max_size=80)))
+def test_a_key_is_refused_exactly_when_django_s_deploy_check_calls_it_weak(key):
+    with override_settings(SECRET_KEY=key):
+        django_warns = any(w.id == "security.W009" for w in check_secret_key(None))
+    try:
+        refuse_weak_secret_key(key)
+    except ImproperlyConfigured:
+        refused = True
+    else:
+        refused = False
+    assert refused == django_warns
+
+
+def test_the_proxy_ssl_header_is_believed_only_when_a_proxy_is_said_to_set_it():
+    show = ("shell", "--no-imports", "-c",
+            "from django.conf import settings; print(settings.SECURE_PROXY_SSL_HEADER)")
+    assert production(*show, SECRET_KEY=STRONG_KEY).stdout.strip() == "None"
+    trusted = production(*show, SECRET_KEY=STRONG_KEY, TRUSTED_PROXY_SSL_HEADER="true")
+    assert trusted.stdout.strip() == "('HTTP_X_FORWARDED_PROTO', 'https')", trusted.stderr
+
+
+def test_production_behind_a_trusted_proxy_passes_the_deploy_checks():
+    result = production("check", "--deploy", "--fail-level", "WARNING", SECRET_KEY=STRONG_KEY,
+                        TRUSTED_PROXY_SSL_HEADER="true")
+    assert result.returncode == 0, result.stderr
+
+
+def test_flower_refuses_a_login_it_could_not_compare():
+    """Flower compares logins with hmac.compare_digest, which raises on non-ASCII text:
+    such a password answered every request with a 500."""
+    result = run_manage("flower", FLOWER_BASIC_AUTH="ops:pässwörd-long-enough",
+                        FLOWER_ADDRESS="127.0.0.1", FLOWER_PORT=str(free_port()))
+    assert result.returncode != 0
+    assert "FLOWER_BASIC_AUTH must be ASCII" in result.stderr

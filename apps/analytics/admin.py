@@ -1,12 +1,15 @@
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
 from apps.analytics.models import Event, ExportJob, HourlyRollup
+from apps.analytics.permissions import may_export_events
 from apps.analytics.services import export_start
+from apps.analytics.validation import ExportRangeRejected, check_export_range
 
 
 @admin.register(Event)
@@ -24,9 +27,29 @@ class HourlyRollupAdmin(admin.ModelAdmin):
     date_hierarchy = "hour"
 
 
+class ExportJobForm(forms.ModelForm):
+    """The range the API accepts, no other: a job outside it could never finish."""
+
+    class Meta:
+        model = ExportJob
+        fields = ("date_from", "date_to")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("date_from") and cleaned.get("date_to"):
+            try:
+                check_export_range(date_from=cleaned["date_from"], date_to=cleaned["date_to"])
+            except ExportRangeRejected as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return cleaned
+
+
 @admin.register(ExportJob)
 class ExportJobAdmin(admin.ModelAdmin):
-    """An operator adds an export here; it runs as soon as it is saved."""
+    """An operator adds an export here; it runs as soon as it is saved. Adding one needs
+    the permission to view events too, as through the API: the file holds them all."""
+
+    form = ExportJobForm
 
     list_display = ("id", "owner", "date_from", "date_to", "status", "progress", "row_count",
                     "created_at", "finished_at")
@@ -45,6 +68,9 @@ class ExportJobAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">{}</a>',
                            reverse("analytics-export-download", args=[job.pk]),
                            (job.file.name or "").rpartition("/")[2])
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and may_export_events(request.user)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if not change:

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from apps.analytics.models import Event, ExportJob, HourlyRollup
 from apps.analytics.validation import ValidEvent
+from workers.api.csv_cells import spreadsheet_safe
 from workers.api.exceptions import PermanentError
 
 EXPORT_COLUMNS = ("id", "name", "occurred_at", "properties")
@@ -84,28 +85,33 @@ def export_start(*, export_id: int) -> None:
 
 
 def export_run(*, export_id: int) -> ExportJob:
-    """Write the CSV, publishing progress as it goes; a redelivered job starts over."""
+    """Write the CSV, publishing progress as it goes; a redelivered job starts over.
+
+    Whatever stops the export (a range it cannot cover, the database, the storage) leaves
+    the job failed with the reason, never pending or running."""
     try:
         job = ExportJob.objects.get(pk=export_id)
     except ExportJob.DoesNotExist as exc:
         raise ExportNotFound(f"export {export_id} does not exist") from exc
     if job.status == ExportJob.Status.DONE:
         return job
-    start = datetime.combine(job.date_from, time.min, tzinfo=timezone.get_current_timezone())
-    end = datetime.combine(job.date_to + timedelta(days=1), time.min, tzinfo=start.tzinfo)
-    rows = Event.objects.filter(occurred_at__gte=start, occurred_at__lt=end).order_by("id")
-    total = rows.count()
-    _export_update(job, status=ExportJob.Status.RUNNING, progress=0, started_at=timezone.now(),
-                   error="")
     try:
+        start = datetime.combine(job.date_from, time.min,
+                                 tzinfo=timezone.get_current_timezone())
+        end = datetime.combine(job.date_to + timedelta(days=1), time.min, tzinfo=start.tzinfo)
+        rows = Event.objects.filter(occurred_at__gte=start, occurred_at__lt=end).order_by("id")
+        total = rows.count()
+        _export_update(job, status=ExportJob.Status.RUNNING, progress=0,
+                       started_at=timezone.now(), error="")
         with tempfile.TemporaryFile("w+", newline="") as buffer:
             writer = csv.writer(buffer)
             writer.writerow(EXPORT_COLUMNS)
             written = 0
             for event in rows.iterator(chunk_size=EXPORT_READ_CHUNK):
                 # JSON, as ingested: a dict's Python repr is not readable elsewhere.
-                writer.writerow([event.pk, event.name, event.occurred_at.isoformat(),
-                                 json.dumps(event.properties, ensure_ascii=False)])
+                writer.writerow([spreadsheet_safe(cell) for cell in (
+                    event.pk, event.name, event.occurred_at.isoformat(),
+                    json.dumps(event.properties, ensure_ascii=False))])
                 written += 1
                 if written % EXPORT_READ_CHUNK == 0:
                     _export_update(job, progress=min(99, written * 100 // total))
@@ -113,12 +119,19 @@ def export_run(*, export_id: int) -> ExportJob:
             job.file.save(f"events-{job.pk}-{job.date_from}-{job.date_to}.csv", File(buffer),
                           save=False)
     except Exception as exc:
-        _export_update(job, status=ExportJob.Status.FAILED, error=str(exc)[:2000],
-                       finished_at=timezone.now())
+        export_mark_failed(export_id=job.pk, error=str(exc) or type(exc).__name__)
         raise
     _export_update(job, status=ExportJob.Status.DONE, progress=100, row_count=written,
                    file=job.file.name, finished_at=timezone.now())
     return job
+
+
+def export_mark_failed(*, export_id: int, error: str) -> None:
+    """An unfinished export ends failed, with the reason; one already finished or failed
+    keeps its outcome (a replay that won, or the reason given first)."""
+    ExportJob.objects.filter(
+        pk=export_id, status__in=[ExportJob.Status.PENDING, ExportJob.Status.RUNNING]
+    ).update(status=ExportJob.Status.FAILED, error=error[:2000], finished_at=timezone.now())
 
 
 def _export_update(job: ExportJob, **fields: Any) -> None:

@@ -6,22 +6,34 @@ here. failed: processing raised; the job is in the dead-letter table, and a repl
 succeeds processes the event again.
 """
 
-import json
 import logging
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from apps.billing import mirror
 from apps.billing.models import Invoice, Payment, PaymentEvent
 from apps.billing.services import invoice_notify_payment_failed, invoice_settle
 from workers.api.exceptions import PermanentError
+from workers.api.json_input import JSONInputError, parse_json
 
 logger = logging.getLogger(__name__)
+
+# Stripe's objects nest about ten deep inside an event (an invoice's lines and parents);
+# the margin is for fields a later API version adds.
+EVENT_MAX_DEPTH = 32
+# `created` must name a moment this app can store, order and read back: not before 2000
+# (Stripe's first events are from 2011), and at most a day ahead of this server's clock
+# (skew). A future time would also make every later event of the object look stale.
+EARLIEST_CREATED = datetime(2000, 1, 1, tzinfo=UTC)
+CREATED_MAX_AHEAD = timedelta(days=1)
+# Versions read like 2026-10-28.endive; the cap keeps a refusal's log line and reply short.
+API_VERSION_MAX_LENGTH = 64
 
 
 class MalformedEvent(ValueError):
@@ -41,19 +53,28 @@ def payment_event_parse(*, raw: bytes) -> dict[str, Any]:
     version is put right.
     """
     try:
-        event = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedEvent(f"body is not JSON: {exc}") from None
+        event = parse_json(raw, max_depth=EVENT_MAX_DEPTH,
+                           max_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    except JSONInputError as exc:
+        raise MalformedEvent(str(exc)) from None
     if not isinstance(event, dict):
         raise MalformedEvent("body must be a JSON object")
-    for field in ("id", "type", "api_version"):
-        if not isinstance(event.get(field), str) or not event[field]:
-            raise MalformedEvent(f"'{field}' must be a non-empty string")
-    if not isinstance(event.get("created"), int) or isinstance(event["created"], bool):
+    for field, limit in (("id", _column_length("event_id")), ("type", _column_length("type")),
+                         ("api_version", API_VERSION_MAX_LENGTH)):
+        _check_string(event.get(field), name=field, limit=limit)
+    created = event.get("created")
+    if not isinstance(created, int) or isinstance(created, bool):
         raise MalformedEvent("'created' must be a Unix timestamp")
+    latest = time.time() + CREATED_MAX_AHEAD.total_seconds()
+    if not EARLIEST_CREATED.timestamp() <= created <= latest:
+        raise MalformedEvent(f"'created' must lie between {EARLIEST_CREATED:%Y-%m-%d} and a "
+                             f"day from now")
     data = event.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise MalformedEvent("'data.object' must be an object")
+    if data["object"].get("id") is not None:
+        _check_string(data["object"]["id"], name="data.object.id",
+                      limit=_column_length("object_id"))
     if event["api_version"] != settings.STRIPE_API_VERSION:
         logger.warning(
             "refused Stripe event %s (%s): API version %s is not STRIPE_API_VERSION %s; "
@@ -63,6 +84,20 @@ def payment_event_parse(*, raw: bytes) -> dict[str, Any]:
         raise MalformedEvent(f"API version {event['api_version']} is not the pinned "
                              f"{settings.STRIPE_API_VERSION} (STRIPE_API_VERSION)")
     return event
+
+
+def _check_string(value: Any, *, name: str, limit: int) -> None:
+    """A non-empty string that fits its column: a longer one would fail the insert."""
+    if not isinstance(value, str) or not 1 <= len(value) <= limit:
+        raise MalformedEvent(f"'{name}' must be a non-empty string of at most {limit} "
+                             f"characters")
+
+
+def _column_length(name: str) -> int:
+    field = PaymentEvent._meta.get_field(name)
+    if not isinstance(field, models.CharField) or field.max_length is None:
+        raise TypeError(f"PaymentEvent.{name} is not a text column of bounded length")
+    return field.max_length
 
 
 @transaction.atomic
@@ -76,7 +111,7 @@ def payment_event_store(*, event: dict[str, Any]) -> tuple[PaymentEvent, bool]:
 
     stored, created = PaymentEvent.objects.get_or_create(event_id=event["id"], defaults={
         "type": event["type"], "payload": event,
-        "object_id": str(event["data"]["object"].get("id") or "")[:255],
+        "object_id": event["data"]["object"].get("id") or "",
         "created": datetime.fromtimestamp(event["created"], tz=UTC)})
     if created:
         process_payment_event.delay_via_outbox(stored.pk)

@@ -13,13 +13,24 @@ from apps.billing.events import MalformedEvent, payment_event_parse, payment_eve
 @require_POST
 def billing_webhook(request: HttpRequest) -> JsonResponse:
     """400 for a bad signature, stale timestamp, malformed body or another API version:
-    nothing is stored, and Stripe retries the delivery for three days."""
+    nothing is stored, and Stripe retries the delivery for three days.
+
+    The stripe library raises TypeError on a header that is not ASCII and
+    UnicodeDecodeError on a body that is not UTF-8; neither is something Stripe sends, so
+    both are refused here as a signature that cannot match."""
     if not settings.BILLING_WEBHOOK_SECRET:
         return JsonResponse({"error": "webhook secret is not configured"}, status=503)
+    header = request.headers.get("Stripe-Signature", "")
     try:
-        stripe.WebhookSignature.verify_header(
-            request.body, request.headers.get("Stripe-Signature"),
-            settings.BILLING_WEBHOOK_SECRET, tolerance=settings.BILLING_WEBHOOK_TOLERANCE)
+        payload = request.body.decode("utf-8")
+    except UnicodeDecodeError:
+        return JsonResponse({"error": "signature rejected: the body is not UTF-8"}, status=400)
+    if not header.isascii():
+        return JsonResponse({"error": "signature rejected: the header is not ASCII"},
+                            status=400)
+    try:
+        stripe.WebhookSignature.verify_header(payload, header, settings.BILLING_WEBHOOK_SECRET,
+                                              tolerance=settings.BILLING_WEBHOOK_TOLERANCE)
     except stripe.SignatureVerificationError as exc:
         return JsonResponse({"error": f"signature rejected: {exc.user_message}"}, status=400)
     try:

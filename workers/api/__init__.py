@@ -3,6 +3,8 @@
 Belongs here: the base task and its policy (retries, time limits, redelivery cap), error
 classes, queue names and the router, the outbox, effect-once keys, enqueue dedup, rate
 limits, the broker's Redis client they share, the redaction of payloads shown to people,
-and the signals apps receive from the platform. Must not: anything that reaches into
-Celery's worker internals (`workers.runtime`), dead-letter triage, or ops tooling.
+the signals apps receive from the platform, and the checks at an input or output boundary
+(bounded JSON parsing in `json_input`, spreadsheet-safe CSV cells in `csv_cells`). Must
+not: anything that reaches into Celery's worker internals (`workers.runtime`), dead-letter
+triage, or ops tooling.
 """

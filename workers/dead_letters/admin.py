@@ -6,6 +6,12 @@ every view is audited); requeue and redrive `requeue_deadletter`; discard
 `discard_deadletter`; edit-and-requeue `edit_deadletter`; acknowledge, snooze and notes
 `change_deadletter`. The migration creates the
 roles "Dead-letter viewers" (read-only) and "Dead-letter operators".
+
+Every page redacts what it shows of a row (`workers.api.redaction`): arguments, message,
+traceback, each attempt's error, raw body; the list, the causes, the confirmations and the
+editor alike. The unredacted row is shown only in its own section of the row's page, to
+those with `view_payload`, and each showing is recorded; so is each search of theirs,
+which reaches into the stored arguments.
 """
 
 import json
@@ -23,7 +29,13 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from workers.api.redaction import payload_html, redact, redact_text
+from workers.api.redaction import (
+    json_html,
+    payload_html,
+    redact_call,
+    redact_text,
+    text_html,
+)
 from workers.api.routing import QUEUES
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
@@ -65,8 +77,11 @@ def _frozen_ids(text: str) -> list[int]:
 
 
 def _selection(request: HttpRequest) -> dict[str, Any]:
-    """The changelist filter an action ran on, for the audit trail."""
-    return {key: value for key, value in request.GET.items() if key not in {"p", "o"}}
+    """The changelist filter an action ran on, for the audit trail (which every viewer
+    reads: a search term is redacted like any text; a NUL, which PostgreSQL refuses, is
+    written out)."""
+    return {key: redact_text(str(value)).replace("\x00", "\\x00")
+            for key, value in request.GET.items() if key not in {"p", "o"}}
 
 
 @admin.register(DeadLetter)
@@ -74,12 +89,12 @@ class DeadLetterAdmin(admin.ModelAdmin):
     list_display = ("id", "task_name", "queue", "exception_name", "short_message", "status",
                     "attempts", "group", "boomerang", "failed_at")
     list_filter = ("status", "queue", "task_name", "exception_type", "failed_at")
-    search_fields = ("=task_id", "task_name", "message", "=fingerprint")
+    search_fields = ("=task_id", "task_name", "=fingerprint")
     date_hierarchy = "failed_at"
     actions = ("requeue", "redrive", "discard", "acknowledge", "snooze_day", "export_csv",
                "export_json")
     fields = ("task_name", "task_id", "links", "queue", "status", "snoozed_until", "fingerprint",
-              "exception_type", "message", "earlier_errors", "attempts", "worker",
+              "exception_type", "shown_message", "earlier_errors", "attempts", "worker",
               "failed_at", "payload", "raw_message", "formatted_traceback", "requeue_count",
               "requeued_at", "requeued_by", "replay_task_id", "replay_of", "redrive",
               "closed_at", "closed_by", "history")
@@ -89,11 +104,25 @@ class DeadLetterAdmin(admin.ModelAdmin):
         return False
 
     def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
-        """The stored arguments are searchable (as JSON text) only by those who may see
-        them: for anyone else a search would tell a redacted secret, prefix by prefix."""
+        """Messages and the stored arguments (as JSON text) are searchable only by those who
+        may see them: for anyone else a search would tell a redacted secret, prefix by
+        prefix."""
         if request.user.has_perm("workers.view_payload"):
-            return (*self.search_fields, "args", "kwargs")
+            return (*self.search_fields, "message", "args", "kwargs")
         return tuple(self.search_fields)
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[DeadLetter],
+                           search_term: str) -> tuple[QuerySet[DeadLetter], bool]:
+        """A search by someone who may search the stored arguments is recorded (once per
+        page shown: an action posted from the results was recorded with the search)."""
+        results = super().get_search_results(request, queryset, search_term)
+        if (search_term.strip() and request.method == "GET"
+                and request.user.has_perm("workers.view_payload")):
+            dead_letter_audit(actor=_actor(request),
+                              action=DeadLetterEvent.Action.SEARCHED_PAYLOAD,
+                              text=f"searched for {redact_text(search_term.strip())[:200]!r}",
+                              detail={"filter": _selection(request)})
+        return results
 
     def has_requeue_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("workers.requeue_deadletter")
@@ -118,8 +147,10 @@ class DeadLetterAdmin(admin.ModelAdmin):
         if row is None or not self.has_edit_permission(request):
             raise PermissionDenied
         unredacted = request.user.has_perm("workers.view_payload")
-        payload = {"args": row.args, "kwargs": row.kwargs}
-        text = json.dumps(payload if unredacted else redact(payload), indent=2)
+        args, kwargs = row.args, row.kwargs
+        if not unredacted:
+            args, kwargs = redact_call(task_name=row.task_name, args=args, kwargs=kwargs)
+        text = json.dumps({"args": args, "kwargs": kwargs}, indent=2)
         if unredacted and request.method == "GET":
             dead_letter_audit(actor=_actor(request),
                               action=DeadLetterEvent.Action.VIEWED_PAYLOAD, dead_letter=row,
@@ -138,6 +169,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
                                                     args=[row.pk]))
         context = {**self.admin_site.each_context(request), "opts": self.model._meta,
                    "title": f"Edit and requeue #{row.pk} {row.task_name}", "original": row,
+                   "message": redact_text(row.message),
                    "payload": text, "reason": reason, "error": error,
                    "redacted": not unredacted}
         return TemplateResponse(request, "admin/workers/deadletter/edit.html", context)
@@ -154,8 +186,10 @@ class DeadLetterAdmin(admin.ModelAdmin):
         order = order if order in GROUP_ORDERS else "last_seen"
         context = {**self.admin_site.each_context(request), "opts": self.model._meta,
                    "title": "Dead letters by cause",
-                   "groups": dead_letter_groups(open_only=show == "open", order=order,
-                                                search=request.GET.get("q", "")),
+                   "groups": dead_letter_groups(
+                       open_only=show == "open", order=order, search=request.GET.get("q", ""),
+                       search_messages=request.user.has_perm("workers.view_payload")),
+                   "search_messages": request.user.has_perm("workers.view_payload"),
                    "show": show, "query": request.GET.get("q", ""), "order": order,
                    "orders": GROUP_ORDERS,
                    "can_requeue": self.has_requeue_permission(request),
@@ -206,7 +240,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
                 and request.user.has_perm("workers.view_payload")):
             dead_letter_audit(actor=_actor(request),
                               action=DeadLetterEvent.Action.VIEWED_PAYLOAD, dead_letter=row)
-            unredacted = payload_html(row.args, row.kwargs, redacted=False)
+            unredacted = _unredacted_html(row)
         context = {"triage_actions": actions, "show_save": False, "can_edit": can_edit,
                    "replay_blocker": blocker,
                    "show_save_and_continue": False, "show_save_and_add_another": False,
@@ -233,7 +267,11 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     @admin.display(description="message")
     def short_message(self, row: DeadLetter) -> str:
-        return row.message[:80]
+        return redact_text(row.message)[:80]
+
+    @admin.display(description="message (secrets redacted)")
+    def shown_message(self, row: DeadLetter) -> str:
+        return text_html(row.message)
 
     @admin.display(description="cause")
     def group(self, row: DeadLetter) -> str:
@@ -261,23 +299,21 @@ class DeadLetterAdmin(admin.ModelAdmin):
                                      urlencode({"query": f"celery_task_id:{row.task_id}"})))
         return format_html_join(" · ", "{}", ((link,) for link in links)) or "-"
 
-    @admin.display(description="payload (sensitive keys redacted)")
+    @admin.display(description="payload (secrets redacted)")
     def payload(self, row: DeadLetter) -> str:
-        return payload_html(row.args, row.kwargs)
+        return payload_html(task_name=row.task_name, args=row.args, kwargs=row.kwargs)
 
-    @admin.display(description="errors of the earlier attempts")
+    @admin.display(description="errors of the earlier attempts (secrets redacted)")
     def earlier_errors(self, row: DeadLetter) -> str:
-        lines = [f"attempt {entry['attempt']}: {entry['exception_type']}: "
-                 f"{redact_text(entry['message'])}" for entry in row.attempt_errors]
-        return format_html("<pre>{}</pre>", "\n".join(lines)) if lines else "-"
+        return text_html(_earlier_errors(row)) if row.attempt_errors else "-"
 
-    @admin.display(description="raw message body (poison messages; sensitive keys redacted)")
+    @admin.display(description="raw message body (poison messages; secrets redacted)")
     def raw_message(self, row: DeadLetter) -> str:
-        return format_html("<pre>{}</pre>", redact_text(row.raw_body)) if row.raw_body else "-"
+        return text_html(row.raw_body) if row.raw_body else "-"
 
-    @admin.display(description="traceback")
+    @admin.display(description="traceback (secrets redacted)")
     def formatted_traceback(self, row: DeadLetter) -> str:
-        return format_html("<pre>{}</pre>", row.traceback)
+        return text_html(row.traceback)
 
     @admin.display(description="notes and history")
     def history(self, row: DeadLetter) -> str:
@@ -357,7 +393,10 @@ class DeadLetterAdmin(admin.ModelAdmin):
                    "left_out": preview.left_out.items(),
                    "first_id": ids[0] if ids else "",
                    "action": action, "verb": str(action), "typed": typed,
-                   "examples": DeadLetter.objects.filter(pk__in=ids[-5:]).order_by("-pk")}
+                   "examples": [{"pk": row.pk, "task_name": row.task_name,
+                                 "message": redact_text(row.message)}
+                                for row in DeadLetter.objects.filter(pk__in=ids[-5:])
+                                .order_by("-pk")]}
         return TemplateResponse(request, "admin/workers/deadletter/confirm.html", context)
 
     def _run_requeue(self, request: HttpRequest, ids: list[int]) -> HttpResponse:
@@ -451,6 +490,23 @@ class RedriveAdmin(admin.ModelAdmin):
                 redrive_cancel(redrive_id=redrive.pk, actor=actor)
         except ValueError as error:
             self.message_user(request, str(error), messages.ERROR)
+
+
+def _earlier_errors(row: DeadLetter) -> str:
+    return "\n".join(f"attempt {entry['attempt']}: {entry['exception_type']}: "
+                     f"{entry['message']}" for entry in row.attempt_errors)
+
+
+def _unredacted_html(row: DeadLetter) -> str:
+    """The row as it was stored, for those allowed to see it (the caller records it)."""
+    sections = [("payload", json_html({"args": row.args, "kwargs": row.kwargs})),
+                ("message", format_html("<pre>{}</pre>", row.message)),
+                ("errors of the earlier attempts",
+                 format_html("<pre>{}</pre>", _earlier_errors(row))),
+                ("traceback", format_html("<pre>{}</pre>", row.traceback)),
+                ("raw message body", format_html("<pre>{}</pre>", row.raw_body))]
+    return format_html_join("", '<h3 class="unredacted">{}</h3>{}',
+                            ((label, html) for label, html in sections if html != "<pre></pre>"))
 
 
 def _number(text: str | None, kind: type[int] | type[float]) -> Any:

@@ -5,8 +5,9 @@ with corrected arguments. The edit is validated before anything changes: JSON of
 shape, a task this codebase defines (not one of Celery's built-ins), arguments its
 signature accepts. The row keeps the call as it failed (`original_args`,
 `original_kwargs`) next to the edited one, and the audit trail records who, when, why
-and the diff (of redacted payloads: the trail is for everyone who may see dead letters).
-Values an operator saw redacted and left as they were keep their real value.
+and the diff (of redacted payloads: the trail is for everyone who may see dead letters;
+a hidden value the edit changed reads "[redacted, changed]"). Values an operator saw
+redacted and left as they were keep their real value, positional arguments included.
 """
 
 import difflib
@@ -15,7 +16,7 @@ from typing import Any
 
 from django.db import transaction
 
-from workers.api.redaction import REDACTED, redact
+from workers.api.redaction import REDACTED_CHANGED, redact_call
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent
 from workers.dead_letters.rules import Action, call_refusal, refusal
@@ -41,7 +42,10 @@ def dead_letter_edit_requeue(*, dead_letter_id: int, payload: str, reason: str,
             raise EditRefused(f"dead letter {row.pk} is {refused}; only open rows holding a "
                               "task call can be edited and requeued")
         args, kwargs = _parse(payload)
-        args, kwargs = _unredacted(args, row.args), _unredacted(kwargs, row.kwargs)
+        shown_args, shown_kwargs = redact_call(task_name=row.task_name, args=row.args,
+                                               kwargs=row.kwargs)
+        args = _unredacted(args, row.args, shown_args)
+        kwargs = _unredacted(kwargs, row.kwargs, shown_kwargs)
         refused = call_refusal(row.task_name, args, kwargs)
         if refused:
             raise EditRefused(refused)
@@ -52,8 +56,8 @@ def dead_letter_edit_requeue(*, dead_letter_id: int, payload: str, reason: str,
         row.save(update_fields=["args", "kwargs", "original_args", "original_kwargs",
                                 "updated_at"])
         dead_letter_audit(actor=actor, action=DeadLetterEvent.Action.EDITED, dead_letter=row,
-                          text=reason.strip(), detail={"diff": _diff(before, {
-                              "args": args, "kwargs": kwargs})})
+                          text=reason.strip(), detail={"diff": _diff(
+                              row.task_name, before, {"args": args, "kwargs": kwargs})})
         outcome = dead_letters_send_replays(dead_letter_ids=[row.pk], actor=actor)
     return outcome.requeued[row.pk]
 
@@ -68,25 +72,71 @@ def _parse(payload: str) -> tuple[list[Any], dict[str, Any]]:
     args, kwargs = data.get("args", []), data.get("kwargs", {})
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise EditRefused('"args" must be a list and "kwargs" an object')
+    if _holds_nul(data):
+        raise EditRefused("a NUL character (\\u0000) cannot be stored: PostgreSQL refuses it")
     return args, kwargs
 
 
-def _unredacted(edited: Any, original: Any) -> Any:
-    """`edited`, with each value still shown as redacted taken from `original` (by key in
-    objects, by position in lists)."""
-    if edited == REDACTED:
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+def _unredacted(edited: Any, original: Any, shown: Any) -> Any:
+    """`edited`, with each value left as it was `shown` (redacted, wholly or in part) taken
+    from `original`, at the same key in objects and the same position in lists: a hidden
+    value never moves to where it would show."""
+    if _same(edited, shown):
         return original
-    if isinstance(edited, dict) and isinstance(original, dict):
-        return {key: _unredacted(value, original[key]) if key in original else value
-                for key, value in edited.items()}
-    if isinstance(edited, list) and isinstance(original, list):
-        return [_unredacted(value, original[index]) if index < len(original) else value
+    if isinstance(edited, dict) and isinstance(original, dict) and isinstance(shown, dict):
+        return {key: _unredacted(value, original[key], shown.get(key))
+                if key in original else value for key, value in edited.items()}
+    if isinstance(edited, list) and isinstance(original, list) and isinstance(shown, list):
+        return [_unredacted(value, original[index], shown[index])
+                if index < min(len(original), len(shown)) else value
                 for index, value in enumerate(edited)]
     return edited
 
 
-def _diff(before: dict[str, Any], after: dict[str, Any]) -> str:
+def _same(one: Any, other: Any) -> bool:
+    """Equal as JSON (`1` is not `true`, nor `1.0`)."""
+    return json.dumps(one, sort_keys=True) == json.dumps(other, sort_keys=True)
+
+
+def _diff(task_name: str, before: dict[str, Any], after: dict[str, Any]) -> str:
+    """The change, as viewers may see it: both sides redacted, and a hidden value that
+    changed marked so (its old and new values stay hidden)."""
+    def shown(payload: dict[str, Any]) -> dict[str, Any]:
+        args, kwargs = redact_call(task_name=task_name, args=payload["args"],
+                                   kwargs=payload["kwargs"])
+        return {"args": args, "kwargs": kwargs}
+
     def lines(payload: dict[str, Any]) -> list[str]:
-        return json.dumps(redact(payload), indent=2, sort_keys=True).splitlines()
-    return "\n".join(difflib.unified_diff(lines(before), lines(after), "failed", "edited",
-                                          lineterm=""))
+        return json.dumps(payload, indent=2, sort_keys=True).splitlines()
+
+    shown_before = shown(before)
+    shown_after = _hidden_changes(shown(after), after, shown_before, before)
+    return "\n".join(difflib.unified_diff(lines(shown_before), lines(shown_after), "failed",
+                                          "edited", lineterm=""))
+
+
+def _hidden_changes(shown_after: Any, after: Any, shown_before: Any, before: Any) -> Any:
+    """`shown_after`, with each value that reads the same as before once redacted but was
+    changed replaced by REDACTED_CHANGED."""
+    if all(isinstance(value, dict) for value in (shown_after, after, shown_before, before)):
+        return {key: _hidden_changes(shown_after[key], after[key], shown_before[key],
+                                     before[key]) if key in before else shown_after[key]
+                for key in shown_after}
+    if all(isinstance(value, list) for value in (shown_after, after, shown_before, before)):
+        common = min(len(before), len(after))
+        return [_hidden_changes(shown_after[index], after[index], shown_before[index],
+                                before[index]) if index < common else shown_after[index]
+                for index in range(len(shown_after))]
+    if _same(shown_after, shown_before) and not _same(after, before):
+        return REDACTED_CHANGED
+    return shown_after

@@ -1,5 +1,5 @@
-"""Export a selection of dead letters as CSV or JSON, payloads redacted, for a spreadsheet,
-a ticket or an incident review."""
+"""Export a selection of dead letters as CSV or JSON, payloads and messages redacted (as
+the admin shows them), for a spreadsheet, a ticket or an incident review."""
 
 import csv
 import io
@@ -8,7 +8,8 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from workers.api.redaction import redact, redact_text
+from workers.api.csv_cells import spreadsheet_safe
+from workers.api.redaction import redact_call, redact_text
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent
 
@@ -19,13 +20,13 @@ FORMATS = ("csv", "json")
 
 
 def _record(row: DeadLetter) -> dict[str, object]:
+    args, kwargs = redact_call(task_name=row.task_name, args=row.args, kwargs=row.kwargs)
     return {"id": row.pk, "task_id": row.task_id, "task_name": row.task_name,
             "queue": row.queue, "status": row.status, "fingerprint": row.fingerprint,
             "exception_type": row.exception_type, "message": redact_text(row.message),
             "attempts": row.attempts, "failed_at": row.failed_at.isoformat(),
             "worker": row.worker, "requeue_count": row.requeue_count,
-            "replay_of_id": row.replay_of_id, "args": redact(row.args),
-            "kwargs": redact(row.kwargs)}
+            "replay_of_id": row.replay_of_id, "args": args, "kwargs": kwargs}
 
 
 def dead_letters_export(*, rows: QuerySet[DeadLetter], file_format: str, actor: str,
@@ -42,6 +43,9 @@ def dead_letters_export(*, rows: QuerySet[DeadLetter], file_format: str, actor: 
     writer = csv.DictWriter(out, fieldnames=COLUMNS)
     writer.writeheader()
     for record in records:
-        writer.writerow({**record, "args": json.dumps(record["args"]),
-                         "kwargs": json.dumps(record["kwargs"])})
+        # A task name or message comes from whoever published the job: a cell starting
+        # with "=" would run as a formula in the operator's spreadsheet.
+        writer.writerow({key: spreadsheet_safe(value) for key, value in {
+            **record, "args": json.dumps(record["args"]),
+            "kwargs": json.dumps(record["kwargs"])}.items()})
     return out.getvalue()

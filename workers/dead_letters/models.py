@@ -129,6 +129,7 @@ class DeadLetterEvent(models.Model):
 
     class Action(models.TextChoices):
         VIEWED_PAYLOAD = "viewed_payload", "Viewed the unredacted payload"
+        SEARCHED_PAYLOAD = "searched_payload", "Searched the payloads"
         REQUEUED = "requeued", "Requeued"
         EDITED = "edited", "Edited and requeued"
         DISCARDED = "discarded", "Discarded"

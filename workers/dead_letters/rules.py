@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from workers.api.task_registry import project_task
 from workers.dead_letters.models import DeadLetter
+from workers.dead_letters.storable import call_was_escaped
 
 Status = DeadLetter.Status
 
@@ -72,10 +73,14 @@ def replayable(row: DeadLetter) -> bool:
 
 def replay_blocker(row: DeadLetter) -> str:
     """Why replaying the row as it stands cannot succeed ("" if it can): no call to
-    replay, a task this codebase does not define, or arguments the task does not take.
-    Edit (new arguments) or discard is the way out of each."""
+    replay, arguments stored escaped (not the call that failed, and never edited since),
+    a task this codebase does not define, or arguments the task does not take. Edit (new
+    arguments) or discard is the way out of each."""
     if not replayable(row):
         return "a message with no usable task call (see its raw body): discard it"
+    if call_was_escaped(row.message) and row.original_args is None:
+        return ("arguments stored escaped (they held NUL, surrogates or NaN, which "
+                "PostgreSQL cannot store): edit them or discard it")
     return call_refusal(row.task_name, row.args, row.kwargs)
 
 

@@ -1,4 +1,4 @@
-"""Read-only queries over dead letters."""
+"""Read-only queries over dead letters (the text they return for display comes redacted)."""
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
+from workers.api.redaction import redact_text
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent
 from workers.dead_letters.rules import OPEN, replay_blocker
 
@@ -47,7 +48,7 @@ class Group:
     fingerprint: str
     task_name: str
     exception_type: str
-    example: str  # the latest message
+    example: str  # the latest message, redacted (every viewer of the causes reads it)
     count: int
     new: int
     acknowledged: int
@@ -66,14 +67,22 @@ class Group:
         return self.new + self.acknowledged + self.snoozed
 
 
-def dead_letter_groups(*, open_only: bool = True, search: str = "",
-                       order: str = "last_seen") -> list[Group]:
-    """Dead letters grouped by failure fingerprint, sorted by GROUP_ORDERS[order]."""
+def dead_letter_groups(*, open_only: bool = True, search: str = "", order: str = "last_seen",
+                       search_messages: bool = False) -> list[Group]:
+    """Dead letters grouped by failure fingerprint, sorted by GROUP_ORDERS[order].
+
+    `search` matches task and exception names, and messages only with `search_messages`
+    (for those who may see payloads): a message can hold a secret that is shown redacted,
+    and a search on it would tell the secret prefix by prefix."""
     now = timezone.now()
     rows = DeadLetter.objects.all()
-    if search:
-        rows = rows.filter(Q(task_name__icontains=search) | Q(message__icontains=search)
-                           | Q(exception_type__icontains=search))
+    if "\x00" in search:  # no stored text holds a NUL (PostgreSQL refuses it): no match
+        rows = rows.none()
+    elif search:
+        matches = Q(task_name__icontains=search) | Q(exception_type__icontains=search)
+        if search_messages:
+            matches |= Q(message__icontains=search)
+        rows = rows.filter(matches)
     summary = (rows.order_by().values("fingerprint")
                .annotate(count=Count("id"), first=Min("failed_at"), last=Max("failed_at"),
                          latest=Max("id"),
@@ -104,7 +113,8 @@ def dead_letter_groups(*, open_only: bool = True, search: str = "",
         notes[fingerprint] = text  # the latest wins
     return [Group(fingerprint=row["fingerprint"], task_name=examples[row["latest"]].task_name,
                   exception_type=examples[row["latest"]].exception_type,
-                  example=examples[row["latest"]].message[:300], count=row["count"],
+                  example=redact_text(examples[row["latest"]].message)[:300],
+                  count=row["count"],
                   new=row["new"], acknowledged=row["acknowledged"], snoozed=row["snoozed"],
                   first_seen=row["first"], last_seen=row["last"],
                   last_day=row["last_day"], day_before=row["day_before"],

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery.utils import uuid
-from django.db import DatabaseError, InterfaceError, transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
@@ -20,7 +20,12 @@ from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.fingerprints import failure_fingerprint
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent
 from workers.dead_letters.rules import Action, refusal
-from workers.dead_letters.spool import dead_letter_spool_drain, dead_letter_spool_push
+from workers.dead_letters.spool import (
+    dead_letter_spool_drain,
+    dead_letter_spool_push,
+    dead_letter_spool_set_aside,
+)
+from workers.dead_letters.storable import message_without_note, storable_fields
 
 logger = logging.getLogger(__name__)
 
@@ -45,17 +50,22 @@ def dead_letter_record(
 ) -> DeadLetter | None:
     """Store a failed task once per task id, whichever failure path reports it first.
 
-    With the database unreachable the row goes to the Redis spool instead, and None is
-    returned: the caller acknowledges the message either way, so the failure must be
-    kept somewhere before that. Raises only if Redis cannot take it either (then the
-    acknowledgement cannot reach Redis and the message comes back).
+    Content PostgreSQL refuses (a NUL, a surrogate, NaN, an over-long header) is escaped
+    first (workers/dead_letters/storable.py), so a hostile job still becomes a row. With
+    the database unreachable (a connection error) the row goes to the Redis spool
+    instead, and None is returned: the caller acknowledges the message either way, so the
+    failure must be kept somewhere before that. Any other error means the database is up
+    and refuses this row: spooling it would only stop the drain on it, so it is set aside
+    in Redis with its error, logged at ERROR, and None is returned. Raises only if Redis
+    cannot take it either (then the acknowledgement cannot reach Redis and the message
+    comes back).
     """
-    fields = {
+    fields = storable_fields(fields={
         "task_id": task_id,
         "task_name": task_name,
         "queue": queue,
-        "args": _jsonable(list(args or [])),
-        "kwargs": _jsonable(dict(kwargs or {})),
+        "args": list(args or []),
+        "kwargs": dict(kwargs or {}),
         "exception_type": f"{type(exception).__module__}.{type(exception).__qualname__}",
         "message": str(exception),
         "traceback": traceback,
@@ -64,22 +74,29 @@ def dead_letter_record(
         "replay_of_id": replay_of_id,
         "raw_body": raw_body,
         "attempt_errors": attempt_errors or [],
-    }
+    })
     try:
         return dead_letter_store(fields=fields)
-    except (DatabaseError, InterfaceError) as exc:
+    except (OperationalError, InterfaceError) as exc:
         dead_letter_spool_push(fields=fields)
         logger.warning("database unavailable (%s): dead letter %s[%s] kept in the Redis "
-                       "spool until it is back", exc, task_name, task_id)
+                       "spool until it is back", exc, fields["task_name"], fields["task_id"])
+        return None
+    except Exception as exc:  # refused by a database that answers, or a bug: keep it
+        dead_letter_spool_set_aside(entry=json.dumps(fields), error=exc)
         return None
 
 
 def dead_letter_store(*, fields: dict[str, Any]) -> DeadLetter:
-    """Insert the row unless its task id already has one (the same failure reported twice)."""
-    fields = dict(fields)
+    """Insert the row unless its task id already has one (the same failure reported twice).
+
+    Escapes again what PostgreSQL refuses: a spooled entry written before that rule
+    existed still holds it, and escaping twice changes nothing.
+    """
+    fields = storable_fields(fields=fields)
     fields.setdefault("fingerprint", failure_fingerprint(
         task_name=fields["task_name"], exception_type=fields["exception_type"],
-        message=fields["message"]))
+        message=message_without_note(fields["message"])))
     replay_of_id = fields.get("replay_of_id")
     if replay_of_id is not None and not DeadLetter.objects.filter(pk=replay_of_id).exists():
         fields["replay_of_id"] = None  # the original was purged while its replay ran
@@ -106,7 +123,8 @@ def dead_letter_record_message(*, task_id: str, task_name: str, queue: str, raw_
     """Store a message no task could be built from (a poison message).
 
     A JSON task body keeps its arguments, so the row can be replayed once the task
-    exists; anything else keeps the raw body for a human and cannot be replayed.
+    exists; anything else keeps the raw body for a human and cannot be replayed. Both go
+    through `dead_letter_record`: escaped, spooled only while the database is down.
     """
     arguments = _task_arguments(raw_body, content_type)
     args, kwargs = arguments if arguments else ([], {})
@@ -137,7 +155,8 @@ def dead_letters_preview(*, action: Action, dead_letter_ids: Iterable[int]) -> P
     eligible, left_out = [], Counter[str]()
     for start in range(0, len(ids), REQUEUE_BATCH):
         rows = DeadLetter.objects.filter(pk__in=ids[start:start + REQUEUE_BATCH]).only(
-            "pk", "status", "task_name", "raw_body", "args", "kwargs")
+            "pk", "status", "task_name", "raw_body", "args", "kwargs", "message",
+            "original_args")
         for row in rows:
             reason = refusal(action, row)
             if reason:
@@ -278,12 +297,3 @@ def _task_arguments(raw_body: str,
             and isinstance(body[1], dict)):
         return body[0], body[1]
     return None
-
-
-def _jsonable(value: Any) -> Any:
-    """The value itself when it is JSON, else its JSON-safe rendering (never lose the row)."""
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return json.loads(json.dumps(value, default=repr))
-    return value

@@ -3,11 +3,15 @@
 Flower 2 asks for credentials on its pages and API but serves `/metrics` and
 `/healthcheck` to anyone: task names, counts and worker names leak to whoever can reach
 the port. `require_login_everywhere()` gives those two handlers the same check as the
-rest (basic auth from FLOWER_BASIC_AUTH, or Flower's OAuth login) before Flower starts.
+rest (basic auth from FLOWER_BASIC_AUTH, or Flower's OAuth login) before Flower starts,
+and turns credentials Flower cannot compare (non-ASCII) into a 401 instead of a 500.
 `show_broker_as()` lets the Broker tab and `/api/queues/length` read the queues of the
 platform's Redis transport.
 The private names they rely on are checked by workers/runtime/tests/test_celery_internals.py.
 """
+
+import functools
+from collections.abc import Callable
 
 import tornado.web
 from flower.app import Flower
@@ -20,6 +24,21 @@ OPEN_HANDLERS = (monitor.Metrics, monitor.Healthcheck)
 def require_login_everywhere() -> None:
     for handler in OPEN_HANDLERS:
         handler.prepare = _require_login
+    if not hasattr(BaseHandler.get_current_user, "__wrapped__"):
+        BaseHandler.get_current_user = _refusing_uncomparable(BaseHandler.get_current_user)
+
+
+def _refusing_uncomparable(get_current_user: Callable[[BaseHandler], object]
+                           ) -> Callable[[BaseHandler], object]:
+    """Flower compares basic-auth credentials with hmac.compare_digest, which raises
+    TypeError on non-ASCII text: any client sending such a header got a 500."""
+    @functools.wraps(get_current_user)
+    def checked(self: BaseHandler) -> object:
+        try:
+            return get_current_user(self)
+        except TypeError as exc:
+            raise tornado.web.HTTPError(401) from exc
+    return checked
 
 
 def _require_login(self: BaseHandler) -> None:

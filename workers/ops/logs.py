@@ -5,14 +5,29 @@
 runs in a worker, blank elsewhere except the correlation id of a web request. With
 `LOG_FORMAT=json` each record is one JSON object per line with those fields
 (python-json-logger); the plain format stays the local default.
+
+The same filter redacts each record it passes (`redact_record`) as the admin redacts what
+it shows: Celery logs a failed task's exception and traceback, the body of a message it
+cannot use ("The full contents of the message body was: …", at most 1024 characters) and,
+in the record's extra data, the task's argument reprs. (Sentry's logging integration
+sees each record before this handler does.)
 """
 
 import logging
+from typing import Any
 
 from celery import current_app
 
 from workers.api.correlation import correlation_id
+from workers.api.redaction import redact, redact_text
 from workers.api.routing import queue_of_routing_key
+
+#: A record's own attributes; any other one is extra data (`extra=`), which the JSON format
+#: writes out: Celery's failure records carry the task's `data` there.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "taskName", "task_id", "task_name", "queue", "attempt",
+    "correlation_id"}
+_TRACEBACKS = logging.Formatter()
 
 
 class TaskContextFilter(logging.Filter):
@@ -26,4 +41,28 @@ class TaskContextFilter(logging.Filter):
             record.task_name = task.name
             record.queue = queue_of_routing_key((request.delivery_info or {}).get("routing_key"))
             record.attempt = (request.retries or 0) + 1
+        redact_record(record)
         return True
+
+
+def redact_record(record: logging.LogRecord) -> None:
+    """The record's message, traceback and extra data, redacted in place. A record whose
+    message cannot be formatted is left for the handler to report as it would."""
+    try:
+        message = record.getMessage()
+    except Exception:  # the logging call's own bug: the handler reports it
+        return
+    shown = redact_text(message)
+    if shown != message:
+        record.msg, record.args = shown, None
+    if record.exc_info:
+        record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        record.exc_info = None  # formatters print exc_text instead
+    if record.exc_text:
+        record.exc_text = redact_text(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact_text(record.stack_info)
+    extra: dict[str, Any] = {name: value for name, value in vars(record).items()
+                             if name not in _RECORD_ATTRIBUTES}
+    for name, value in extra.items():
+        setattr(record, name, redact(value))

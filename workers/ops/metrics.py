@@ -37,6 +37,7 @@ from workers.api.models import OutboxMessage
 from workers.api.queue_stats import queue_stats
 from workers.api.routing import QUEUES
 from workers.dead_letters.models import DeadLetter
+from workers.dead_letters.spool import dead_letter_spool_set_aside_size, dead_letter_spool_size
 from workers.runtime.metrics import (
     FAMILIES,
     live_workers_by_queue,
@@ -68,7 +69,7 @@ def _guarded(read: Callable[[], list[Metric]]) -> tuple[list[Metric], float]:
 
 def _redis_families() -> list[Metric]:
     return [*_task_families(read_hosts()), *_worker_families(read_worker_heartbeats()),
-            *_queue_families(), *_beat_tick_families()]
+            *_queue_families(), *_beat_tick_families(), *_spool_families()]
 
 
 def _task_families(hosts: dict[str, dict[str, float]]) -> list[Metric]:
@@ -141,6 +142,15 @@ def _beat_tick_families() -> list[Metric]:
     if tick is not None:
         family.add_metric([], tick)
     return [family]
+
+
+def _spool_families() -> list[Metric]:
+    return [GaugeMetricFamily("celery_dead_letter_spool_length", "Dead letters kept in Redis "
+                              "until the database is reachable again.",
+                              value=dead_letter_spool_size()),
+            GaugeMetricFamily("celery_dead_letter_spool_set_aside", "Dead letters the "
+                              "database refused, set aside in Redis for an operator.",
+                              value=dead_letter_spool_set_aside_size())]
 
 
 def _database_families() -> list[Metric]:

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from workers.api.models import OutboxMessage
-from workers.api.redaction import payload_html
+from workers.api.redaction import json_html, payload_html, redact, text_html
 
 
 @admin.register(OutboxMessage)
@@ -15,8 +15,8 @@ class OutboxMessageAdmin(admin.ModelAdmin):
                     "publish_attempts")
     list_filter = (("published_at", admin.EmptyFieldListFilter), "queue", "task_name")
     search_fields = ("=task_id", "task_name")
-    fields = ("task_name", "task_id", "queue", "payload", "headers", "created_at",
-              "published_at", "publish_attempts", "last_error")
+    fields = ("task_name", "task_id", "queue", "payload", "shown_headers", "created_at",
+              "published_at", "publish_attempts", "shown_error")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -25,6 +25,14 @@ class OutboxMessageAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
-    @admin.display(description="payload (sensitive keys redacted)")
+    @admin.display(description="payload (secrets redacted)")
     def payload(self, row: OutboxMessage) -> str:
-        return payload_html(row.args, row.kwargs)
+        return payload_html(task_name=row.task_name, args=row.args, kwargs=row.kwargs)
+
+    @admin.display(description="headers (secrets redacted)")
+    def shown_headers(self, row: OutboxMessage) -> str:
+        return json_html(redact(row.headers))
+
+    @admin.display(description="last error (secrets redacted)")
+    def shown_error(self, row: OutboxMessage) -> str:
+        return text_html(row.last_error) if row.last_error else "-"

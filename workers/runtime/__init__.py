@@ -7,7 +7,8 @@ Celery loads (request, consumer, scheduler, transport); `install(app)`, from
 config/celery.py, adds the bootsteps and censors the settings the process reports
 (`config_censor`); `connect_signal_handlers()`, from the workers app's
 `ready()`, connects the handlers once Django's models can be imported, in every process
-that loads Django (so a publish from any of them is stamped and redacted). Every private
+that loads Django (so a publish from any of them is stamped; the app's message builder,
+`task_messages`, redacts the argument reprs of each). Every private
 Celery, kombu and django-celery-beat name this package relies on is checked by
 workers/runtime/tests/test_celery_internals.py.
 """

@@ -79,7 +79,8 @@ class DeadLetteringConsumer(Consumer):
                 message, exception=exc, worker=self.hostname,
                 queue=queue_of_routing_key((message.delivery_info or {}).get("routing_key")))
         except Exception:
-            # The database is down: Celery's own handler still logs the body below.
+            # The database is down: Celery's own handler still logs the body below
+            # (truncated by Celery, redacted by the log filter of workers/ops/logs.py).
             logger.exception("could not dead-letter a poison message")
 
 

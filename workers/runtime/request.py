@@ -1,4 +1,5 @@
-"""The worker-side request class used by every project task."""
+"""The worker-side request class used by every project task; what it tells monitors
+(`inspect`, task events: Flower) about a task's arguments and errors is redacted."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -7,7 +8,11 @@ from typing import Any
 from celery.exceptions import InvalidTaskError
 from celery.worker.request import Request
 
+from workers.api.redaction import redact_text
+
 MALFORMED_BODY = "task body is not [args, kwargs, options]"
+#: Fields of the task events monitors show (Flower) that may carry a secret.
+EVENT_TEXT_FIELDS = ("exception", "traceback", "result")
 
 
 class PlatformRequest(Request):
@@ -49,3 +54,20 @@ class PlatformRequest(Request):
         with self._pushed():
             super().on_failure(exc_info, send_failed_event=send_failed_event,
                                return_ok=return_ok)
+
+    def info(self, safe: bool = False) -> Any:
+        """What `inspect active`, `reserved` and `scheduled` report (Flower's worker pages):
+        the redacted argument reprs the message carries (workers/runtime/task_messages.py),
+        never the arguments themselves, which Celery sends unless asked for `safe`."""
+        info = super().info(safe=True)
+        info["args"], info["kwargs"] = redact_text(info["args"] or ""), redact_text(
+            info["kwargs"] or "")
+        return info
+
+    def send_event(self, type: str, **fields: Any) -> None:
+        """The exception, traceback and result a task event carries, redacted as the admin
+        shows them: Flower shows each failed task's."""
+        for name in EVENT_TEXT_FIELDS:
+            if isinstance(fields.get(name), str):
+                fields[name] = redact_text(fields[name])
+        super().send_event(type, **fields)

@@ -1,4 +1,6 @@
 """Celery signal handlers: the dead-letter hand-off, dedup keys and message time stamps.
+(The argument reprs a message shows are redacted where Celery builds the message:
+workers/runtime/task_messages.py.)
 
 `task_failure` is the one path every terminal failure takes, in the pool child (errors,
 exhausted retries) or in the worker's main process (hard time limits, lost workers,
@@ -36,7 +38,6 @@ from workers.api.headers import (
     ENQUEUED_AT_HEADER,
     REPLAY_HEADER,
 )
-from workers.api.redaction import redact
 from workers.api.routing import queue_for, queue_of_routing_key
 from workers.dead_letters.services import (
     dead_letter_record,
@@ -61,19 +62,6 @@ def bind_task_correlation_id(sender: Any = None, **_: Any) -> None:
     """What this task enqueues, and what it logs, carries the id it was sent with (until
     the next task in this process binds its own)."""
     bind_correlation_id(sender.request.get(CORRELATION_HEADER))
-
-
-@before_task_publish.connect
-def redact_shown_kwargs(headers: dict[str, Any] | None = None, body: Any = None,
-                        **_: Any) -> None:
-    """Worker logs, events and Flower show `kwargsrepr`; the message keeps the real values.
-
-    Here rather than in the base task so every publish is covered: calls, retries, beat,
-    and dead-letter replays sent by name.
-    """
-    kwargs = body[1] if isinstance(body, tuple | list) and len(body) > 1 else None
-    if headers is not None and kwargs:
-        headers["kwargsrepr"] = repr(redact(kwargs))
 
 
 @task_prerun.connect

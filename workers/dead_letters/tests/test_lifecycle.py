@@ -1,6 +1,8 @@
 """Confirmed bulk actions, roles, audited payload views, lifecycle states, every attempt's
 error."""
 
+import csv
+import io
 import json
 from datetime import timedelta
 
@@ -187,3 +189,13 @@ def test_a_note_on_a_whole_cause_shows_on_the_causes_page(admin_client):
     event = DeadLetterEvent.objects.get()
     assert (event.action, event.fingerprint, event.dead_letter) == ("note", row.fingerprint,
                                                                     None)
+
+
+@pytest.mark.django_db
+def test_a_csv_export_neutralises_formula_cells(capsys):
+    DeadLetterFactory(task_name='=HYPERLINK("https://evil.example","open")',
+                      message="+cmd|' /C calc'!A0")
+    call_command("dlq", "export", "--format", "csv", "--status", "new")
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0]["task_name"].startswith("'=HYPERLINK")
+    assert rows[0]["message"].startswith("'+cmd")

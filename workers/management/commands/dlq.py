@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from workers.api.redaction import redact, redact_text
+from workers.api.redaction import redact_call, redact_text
 from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
 from workers.dead_letters.export import FORMATS, dead_letters_export
 from workers.dead_letters.lifecycle import (
@@ -200,7 +200,7 @@ class Command(BaseCommand):
                           f"{redact_text(row.message)}"),
                 ("failed", f"{row.failed_at:%Y-%m-%d %H:%M:%S} after {row.attempts} "
                            f"attempt(s) on {row.worker or '?'}"),
-                ("payload", f"args={redact(row.args)} kwargs={redact(row.kwargs)}"),
+                ("payload", _payload(row)),
                 ("replay of", row.replay_of_id or "-")):
             self.stdout.write(f"{label:>10}  {value}")
         for entry in row.attempt_errors:
@@ -290,8 +290,8 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{row.pk:>6}  {row.status:9}  {row.queue:8}  "
                 f"{row.failed_at:%Y-%m-%d %H:%M:%S}  {row.attempts:>5}  {row.task_name}\n"
-                f"{'':>58}{row.exception_type}: {row.message[:100]}\n"
-                f"{'':>58}args={redact(row.args)} kwargs={redact(row.kwargs)}"
+                f"{'':>58}{row.exception_type}: {redact_text(row.message)[:100]}\n"
+                f"{'':>58}{_payload(row)}"
             )
 
     def _requeue(self, rows: QuerySet[DeadLetter], options: dict[str, Any]) -> None:
@@ -327,6 +327,12 @@ class Command(BaseCommand):
             time.sleep(0.05)
         raise CommandError(f"drill failed: no dead letter for task {task_id} within "
                            f"{timeout:.0f}s; is worker-critical running?")
+
+
+def _payload(row: DeadLetter) -> str:
+    """The row's call as the admin shows it: secrets redacted, positional ones included."""
+    args, kwargs = redact_call(task_name=row.task_name, args=row.args, kwargs=row.kwargs)
+    return f"args={args} kwargs={kwargs}"
 
 
 def _filter_text(options: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from django.urls import reverse
 
 from workers.api.models import OutboxMessage
 from workers.api.queue_stats import queue_stats
+from workers.dead_letters.spool import SET_ASIDE_KEY, dead_letter_spool_set_aside_size
 from workers.ops.alerts.models import Alert
 from workers.ops.alerts.services import alert_raise, alerts_deliver_pending, alerts_flush_digests
 from workers.ops.alerts.windows import watching_since
@@ -73,6 +74,12 @@ def _crossed(*, now: datetime) -> list[tuple[str, str, str, str]]:
                         "and is beat running the outbox sweep?",
                         f"{base}{reverse('admin:workers_outboxmessage_changelist')}"
                         "?published_at__isnull=True"))
+    set_aside = dead_letter_spool_set_aside_size()
+    if set_aside:
+        crossed.append(("dead-letter-spool-set-aside", "Dead letters the database refused",
+                        f"{set_aside} failure(s) kept in the Redis spool during an outage "
+                        f"could not be stored and were set aside in {SET_ASIDE_KEY}; see "
+                        "docs/reliability.md (the spool) to read and restore them.", ""))
     # What has never been seen is missing only once the checks have watched long enough
     # for it to show: a fresh deploy, or Redis restarted, is not an outage.
     watched = now.timestamp() - watching_since(now=now.timestamp())

@@ -52,3 +52,31 @@ def test_a_request_without_a_usable_id_gets_a_new_one(client):
     response = client.get("/healthz", headers={"X-Request-ID": "not an id; drop table"})
     assert response["X-Request-ID"] != "not an id; drop table"
     assert len(response["X-Request-ID"]) == 32
+
+
+def test_worker_logs_show_no_secret_of_a_failed_task_or_a_poison_message(celery_process):
+    """Celery logs a failed task's exception, traceback and argument reprs, and the body of
+    a message naming a task nobody defines: each redacted, in the JSON format too (its
+    records carry Celery's extra data)."""
+    from workers.dead_letters.models import DeadLetter
+
+    log = celery_process("worker", LOG_FORMAT="json")
+    failed = publish_task(PRIVATE_BROKER, "tests.tasks.login", "alice", "tb-positional-1c9e",
+                          session="tb-session-7f3b")
+    poison = publish_task(PRIVATE_BROKER, "tests.tasks.nobody_defines_this", "alice",
+                          password="tb-poison-4a8d")
+
+    wait_for(lambda: DeadLetter.objects.filter(task_id__in=[failed, poison]).count() == 2,
+             what="both to be dead-lettered")
+    lines = wait_for(lambda: [
+        record for record in records(log)
+        if (failed in record["message"] and "login failed for" in record["message"])
+        or "nobody_defines_this" in record["message"]] or None,
+        what="Celery to log the failure and the poison message")
+    wait_for(lambda: "The full contents of the message body was" in log.read_text(),
+             what="the poison message's body to be logged")
+    text = log.read_text()
+    for secret in ("tb-positional-1c9e", "tb-session-7f3b", "tb-poison-4a8d"):
+        assert secret not in text, secret
+    assert "[redacted]" in text
+    assert lines

@@ -17,6 +17,7 @@ from tests.factories import DeadLetterFactory
 from tests.fixtures import PRIVATE_BROKER, publish_task, wait_for
 from workers.api.headers import ENQUEUED_AT_HEADER
 from workers.api.models import OutboxMessage
+from workers.dead_letters.spool import SET_ASIDE_KEY, SPOOL_KEY
 from workers.runtime.metrics import BEAT_TICK_KEY
 
 TOKEN = "test-metrics-token"  # tests/settings.py
@@ -129,3 +130,19 @@ def test_platform_figures_and_promtool_accepts_the_exposition(celery_process, we
     lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                           text=True, check=False, timeout=60)
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+@pytest.mark.django_db
+def test_the_dead_letter_spool_and_what_it_set_aside_are_counted(client, test_redis):
+    """Set-aside entries are never drained: this count is how an operator hears of them."""
+    test_redis.delete(SPOOL_KEY, SET_ASIDE_KEY)
+    test_redis.rpush(SPOOL_KEY, "{}")
+    test_redis.rpush(SET_ASIDE_KEY, "{}", "{}")
+    try:
+        response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    finally:
+        test_redis.delete(SPOOL_KEY, SET_ASIDE_KEY)
+
+    text = response.content.decode()
+    assert value(text, "celery_dead_letter_spool_length") == 1
+    assert value(text, "celery_dead_letter_spool_set_aside") == 2

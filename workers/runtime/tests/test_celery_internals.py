@@ -190,3 +190,36 @@ def test_the_settings_filter_the_censor_replaces():
     assert "state.app.conf.table(" in inspect.getsource(worker_control.conf)
     assert "app.conf.humanize()" in inspect.getsource(celery_app_utils.bugreport)
     assert "self.table(" in inspect.getsource(celery_app_utils.Settings.humanize)
+
+
+def test_the_message_builder_and_request_methods_redaction_overrides():
+    """workers/runtime/task_messages.py overrides AMQP.as_task_v2 (the app's `amqp`), which
+    builds `argsrepr`/`kwargsrepr` (headers and task-sent event) unless given them, with
+    Celery's size and depth limits; workers/runtime/request.py overrides Request.info, which
+    `inspect active/reserved/scheduled` report, and Request.send_event, which sends the
+    task-failed and task-retried events with the exception and traceback."""
+    from celery.app import amqp as celery_amqp
+    from celery.worker import control as worker_control
+
+    from workers.runtime.task_messages import RedactingAMQP
+
+    assert isinstance(app.amqp, RedactingAMQP)
+    assert parameters(celery_amqp.AMQP.as_task_v2)[:5] == [
+        "self", "task_id", "name", "args", "kwargs"]
+    assert {"argsrepr", "kwargsrepr"} <= set(parameters(celery_amqp.AMQP.as_task_v2))
+    source = inspect.getsource(celery_amqp.AMQP.as_task_v2)
+    for name in ("'argsrepr': argsrepr", "'kwargsrepr': kwargsrepr", "'args': argsrepr"):
+        assert name in source, name
+    assert {2: "as_task_v2"}.items() <= {
+        version: method.__name__ for version, method in app.amqp.task_protocols.items()}.items()
+    assert app.conf.task_protocol == 2
+    assert isinstance(app.amqp.argsrepr_maxsize, int)
+    assert isinstance(app.amqp.kwargsrepr_maxsize, int)
+    assert isinstance(app.conf.task_repr_maxlevels, int)
+    assert "amqp.create_task_message(" in inspect.getsource(type(app).send_task)
+    assert parameters(celery_request.Request.info) == ["self", "safe"]
+    assert "request.info(" in inspect.getsource(worker_control.reserved)
+    assert "arg0.info()" in inspect.getsource(worker_control._iter_schedule_requests)
+    assert parameters(celery_request.Request.send_event) == ["self", "type", "fields"]
+    assert "self.send_event(\n                        'task-failed'" in inspect.getsource(
+        celery_request.Request.on_failure)

@@ -14,9 +14,12 @@ from django.utils import timezone
 from tests.factories import DeadLetterFactory
 from tests.fixtures import PRIVATE_BROKER, ROOT, publish_task, wait_for
 from tests.webhook_server import WebhookSink
+from workers.api.broker import redis_client
 from workers.api.headers import ENQUEUED_AT_HEADER
 from workers.api.models import OutboxMessage
 from workers.dead_letters.models import DeadLetter
+from workers.dead_letters.spool import SET_ASIDE_KEY, dead_letter_spool_set_aside
+from workers.ops.alerts.checks import alerts_check_thresholds
 from workers.ops.alerts.models import Alert
 from workers.ops.alerts.services import alert_deliver, alert_raise, alerts_deliver_pending
 from workers.ops.alerts.windows import WATCHING_KEY, WINDOWS_KEY
@@ -186,3 +189,15 @@ def test_the_admin_link_of_an_alert_filters_to_its_fingerprint(admin_client):
     assert response.status_code == 200
     assert response.context["cl"].result_count == 2
     assert other.task_id not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_failures_the_database_refused_from_the_spool_raise_an_alert(settings):
+    settings.ALERTS_SLACK_WEBHOOK_URL = ""
+    dead_letter_spool_set_aside(entry='{"task_id": "x"}', error="value too long")
+    try:
+        alerts_check_thresholds(now=timezone.now())
+    finally:
+        redis_client().delete(SET_ASIDE_KEY)
+    alert = Alert.objects.get(key="dead-letter-spool-set-aside")
+    assert "1 failure(s)" in alert.text

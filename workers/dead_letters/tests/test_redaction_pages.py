@@ -1,0 +1,306 @@
+"""One redaction for every eye: a row's secrets (a positional argument named `password`, a
+secret keyword argument, a secret-looking value, the message, the traceback, an earlier
+attempt's error, a raw body) show on no admin page, in no export and in no `dlq` output to
+anyone without `view_payload`; those with it see them only in the recorded unredacted
+section, and each of their searches (which reach into the stored arguments) is recorded;
+an edit's audit diff says a hidden value changed without showing it."""
+
+import json
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from tests import tasks  # noqa: F401  # tests.tasks.login, whose signature names its arguments
+from tests.factories import DeadLetterFactory, dead_letter_roles
+from workers.api.redaction import REDACTED_CHANGED
+from workers.api.routing import BULK
+from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
+from workers.dead_letters.models import DeadLetter, DeadLetterEvent
+
+CHANGELIST = "admin:workers_deadletter_changelist"
+SECRETS = {
+    "positional": "tb-positional-3f9a2c",  # login(username, password): the password
+    "keyword": "tb-keyword-8e1d4b",  # session=
+    "shaped": "sk_live_tbshaped51Kx0aZ9qP",  # a Stripe secret key, under a plain name
+    "message": "tb-message-6c2f7e",  # in the message, and so in the traceback
+    "bearer": "tb-bearer-a9c0d3e5f7",  # an Authorization header in the traceback
+    "attempt": "tb-attempt-0b7e9d",  # an earlier attempt's error
+    "raw": "tb-raw-4d6a1f",  # a poison message's body
+}
+
+
+def planted_row(*, poison: bool = False) -> DeadLetter:
+    """A failed call of tests.tasks.login with a secret everywhere; `poison`: a message
+    no task could be built from, stored with its raw body."""
+    message = f"login failed for {{'username': 'alice', 'password': '{SECRETS['message']}'}}"
+    return DeadLetterFactory(
+        task_name="tests.tasks.login", queue=BULK,
+        args=["alice", SECRETS["positional"]],
+        kwargs={"session": SECRETS["keyword"], "hold": SECRETS["shaped"]},
+        exception_type="workers.api.exceptions.PermanentError", message=message,
+        traceback=("Traceback (most recent call last):\n"
+                   '  File "/app/tests/tasks.py", line 160, in login\n'
+                   "    raise PermanentError(f\"login failed for {password!r}\")\n"
+                   f"  headers={{'Authorization': 'Bearer {SECRETS['bearer']}'}}\n"
+                   f"workers.api.exceptions.PermanentError: {message}"),
+        attempt_errors=[{"attempt": 1, "exception_type": "builtins.ValueError",
+                         "message": f"password={SECRETS['attempt']} refused",
+                         "at": "2026-11-24T10:00:00+00:00"}],
+        raw_body=f'[["alice"], {{"api_key": "{SECRETS["raw"]}"}}, {{}}]' if poison else "")
+
+
+def shown_secrets(text: str) -> list[str]:
+    return [name for name, secret in SECRETS.items() if secret in text]
+
+
+def member_of(client: Client, group: str) -> Client:
+    dead_letter_roles()
+    user = User.objects.create_user(group.split()[-1], password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name=group))
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def viewer(client) -> Client:
+    return member_of(client, "Dead-letter viewers")
+
+
+@pytest.fixture
+def operator(client) -> Client:
+    return member_of(client, "Dead-letter operators")
+
+
+def pages(client: Client, row: DeadLetter) -> dict[str, str]:
+    """Every page that shows something of the row (and of a poison message beside it), as
+    this user gets it."""
+    detail = reverse("admin:workers_deadletter_change", args=[row.pk])
+    poison = planted_row(poison=True)
+    found = {
+        "detail of a poison message": client.get(
+            reverse("admin:workers_deadletter_change", args=[poison.pk])),
+        "list": client.get(reverse(CHANGELIST)),
+        "list, searched": client.get(reverse(CHANGELIST), {"q": "login"}),
+        "detail": client.get(detail),
+        "detail, unredacted asked": client.get(detail, {"unredacted": "1"}),
+        "groups": client.get(reverse("admin:workers_deadletter_groups")),
+        "confirm": client.post(reverse(CHANGELIST), {"action": "discard",
+                                                     "_selected_action": [row.pk]}),
+        "edit": client.get(reverse("admin:workers_deadletter_edit", args=[row.pk])),
+        "export csv": client.post(reverse(CHANGELIST), {"action": "export_csv",
+                                                        "_selected_action": [row.pk]}),
+        "export json": client.post(reverse(CHANGELIST), {"action": "export_json",
+                                                         "_selected_action": [row.pk]}),
+    }
+    for name, response in found.items():
+        assert response.status_code in (200, 302, 403), (name, response.status_code)
+    return {name: response.content.decode() for name, response in found.items()}
+
+
+@pytest.mark.django_db
+def test_a_viewer_sees_no_secret_on_any_page_or_export(viewer):
+    row = planted_row()
+
+    shown = pages(viewer, row)
+
+    assert {name: shown_secrets(html) for name, html in shown.items()} == {
+        name: [] for name in shown}
+    assert "alice" in shown["detail"]  # what is not secret still shows
+    assert "[redacted]" in shown["detail"]
+    assert "login failed for" in shown["list"]
+    assert "login failed for" in shown["groups"]
+    assert "PermanentError: login failed for" in shown["detail"]  # the traceback
+    assert "&quot;username&quot;: &quot;alice&quot;" not in shown["detail"]  # no raw payload
+
+
+@pytest.mark.django_db
+def test_an_operator_without_view_payload_sees_no_secret_on_any_page_or_export(operator):
+    row = planted_row()
+
+    shown = pages(operator, row)
+
+    assert "Discard 1 dead letter(s)?" in shown["confirm"]
+    assert "login failed for" in shown["confirm"]
+    assert 'id="edit-form"' in shown["edit"]
+    assert "&quot;alice&quot;" in shown["edit"]
+    assert {name: shown_secrets(html) for name, html in shown.items()} == {
+        name: [] for name in shown}
+    exported = json.loads(shown["export json"])
+    assert exported[0]["args"] == ["alice", "[redacted]"]
+    assert exported[0]["kwargs"] == {"session": "[redacted]", "hold": "[redacted]"}
+
+
+@pytest.mark.django_db
+def test_view_payload_shows_the_row_unredacted_only_where_asked_and_recorded(admin_client):
+    row = planted_row()
+    detail = reverse("admin:workers_deadletter_change", args=[row.pk])
+
+    assert shown_secrets(admin_client.get(detail).content.decode()) == []
+    unredacted = admin_client.get(detail, {"unredacted": "1"}).content.decode()
+
+    section = unredacted.split('id="unredacted"')[1]
+    assert sorted(shown_secrets(section)) == sorted(set(SECRETS) - {"raw"})
+    assert shown_secrets(unredacted.split('id="unredacted"')[0]) == []
+    event = DeadLetterEvent.objects.get()
+    assert (event.action, event.dead_letter) == ("viewed_payload", row)
+
+
+@pytest.mark.django_db
+def test_the_cli_shows_no_secret(capsys):
+    row = planted_row()
+
+    for command in (["list"], ["show", str(row.pk)], ["groups"],
+                    ["export", "--format", "csv"], ["export", "--format", "json"]):
+        call_command("dlq", *command)
+        output = capsys.readouterr().out
+        assert "login failed for" in output, command
+        assert shown_secrets(output) == [], command
+
+
+@pytest.mark.django_db
+def test_a_search_by_someone_who_may_search_payloads_is_recorded(admin_client, operator):
+    DeadLetterFactory(kwargs={"card_number": "4242424242424242"})
+    url = reverse(CHANGELIST)
+
+    admin_client.get(url)
+    admin_client.get(url, {"q": "  "})
+    assert not DeadLetterEvent.objects.exists()
+    admin_client.get(url, {"q": "4242", "status__exact": "new"})
+    operator.get(url, {"q": "4242"})  # cannot search the payloads: nothing to record
+
+    event = DeadLetterEvent.objects.get()
+    assert (event.action, event.actor, event.text) == (
+        "searched_payload", "admin", "searched for '4242'")
+    assert event.detail["filter"] == {"q": "4242", "status__exact": "new"}
+
+
+ANY_INPUT = settings(max_examples=40, deadline=None, database=None,
+                     suppress_health_check=[HealthCheck.too_slow,
+                                            HealthCheck.function_scoped_fixture])
+
+
+@pytest.mark.django_db
+@ANY_INPUT
+@given(term=st.text(st.characters(blacklist_categories=("Cs",)), max_size=60))
+@example(term="\x00")  # PostgreSQL refuses a NUL: the causes page answered 500
+@example(term="password=hunter2 \x00")
+def test_any_search_term_is_answered_and_recorded_only_for_payload_searchers(
+        term, admin_client, operator):
+    DeadLetterFactory(kwargs={"card_number": "4242424242424242"})
+    # A NUL (which PostgreSQL refuses) is refused or dropped before any search is made.
+    searched = bool(term.strip()) and "\x00" not in term
+    for client, recorded in ((operator, 0), (admin_client, int(searched))):
+        before = DeadLetterEvent.objects.count()
+        for page in (CHANGELIST, "admin:workers_deadletter_groups"):
+            status = client.get(reverse(page), {"q": term}).status_code
+            assert status in ((200, 400) if "\x00" in term else (200,))
+        assert DeadLetterEvent.objects.count() - before == recorded
+
+
+@pytest.mark.django_db
+def test_an_edits_diff_marks_a_hidden_value_changed_and_never_shows_it(test_redis):
+    row = planted_row()
+    try:
+        dead_letter_edit_requeue(dead_letter_id=row.pk, reason="rotated the password", payload=(
+            json.dumps({"args": ["bob", "tb-new-password-77"],
+                        "kwargs": {"session": "[redacted]", "hold": "[redacted]"}})),
+            actor="ops")
+    finally:
+        test_redis.delete(BULK)  # the replay was never meant to run
+
+    row.refresh_from_db()
+    assert row.args == ["bob", "tb-new-password-77"]
+    assert row.kwargs == {"session": SECRETS["keyword"], "hold": SECRETS["shaped"]}
+    diff = DeadLetterEvent.objects.get(action=DeadLetterEvent.Action.EDITED).detail["diff"]
+    assert '-    "alice",' in diff
+    assert '+    "bob",' in diff
+    assert f'+    "{REDACTED_CHANGED}"' in diff
+    assert '"session": "[redacted]"' not in [line[1:].strip() for line in diff.splitlines()
+                                             if line[:1] in "+-"]
+    assert shown_secrets(diff) == []
+    assert "tb-new-password-77" not in diff
+
+
+@pytest.mark.django_db
+def test_a_positional_secret_left_redacted_keeps_its_value(operator, test_redis):
+    row = planted_row()
+    edit = reverse("admin:workers_deadletter_edit", args=[row.pk])
+    shown = json.loads(operator.get(edit).context["payload"])
+    assert shown["args"] == ["alice", "[redacted]"]
+
+    shown["args"][0] = "bob"
+    try:
+        response = operator.post(edit, {"payload": json.dumps(shown), "reason": "typo"})
+    finally:
+        test_redis.delete(BULK)
+
+    assert response.status_code == 302
+    row.refresh_from_db()
+    assert row.args == ["bob", SECRETS["positional"]]
+    assert row.kwargs == {"session": SECRETS["keyword"], "hold": SECRETS["shaped"]}
+
+
+@pytest.mark.django_db
+def test_a_redacted_value_never_moves_to_where_it_would_show(test_redis):
+    row = planted_row()
+    with pytest.raises(EditRefused, match="does not accept"):  # still refused as it was
+        dead_letter_edit_requeue(dead_letter_id=row.pk, reason="x", actor="ops",
+                                 payload='{"args": ["[redacted]"], "kwargs": {"pw": 1}}')
+    try:
+        dead_letter_edit_requeue(dead_letter_id=row.pk, reason="swap", actor="ops", payload=(
+            '{"args": ["[redacted]", "[redacted]"], "kwargs": {"session": "[redacted]"}}'))
+    finally:
+        test_redis.delete(BULK)
+    row.refresh_from_db()
+    # The username was shown as it is: "[redacted]" there is what the operator typed.
+    assert row.args == ["[redacted]", SECRETS["positional"]]
+    assert row.kwargs == {"session": SECRETS["keyword"]}
+
+
+@pytest.mark.django_db
+@ANY_INPUT
+@given(payload=st.one_of(
+    st.text(max_size=80),
+    st.fixed_dictionaries({}, optional={
+        "args": st.lists(st.sampled_from(["[redacted]", "x", 1, None]), max_size=5),
+        "kwargs": st.dictionaries(st.sampled_from(["session", "hold", "password", "x"]),
+                                  st.sampled_from(["[redacted]", "y", 2]), max_size=3),
+        "other": st.just(1)}).map(json.dumps)),
+    reason=st.sampled_from(["", "  ", "fixing it"]))
+@example(payload='{"args": ["alice", "\\u0000"]}', reason="fixing it")
+@example(payload='{"args": ["a"], "kwargs": {"\\u0000": 1}}', reason="fixing it")
+def test_any_edit_is_answered_and_a_refused_one_changes_nothing(payload, reason, operator,
+                                                                test_redis):
+    row = planted_row()
+    try:
+        response = operator.post(reverse("admin:workers_deadletter_edit", args=[row.pk]),
+                                 {"payload": payload, "reason": reason})
+    finally:
+        test_redis.delete(BULK)  # an accepted edit's replay was never meant to run
+
+    assert response.status_code in (200, 302)
+    stored = DeadLetter.objects.get(pk=row.pk)
+    if response.status_code == 200:  # refused, and says why
+        assert 'id="edit-error"' in response.content.decode()
+        assert (stored.args, stored.kwargs, stored.status) == (row.args, row.kwargs, "new")
+        assert not DeadLetterEvent.objects.filter(dead_letter=row).exists()
+    assert shown_secrets(response.content.decode()) == []
+
+
+@pytest.mark.django_db
+def test_a_viewer_cannot_search_a_message_for_its_secret(viewer, admin_client):
+    """A search on messages answered "found" or "not found" for each guessed prefix of a
+    secret shown redacted: only those who may see payloads search messages."""
+    row = DeadLetterFactory(message="login failed for {'password': 'hunter2-secret'}")
+    changelist = reverse(CHANGELIST)
+    groups = reverse("admin:workers_deadletter_groups")
+    for client, finds in ((viewer, False), (admin_client, True)):
+        listed = client.get(changelist, {"q": "hunter2"}).content.decode()
+        assert (f"/{row.pk}/change/" in listed) is finds
+        grouped = client.get(groups, {"q": "hunter2", "show": "all"}).content.decode()
+        assert (row.fingerprint in grouped) is finds

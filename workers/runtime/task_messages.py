@@ -1,0 +1,53 @@
+"""The app's task-message builder (`Celery(amqp=...)` in config/celery.py): the argument
+reprs every message carries are redacted; the arguments themselves stay exact.
+
+Celery writes `argsrepr` and `kwargsrepr` into each message's headers and into its
+task-sent event. Workers log them, send them in their task-received events and answer
+`inspect` with them: that is what Flower shows of a task's arguments. They are built here,
+where Celery builds them, so every publish is covered (calls, retries, beat, the outbox,
+dead-letter replays sent by name) and the task-sent event with the headers: a
+`before_task_publish` handler sees the headers only. Positional arguments are named by the
+task's signature (`redact_call`). The private name is checked by
+workers/runtime/tests/test_celery_internals.py.
+"""
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from celery.app.amqp import AMQP
+from celery.utils.saferepr import saferepr
+
+from workers.api.redaction import REDACTED, redact_call, redact_text
+
+logger = logging.getLogger(__name__)
+
+
+class RedactingAMQP(AMQP):
+    def as_task_v2(self, task_id: str, name: str, args: Any = None, kwargs: Any = None,
+                   *more: Any, **options: Any) -> Any:
+        """Celery's, given the redacted reprs (a call of the wrong shape is left to
+        Celery to refuse)."""
+        if isinstance(args, list | tuple | None) and isinstance(kwargs, Mapping | None):
+            options["argsrepr"], options["kwargsrepr"] = self._shown(
+                name, args, kwargs, options.get("argsrepr"), options.get("kwargsrepr"))
+        return super().as_task_v2(task_id, name, args, kwargs, *more, **options)
+
+    def _shown(self, name: str, args: list[Any] | tuple[Any, ...] | None,
+               kwargs: Mapping[str, Any] | None, argsrepr: str | None,
+               kwargsrepr: str | None) -> tuple[str, str]:
+        """Celery's reprs (same size and depth limits) of the redacted call; a repr the
+        caller passed is redacted as text. Fails closed: a repr that cannot be redacted
+        is not shown."""
+        try:
+            shown_args, shown_kwargs = redact_call(task_name=name, args=args, kwargs=kwargs)
+            levels = self.app.conf.task_repr_maxlevels
+            return (
+                redact_text(argsrepr) if argsrepr is not None else saferepr(
+                    tuple(shown_args) if isinstance(args, tuple) else shown_args,
+                    self.argsrepr_maxsize, maxlevels=levels),
+                redact_text(kwargsrepr) if kwargsrepr is not None else saferepr(
+                    shown_kwargs, self.kwargsrepr_maxsize, maxlevels=levels))
+        except Exception:
+            logger.exception("could not redact the arguments shown for %s", name)
+            return REDACTED, REDACTED

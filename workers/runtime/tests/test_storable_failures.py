@@ -1,0 +1,87 @@
+"""Real workers, real PostgreSQL: a failure carrying NUL (which PostgreSQL refuses in text
+and jsonb) becomes a dead-letter row, escaped, instead of a spool entry that would stop
+the drain. (The escaping rule itself: workers/dead_letters/tests/test_storable.py.)"""
+
+from celery.utils import uuid
+from django.conf import settings
+from kombu import Connection
+
+from tests import tasks
+from tests.faults.brokers import broker_queue
+from tests.fixtures import last_outbox_id, wait_for, wait_for_outbox_jobs
+from tests.waits import ran_on, runs
+from workers.api.routing import CRITICAL
+from workers.dead_letters.models import DeadLetter
+from workers.dead_letters.services import dead_letters_requeue
+from workers.dead_letters.spool import SET_ASIDE_KEY, SPOOL_KEY
+from workers.dead_letters.storable import ESCAPED_CALL_NOTE
+from workers.ops.alerts.models import Alert
+from workers.ops.alerts.services import FAILURE_KEY
+
+
+def stored_or_spooled(test_redis, task_id: str) -> DeadLetter | None:
+    """The row once there is one; fails the test as soon as the failure went to Redis."""
+    def settled() -> object:
+        return (DeadLetter.objects.filter(task_id=task_id).first()
+                or test_redis.llen(SPOOL_KEY) or test_redis.llen(SET_ASIDE_KEY))
+    found = wait_for(settled, what=f"a dead letter for {task_id}")
+    assert isinstance(found, DeadLetter), (
+        f"{task_id} was kept in Redis instead: {test_redis.lrange(SPOOL_KEY, 0, -1)} "
+        f"{test_redis.lrange(SET_ASIDE_KEY, 0, -1)}")
+    return found
+
+
+def test_a_task_failing_with_nul_in_its_call_and_message_is_stored_escaped(live_workers,
+                                                                         test_redis):
+    test_redis.delete(SPOOL_KEY, SET_ASIDE_KEY)
+    jobs_before = last_outbox_id()
+    key = uuid()
+    result = tasks.refuses_nul.apply_async(args=[key, "a\x00b"], kwargs={"note": "\x00"},
+                                           queue=CRITICAL)
+
+    row = stored_or_spooled(test_redis, result.id)
+    ran_on(test_redis, result.id)  # the failure handled, its alert (if new) raised
+    wait_for_outbox_jobs(test_redis, after_id=jobs_before)  # and delivered: the worker is idle
+
+    assert runs(test_redis, key) == 1
+    assert (row.args, row.kwargs) == ([key, "a\\x00b"], {"note": "\\x00"})
+    assert row.message == f"refused a\\x00b\n{ESCAPED_CALL_NOTE}"
+    assert "PermanentError: refused a\\x00b" in row.traceback
+    assert row.exception_type == "workers.api.exceptions.PermanentError"
+    refused = dead_letters_requeue(dead_letter_ids=[row.pk], actor="test").refused
+    assert "arguments stored escaped" in refused[row.pk]
+
+
+def test_poison_messages_with_nul_in_the_body_or_the_arguments_are_stored(live_workers,
+                                                                          test_redis):
+    test_redis.delete(SPOOL_KEY, SET_ASIDE_KEY)
+    jobs_before = last_outbox_id()
+    raw, unknown = uuid(), uuid()
+    suffix = uuid().replace("-", "_")  # task names of this run only: each alerts once
+    critical = broker_queue(settings.CELERY_BROKER_URL, CRITICAL)
+    with Connection(settings.CELERY_BROKER_URL) as connection:
+        producer = connection.Producer()
+        for task_id, task, body in (
+                (raw, f"tests.tasks.gone_{suffix}", b"\x00\xff not json"),
+                (unknown, f"apps.gone.tasks.removed_{suffix}",
+                 b'[["\\u0000"], {"k": "\\u0000"}, {}]')):
+            producer.publish(body, exchange=CRITICAL, routing_key=CRITICAL, declare=[critical],
+                             headers={"lang": "py", "task": task, "id": task_id,
+                                      "root_id": task_id, "parent_id": None, "retries": 0},
+                             serializer=None, content_type="application/json",
+                             content_encoding="utf-8")
+
+    row = stored_or_spooled(test_redis, raw)
+    assert row.raw_body == "\\x00\\xff not json"  # no task to decode it for: kept raw
+    assert row.exception_type == "celery.exceptions.NotRegistered"
+    row = stored_or_spooled(test_redis, unknown)
+    assert (row.args, row.kwargs, row.raw_body) == (["\\x00"], {"k": "\\x00"}, "")
+    assert row.message.endswith(ESCAPED_CALL_NOTE)
+    # The worker alerts on each new row after storing it; let it finish before the test
+    # database is emptied under it.
+    fingerprints = DeadLetter.objects.filter(task_id__in=[raw, unknown]).values_list(
+        "fingerprint", flat=True)
+    wait_for(lambda: Alert.objects.filter(
+        key__in=[FAILURE_KEY + fingerprint for fingerprint in fingerprints]).count() == 2,
+        what="the alert of each poison message")
+    wait_for_outbox_jobs(test_redis, after_id=jobs_before)
