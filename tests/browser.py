@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -64,7 +68,16 @@ def wait_until(driver: WebDriver, condition: Callable[[WebDriver], object],
                what: str) -> object:
     """Poll `condition` until it holds; an element missing, or gone because the page
     reloaded itself between finding and reading it (the redrive page refreshes every two
-    seconds), only means "not yet"."""
+    seconds: Chromium then reports a stale element, or a node that "does not belong to
+    the document"), only means "not yet"."""
     return WebDriverWait(driver, HANG, poll_frequency=0.2, ignored_exceptions=(
-        NoSuchElementException, StaleElementReferenceException)).until(
+        NoSuchElementException, StaleElementReferenceException, WebDriverException)).until(
         condition, f"timed out waiting for {what}")
+
+
+def page_text(driver: WebDriver, element_id: str) -> str:
+    """An element's text read in one script call, so a page reloading itself cannot swap
+    the element between finding it and reading it ("" while it is missing)."""
+    return str(driver.execute_script(
+        "const e = document.getElementById(arguments[0]); return e ? e.textContent : '';",
+        element_id))

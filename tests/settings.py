@@ -26,3 +26,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast log
 # Where tests/production.py collects the static files its gunicorn serves (the project's
 # settings fix STATIC_ROOT beside the code, where the image's collectstatic writes it).
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or STATIC_ROOT)  # noqa: F405
+# The misbehaving test tasks are part of the codebase under test: every process (a
+# `manage.py dlq requeue` subprocess included) finds them as it finds the apps' tasks.
+CELERY_IMPORTS = ["tests.tasks"]

@@ -84,4 +84,4 @@ def test_each_poison_kind_is_dead_lettered_and_the_worker_keeps_consuming(
     assert all(row.task_name == "" and row.task_id.startswith("poison-") for row in taskless)
     for row in [rows[ids["undecodable body"]], *taskless]:
         refused = dead_letters_requeue(dead_letter_ids=[row.pk], actor="test").refused
-        assert "cannot be requeued" in refused[row.pk]
+        assert "no usable task call" in refused[row.pk]

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -59,6 +59,7 @@ from workers.dead_letters.selectors import GROUP_ORDERS, dead_letter_groups
 from workers.dead_letters.services import (
     dead_letters_discard,
     dead_letters_preview,
+    dead_letters_purge,
     dead_letters_requeue,
 )
 
@@ -143,9 +144,11 @@ class DeadLetterAdmin(admin.ModelAdmin):
     def edit_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         """Edit the arguments and requeue: validated against the task before anything
         changes; values shown redacted and left alone keep their real value."""
-        row = self.get_object(request, str(object_id))
-        if row is None or not self.has_edit_permission(request):
+        if not self.has_edit_permission(request):
             raise PermissionDenied
+        row = self.get_object(request, str(object_id))
+        if row is None:
+            raise Http404(f"no dead letter with id {object_id}")
         unredacted = request.user.has_perm("workers.view_payload")
         args, kwargs = row.args, row.kwargs
         if not unredacted:
@@ -191,7 +194,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
                        search_messages=request.user.has_perm("workers.view_payload")),
                    "search_messages": request.user.has_perm("workers.view_payload"),
                    "show": show, "query": request.GET.get("q", ""), "order": order,
-                   "orders": GROUP_ORDERS,
+                   "orders": [(key, key.replace("_", " ")) for key in GROUP_ORDERS],
                    "can_requeue": self.has_requeue_permission(request),
                    "can_discard": self.has_discard_permission(request),
                    "can_change": self.has_change_permission(request)}
@@ -249,6 +252,15 @@ class DeadLetterAdmin(admin.ModelAdmin):
                    "can_note": self.has_change_permission(request, row),
                    **(extra_context or {})}
         return super().change_view(request, object_id, form_url, context)
+
+    def delete_model(self, request: HttpRequest, obj: DeadLetter) -> None:
+        """Deleting is a purge: through the service, so it is in the audit trail."""
+        dead_letters_purge(rows=DeadLetter.objects.filter(pk=obj.pk), actor=_actor(request),
+                           detail={"from": "admin"})
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        dead_letters_purge(rows=queryset, actor=_actor(request),
+                           detail={"from": "admin", "filter": _selection(request)})
 
     def _row_post(self, request: HttpRequest, row: DeadLetter) -> HttpResponse:
         if not self.has_change_permission(request, row):
@@ -454,9 +466,11 @@ class RedriveAdmin(admin.ModelAdmin):
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        redrive = self.get_object(request, object_id)
-        if redrive is None or not self.has_view_permission(request, redrive):
+        if not self.has_view_permission(request):
             raise PermissionDenied
+        redrive = self.get_object(request, object_id)
+        if redrive is None:
+            raise Http404(f"no redrive with id {object_id}")
         may_act = request.user.has_perm("workers.requeue_deadletter")
         if request.method == "POST":
             if not may_act:
@@ -484,7 +498,8 @@ class RedriveAdmin(admin.ModelAdmin):
                 redrive_pause(redrive_id=redrive.pk, actor=actor)
             elif data.get("control") == "resume":
                 redrive_resume(redrive_id=redrive.pk, actor=actor,
-                               canary=_number(data.get("canary"), int),
+                               canary=(_number(data["canary"], int)  # blank: its own size
+                                       if data.get("canary", "").strip() else None),
                                retry_failed=data.get("retry_failed") == "on")
             elif data.get("control") == "cancel":
                 redrive_cancel(redrive_id=redrive.pk, actor=actor)
@@ -514,7 +529,8 @@ def _number(text: str | None, kind: type[int] | type[float]) -> Any:
     try:
         return kind(text or 0)
     except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{text!r} is not a number") from None
+        raise ValueError(f"{text!r} is not a {'whole ' if kind is int else ''}number"
+                         ) from None
 
 
 @admin.register(DeadLetterEvent)

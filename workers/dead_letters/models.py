@@ -7,7 +7,8 @@ from django.utils import timezone
 class DeadLetter(models.Model):
     class Status(models.TextChoices):
         """new -> acknowledged / snoozed (until a time, then new again) -> requeued ->
-        resolved (its replay succeeded) or discarded."""
+        resolved (its replay succeeded) or superseded (its replay failed again and is a
+        new row, `replay_of` this one); or discarded."""
 
         NEW = "new", "New"
         ACKNOWLEDGED = "acknowledged", "Acknowledged"
@@ -15,6 +16,7 @@ class DeadLetter(models.Model):
         REQUEUED = "requeued", "Requeued"
         DISCARDED = "discarded", "Discarded"
         RESOLVED = "resolved", "Resolved"
+        SUPERSEDED = "superseded", "Failed again (see its replay)"
 
     task_id = models.CharField(max_length=255, unique=True)
     task_name = models.CharField(max_length=255)

@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from celery import current_app
 from celery.utils import uuid
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
@@ -297,22 +297,22 @@ def _outcomes_of(redrive: Redrive) -> _Outcomes:
     whose replay came back as a new dead letter (a boomerang)."""
     if redrive.started_at is None:
         return _Outcomes(succeeded=0, failed=0)
-    return _outcomes(DeadLetter.objects.filter(redrive=redrive), since=redrive.started_at)
+    return _outcomes(DeadLetter.objects.filter(redrive=redrive))
 
 
 def _window_outcomes(redrive: Redrive) -> _Outcomes:
     """The outcomes of the replays sent in the current window only."""
     since = redrive.window_started_at or timezone.now()
-    return _outcomes(DeadLetter.objects.filter(redrive=redrive, requeued_at__gte=since),
-                     since=since)
+    return _outcomes(DeadLetter.objects.filter(redrive=redrive, requeued_at__gte=since))
 
 
-def _outcomes(sent: QuerySet[DeadLetter], *, since: datetime) -> _Outcomes:
-    return _Outcomes(
-        succeeded=sent.filter(status=DeadLetter.Status.RESOLVED).count(),
-        failed=DeadLetter.objects.filter(replay_of__in=sent.filter(
-            status=DeadLetter.Status.REQUEUED), failed_at__gte=since)
-        .values("replay_of").distinct().count())
+def _outcomes(sent: QuerySet[DeadLetter]) -> _Outcomes:
+    """A sent row ends resolved (its replay succeeded) or superseded (it failed again)."""
+    counts = dict(sent.filter(status__in=(DeadLetter.Status.RESOLVED,
+                                          DeadLetter.Status.SUPERSEDED))
+                  .order_by().values_list("status").annotate(n=Count("id")))
+    return _Outcomes(succeeded=counts.get(DeadLetter.Status.RESOLVED, 0),
+                     failed=counts.get(DeadLetter.Status.SUPERSEDED, 0))
 
 
 def _put_back_failed(redrive: Redrive) -> int:

@@ -20,7 +20,8 @@ from workers.dead_letters.rules import OPEN
 
 logger = logging.getLogger(__name__)
 
-CLOSED = (DeadLetter.Status.RESOLVED, DeadLetter.Status.DISCARDED)
+CLOSED = (DeadLetter.Status.RESOLVED, DeadLetter.Status.SUPERSEDED,
+          DeadLetter.Status.DISCARDED)
 BATCHES_PER_RUN = 20
 
 
@@ -52,6 +53,7 @@ def dead_letters_apply_retention(*, now: datetime) -> int:
 
 def _expired(*, now: datetime) -> list[QuerySet[DeadLetter]]:
     limits = [(DeadLetter.Status.RESOLVED, settings.DEAD_LETTER_KEEP_RESOLVED_DAYS),
+              (DeadLetter.Status.SUPERSEDED, settings.DEAD_LETTER_KEEP_RESOLVED_DAYS),
               (DeadLetter.Status.DISCARDED, settings.DEAD_LETTER_KEEP_DISCARDED_DAYS),
               *((status, settings.DEAD_LETTER_KEEP_OPEN_DAYS) for status in OPEN)]
     return [DeadLetter.objects.filter(status=status, failed_at__lt=now - timedelta(days=days))

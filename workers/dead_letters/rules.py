@@ -38,7 +38,7 @@ ELIGIBLE: dict[Action, tuple[str, ...]] = {
     Action.DISCARD: OPEN,
     Action.ACKNOWLEDGE: OPEN,
     Action.SNOOZE: OPEN,
-    Action.PURGE: (Status.DISCARDED, Status.RESOLVED),
+    Action.PURGE: (Status.DISCARDED, Status.RESOLVED, Status.SUPERSEDED),
 }
 
 #: What a row in each status is, said once for every refusal.
@@ -49,6 +49,7 @@ WHY_NOT: dict[str, str] = {
     Status.REQUEUED: "requeued: its replay is already on its way",
     Status.DISCARDED: "discarded: kept for the record, never replayed",
     Status.RESOLVED: "resolved: its replay succeeded",
+    Status.SUPERSEDED: "superseded: its replay failed again and is a newer row",
 }
 
 REPLAYS = (Action.REQUEUE, Action.REDRIVE)
@@ -81,7 +82,12 @@ def replay_blocker(row: DeadLetter) -> str:
     if call_was_escaped(row.message) and row.original_args is None:
         return ("arguments stored escaped (they held NUL, surrogates or NaN, which "
                 "PostgreSQL cannot store): edit them or discard it")
-    return call_refusal(row.task_name, row.args, row.kwargs)
+    refused = call_refusal(row.task_name, row.args, row.kwargs)
+    if not refused:
+        return ""
+    if project_task(row.task_name) is None:
+        return f"{refused}: deploy the task, or discard it"
+    return f"{refused}: edit them, or discard it"
 
 
 def call_refusal(task_name: str, args: object, kwargs: object) -> str:
@@ -91,8 +97,9 @@ def call_refusal(task_name: str, args: object, kwargs: object) -> str:
         return f"task {task_name} is not defined in this codebase"
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         return f"{task_name}: stored arguments are not a list and an object"
+    signature = inspect.signature(task.run)
     try:
-        inspect.signature(task.run).bind(*args, **kwargs)
+        signature.bind(*args, **kwargs)
     except TypeError as error:
-        return f"{task_name} does not accept these arguments: {error}"
+        return f"{task_name}{signature} does not accept these arguments ({error})"
     return ""

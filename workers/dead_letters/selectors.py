@@ -59,7 +59,7 @@ class Group:
     day_before: int  # the trend: the last 24 hours against the 24 before
     queues: list[str]
     note: str  # the latest note on the whole cause
-    replay_blocker: str  # why replaying its latest row as it stands cannot succeed
+    replay_blocker: str  # why replaying its latest open row as it stands cannot succeed
     latest_id: int
 
     @property
@@ -85,7 +85,7 @@ def dead_letter_groups(*, open_only: bool = True, search: str = "", order: str =
         rows = rows.filter(matches)
     summary = (rows.order_by().values("fingerprint")
                .annotate(count=Count("id"), first=Min("failed_at"), last=Max("failed_at"),
-                         latest=Max("id"),
+                         latest=Max("id"), latest_open=Max("id", filter=Q(status__in=OPEN)),
                          new=Count("id", filter=Q(status=DeadLetter.Status.NEW)),
                          acknowledged=Count("id",
                                             filter=Q(status=DeadLetter.Status.ACKNOWLEDGED)),
@@ -99,7 +99,8 @@ def dead_letter_groups(*, open_only: bool = True, search: str = "", order: str =
     if open_only:
         summary = summary.filter(open__gt=0)
     shown = list(summary[:GROUPS_SHOWN])
-    examples = DeadLetter.objects.in_bulk([row["latest"] for row in shown])
+    examples = DeadLetter.objects.in_bulk([pk for row in shown
+                                           for pk in (row["latest"], row["latest_open"]) if pk])
     queues: dict[str, set[str]] = {}
     for fingerprint, queue in (DeadLetter.objects.order_by()
                                .filter(fingerprint__in=[row["fingerprint"] for row in shown])
@@ -120,6 +121,7 @@ def dead_letter_groups(*, open_only: bool = True, search: str = "", order: str =
                   last_day=row["last_day"], day_before=row["day_before"],
                   queues=sorted(queues.get(row["fingerprint"], ())),
                   note=notes.get(row["fingerprint"], ""),
-                  replay_blocker=replay_blocker(examples[row["latest"]]),
+                  replay_blocker=(replay_blocker(examples[row["latest_open"]])
+                                  if row["latest_open"] else ""),
                   latest_id=row["latest"])
             for row in shown]

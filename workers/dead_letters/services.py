@@ -105,11 +105,23 @@ def dead_letter_store(*, fields: dict[str, Any]) -> DeadLetter:
     if created:
         logger.warning("dead-lettered %s[%s] after %d attempt(s): %s",
                        row.task_name, row.task_id, row.attempts, row.exception_type)
+        if row.replay_of_id is not None:
+            _supersede(original_id=row.replay_of_id, replay_task_id=row.task_id)
         # send_robust: Django logs a receiver's error, and the row is kept regardless.
         transaction.on_commit(lambda: task_dead_lettered.send_robust(
             row.task_name, dead_letter_id=row.pk, task_id=row.task_id, args=row.args,
             kwargs=row.kwargs))
     return row
+
+
+def _supersede(*, original_id: int, replay_task_id: str) -> None:
+    """The original of a replay that failed again is closed: its failure lives on in the
+    new row. Left `requeued`, it could never be triaged, replayed or purged."""
+    now = timezone.now()
+    DeadLetter.objects.filter(pk=original_id, status=DeadLetter.Status.REQUEUED,
+                              replay_task_id=replay_task_id).update(
+        status=DeadLetter.Status.SUPERSEDED, closed_at=now, closed_by="its replay failed",
+        updated_at=now)
 
 
 def dead_letters_drain_spool() -> int:

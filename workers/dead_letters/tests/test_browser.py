@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group, User
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from tests.browser import log_in, wait_until
+from tests.browser import log_in, page_text, wait_until
 from tests.factories import DeadLetterFactory, dead_letter_roles
 from tests.fixtures import wait_for
 from workers.api.routing import CRITICAL
@@ -42,7 +42,7 @@ def test_an_operator_finds_a_cause_and_redrives_it_behind_a_canary(
     browser.find_element(By.ID, "start-redrive").click()
 
     # The progress page refreshes itself every two seconds until the redrive is done.
-    wait_until(browser, lambda d: "Done" in d.find_element(By.ID, "redrive-status").text,
+    wait_until(browser, lambda d: "Done" in page_text(d, "redrive-status"),
                "the redrive to show as done")
     screenshot(browser, "redrive-done")  # a finished redrive's page no longer refreshes
     assert browser.find_element(By.ID, "figure-percent").text == "100% of 30"
@@ -133,14 +133,14 @@ def test_an_operator_redrives_a_cause_through_a_failing_canary_then_requeues_all
         field.clear()
         field.send_keys(value)
     browser.find_element(By.ID, "start-redrive").click()
-    wait_until(browser, lambda d: "Paused" in d.find_element(By.ID, "redrive-status").text,
+    wait_until(browser, lambda d: "Paused" in page_text(d, "redrive-status"),
                "the canary to pause the redrive")
     assert "canary: 4 of 4" in browser.find_element(By.ID, "redrive-reason").text
     screenshot(browser, "redrive-paused")
 
     test_redis.set(f"test:fixed:{key}", 1)  # the operator fixes the cause, then resumes
     browser.find_element(By.ID, "resume-redrive").click()
-    wait_until(browser, lambda d: "Done" in d.find_element(By.ID, "redrive-status").text,
+    wait_until(browser, lambda d: "Done" in page_text(d, "redrive-status"),
                "the resumed redrive to finish")
     screenshot(browser, "redrive-done")
     assert browser.find_element(By.ID, "figure-succeeded").text == "20"

@@ -6,7 +6,7 @@ import re
 
 import pytest
 from celery.utils import uuid
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from tests.factories import DeadLetterFactory
@@ -159,6 +159,10 @@ def test_resume_after_a_failed_canary_starts_a_new_window_and_finishes(live_work
             figures.in_flight, figures.percent) == (24, 24, 20, 4, 0, 100)
     assert not DeadLetter.objects.filter(status__in=[Status.NEW, Status.ACKNOWLEDGED,
                                                      Status.SNOOZED]).exists()
+    # The canary's four rows are closed by the replays that failed again, not left
+    # "requeued" for good (where nothing could triage, replay or purge them).
+    assert DeadLetter.objects.filter(status=Status.SUPERSEDED).count() == 4
+    assert not DeadLetter.objects.filter(status=Status.REQUEUED).exists()
 
 
 def test_a_redrive_never_runs_far_ahead_of_the_workers(live_workers, test_redis):
@@ -179,3 +183,37 @@ def test_a_redrive_never_runs_far_ahead_of_the_workers(live_workers, test_redis)
                                                    status=Redrive.Status.DONE).first(),
                     what="the redrive to finish once the workers catch up")
     assert (done.sent, done.succeeded) == (len(rows), len(rows))
+
+
+@pytest.mark.django_db
+def test_the_cli_says_why_a_named_row_is_not_requeued():
+    row = DeadLetterFactory(status=Status.DISCARDED)
+    with pytest.raises(CommandError, match="discarded: kept for the record, never replayed"):
+        call_command("dlq", "requeue", str(row.pk))
+    row.refresh_from_db()
+    assert row.requeue_count == 0
+
+
+@pytest.mark.django_db
+def test_deleting_from_the_admin_is_an_audited_purge(admin_client):
+    rows = [DeadLetterFactory() for _ in range(3)]
+    admin_client.post(reverse(CHANGELIST), {
+        "action": "delete_selected", "_selected_action": [rows[0].pk, rows[1].pk],
+        "post": "yes"})
+    admin_client.post(reverse("admin:workers_deadletter_delete", args=[rows[2].pk]),
+                      {"post": "yes"})
+    assert not DeadLetter.objects.exists()
+    purges = DeadLetterEvent.objects.filter(action="purged").order_by("at", "pk")
+    assert [(event.actor, event.count) for event in purges] == [("admin", 2), ("admin", 1)]
+
+
+@pytest.mark.django_db
+def test_a_blank_canary_on_resume_means_the_redrives_own(admin_client):
+    rows = [DeadLetterFactory() for _ in range(3)]
+    redrive = redrive_draft(dead_letter_ids=ids(rows), actor="ops", description="test")
+    redrive_start(redrive_id=redrive.pk, actor="ops", rate=1, canary=2, max_failure_rate=0.5)
+    redrive_pause(redrive_id=redrive.pk, actor="ops")
+    admin_client.post(reverse("admin:workers_redrive_change", args=[redrive.pk]),
+                      {"control": "resume", "canary": " ", "retry_failed": "on"})
+    redrive.refresh_from_db()
+    assert (redrive.status, redrive.window_canary) == (Redrive.Status.CANARY, 2)

@@ -68,7 +68,7 @@ class Command(BaseCommand):
         for name, text in (("list", "show matching dead letters"),
                            ("requeue", "send matching dead letters to their queue again"),
                            ("discard", "mark matching dead letters as not to be replayed"),
-                           ("purge", "delete matching dead letters (discarded/resolved "
+                           ("purge", "delete matching dead letters (closed ones "
                                      "unless --status says otherwise)"),
                            ("acknowledge", "mark matching open dead letters as seen"),
                            ("snooze", "hide matching open dead letters for --for"),
@@ -149,10 +149,12 @@ class Command(BaseCommand):
                 raise CommandError(str(error)) from error
             self.stdout.write(f"edited dead letter {options['id']} and requeued it as {replay}")
             return
-        # By default a filter matches the rows the action may touch (the services refuse
-        # the others anyway, and say why).
-        default_status = (list(ELIGIBLE[Action(action)]) if action in Action.__members__.values()
-                          else None)
+        # By default a filter matches the rows the action may touch. Ids named one by one
+        # are taken as named, so the service says why it refuses one (a discarded row is
+        # "discarded: kept for the record", not "no such row"); a purge keeps its default.
+        default_status = (list(ELIGIBLE[Action(action)])
+                          if action in Action.__members__.values()
+                          and (action == Action.PURGE or not options["ids"]) else None)
         rows = dead_letters_matching(
             ids=options["ids"], task=options["task"], queue=options["queue"],
             statuses=options["status"] or default_status, older_than=options["older_than"],
