@@ -240,7 +240,9 @@ def _advance(redrive: Redrive) -> float | None:
         return POLL_SECONDS
     redrive.status_reason = ""
     _send(redrive, count=count)
-    return count / redrive.rate
+    # At least a step: RabbitMQ's native delayed delivery takes whole seconds and refuses
+    # a countdown under one (a step held back by the bound sends less than its rate).
+    return max(count / redrive.rate, STEP_SECONDS)
 
 
 def _ahead_limit(redrive: Redrive, *, finished: int) -> int:

@@ -173,12 +173,14 @@ def test_a_redrive_never_runs_far_ahead_of_the_workers(live_workers, test_redis)
     # Far above what the pool drains: the bound is the workers' pace, not the rate.
     redrive_start(redrive_id=redrive.pk, actor="ops", rate=2000, canary=0,
                   max_failure_rate=0.5)
-    waiting = wait_for(lambda: Redrive.objects.filter(
-        pk=redrive.pk, status_reason__startswith="waiting for the workers").first(),
-        what="the redrive to wait for the workers")
-    # The bulk pool holds its replays (none finished yet): it stopped at the least bound.
+    try:
+        waiting = wait_for(lambda: Redrive.objects.filter(
+            pk=redrive.pk, status_reason__startswith="waiting for the workers").first(),
+            what="the redrive to wait for the workers")
+    finally:  # whatever happened, the bulk pool is not held for the next tests
+        test_redis.set(f"test:release:{key}", 1)
+    # The bulk pool held its replays (none finished): it stopped at the least bound.
     assert waiting.sent == MIN_AHEAD
-    test_redis.set(f"test:release:{key}", 1)
     done = wait_for(lambda: Redrive.objects.filter(pk=redrive.pk,
                                                    status=Redrive.Status.DONE).first(),
                     what="the redrive to finish once the workers catch up")
