@@ -4,16 +4,15 @@ named `password`, not a secret keyword argument, not the password its exception 
 and traceback repeat. The message itself carries the exact call."""
 
 import json
-import threading
 
 from celery.utils import uuid
 
 from config.celery import app
 from tests import tasks
-from tests.fixtures import HANG, wait_for
+from tests.fixtures import wait_for
+from tests.task_events import task_events
 from tests.waits import dead_letter
 from workers.api.routing import CRITICAL
-from workers.runtime.tests.test_consumer import receiving
 
 PASSWORD = "tb-password-5e0c7a"  # positional: login(username, password)
 SESSION = "tb-session-91d2f4"  # a keyword argument
@@ -21,21 +20,7 @@ SESSION = "tb-session-91d2f4"  # a keyword argument
 
 def test_monitors_never_see_a_tasks_secrets(live_workers, test_redis):
     task_id, hold = uuid(), uuid()
-    events: list[dict] = []
-
-    def on_event(event: dict) -> None:
-        if event.get("uuid") == task_id:
-            events.append(event)
-            receiver.should_stop = event["type"] == "task-failed"
-
-    patterns_before = test_redis.execute_command("PUBSUB", "NUMPAT")
-    with app.connection_for_read() as connection:
-        receiver = app.events.Receiver(connection, handlers={"*": on_event})
-        listener = threading.Thread(target=lambda: receiver.capture(
-            limit=None, timeout=HANG, wakeup=False), daemon=True)
-        listener.start()
-        wait_for(lambda: receiving(receiver, test_redis, patterns_before),
-                 what="the event receiver to subscribe")
+    with task_events(test_redis, task_id=task_id, last="task-failed") as events:
         tasks.login.apply_async(args=["alice", PASSWORD], kwargs={"hold": hold,
                                                                   "session": SESSION},
                                 queue=CRITICAL, task_id=task_id)
@@ -49,7 +34,6 @@ def test_monitors_never_see_a_tasks_secrets(live_workers, test_redis):
         scheduled = app.control.inspect(destination=["critical@test"], timeout=1)
         reserved = (scheduled.reserved(), scheduled.scheduled())
         test_redis.set(f"test:release:{hold}", 1)
-        listener.join(timeout=HANG)
 
     row = dead_letter(task_id)
     assert [event["type"] for event in events] == [
