@@ -1,6 +1,7 @@
 """Messages the product sends, the campaigns that fan them out, and who opted out."""
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 
 
@@ -47,7 +48,9 @@ class Campaign(models.Model):
     key = models.CharField(max_length=255, unique=True)
     subject = models.CharField(max_length=255)
     body = models.TextField()
-    chunk_size = models.PositiveIntegerField(default=default_chunk_size)
+    # At least 1: a campaign of chunks of 0 recipients can never be sent.
+    chunk_size = models.PositiveIntegerField(default=default_chunk_size,
+                                             validators=[MinValueValidator(1)])
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     recipients_total = models.PositiveIntegerField(default=0)
     chunks_total = models.PositiveIntegerField(default=0)

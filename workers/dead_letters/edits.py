@@ -16,11 +16,15 @@ from typing import Any
 
 from django.db import transaction
 
+from workers.api.json_input import JSONInputError, parse_json
 from workers.api.redaction import REDACTED_CHANGED, redact_call
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent
 from workers.dead_letters.rules import Action, call_refusal, refusal
 from workers.dead_letters.services import dead_letters_send_replays
+
+EDIT_MAX_DEPTH = 32
+EDIT_MAX_BYTES = 1_000_000
 
 
 class EditRefused(ValueError):
@@ -63,28 +67,20 @@ def dead_letter_edit_requeue(*, dead_letter_id: int, payload: str, reason: str,
 
 
 def _parse(payload: str) -> tuple[list[Any], dict[str, Any]]:
+    """The call an operator typed, refused if a row could not store it or a parser would
+    choke on it: NUL, lone surrogates, NaN and the infinities, huge integers, deep nesting
+    (each answered 500 from the admin and a traceback from the CLI)."""
     try:
-        data = json.loads(payload)
-    except ValueError as error:
-        raise EditRefused(f"not valid JSON: {error}") from error
+        data = parse_json(payload.encode("utf-8", "surrogatepass"), max_depth=EDIT_MAX_DEPTH,
+                          max_bytes=EDIT_MAX_BYTES)
+    except JSONInputError as error:
+        raise EditRefused(f"not valid JSON for a stored call: {error}") from error
     if not isinstance(data, dict) or set(data) - {"args", "kwargs"}:
         raise EditRefused('expected an object with "args" (a list) and "kwargs" (an object)')
     args, kwargs = data.get("args", []), data.get("kwargs", {})
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise EditRefused('"args" must be a list and "kwargs" an object')
-    if _holds_nul(data):
-        raise EditRefused("a NUL character (\\u0000) cannot be stored: PostgreSQL refuses it")
     return args, kwargs
-
-
-def _holds_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
-    return False
 
 
 def _unredacted(edited: Any, original: Any, shown: Any) -> Any:

@@ -237,6 +237,19 @@ class Channel(kombu_redis.Channel):
                 self._prefixed(self.unacked_key), self._prefixed(self.unacked_index_key),
                 repr(time()), *("1" if flag else "0" for flag in no_ack)]
 
+    def decode_body(self, body: Any, encoding: str | None = None) -> Any:
+        """kombu's, except that a body its declared encoding cannot decode (base64 that is
+        not, an encoding kombu does not know) is passed on as it is. kombu raised inside
+        the worker's event loop: an unrecoverable error that stopped the worker, and the
+        message, left unacknowledged, came back to stop the next one. Passed on, the body
+        fails Celery's decode like any poison message and becomes a dead letter."""
+        try:
+            return super().decode_body(body, encoding)
+        except (ValueError, TypeError, AttributeError) as error:  # binascii.Error too
+            logger.error("a message body is not %s (%s); passed on undecoded", encoding,
+                         error)
+            return body
+
     def _payload(self, item: bytes, *, recorded: bool) -> dict[str, Any] | None:
         """The message, or None for an item no kombu client wrote (logged and dropped, as
         kombu's own fetch drops it, but without stopping the worker)."""

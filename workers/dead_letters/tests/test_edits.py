@@ -76,3 +76,20 @@ def test_secrets_left_redacted_keep_their_value_and_never_reach_the_trail(capsys
     assert "[redacted]" in shown
     with pytest.raises(CommandError, match="is requeued"):
         call_command("dlq", "edit", str(row.pk), '{"args": ["k3"]}', "--reason", "again")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("payload", [
+    '{"args": [NaN], "kwargs": {}}', '{"args": [Infinity], "kwargs": {}}',
+    '{"args": [1e400], "kwargs": {}}', '{"args": ["\\ud800"], "kwargs": {}}',
+    '{"args": ["a\\u0000b"], "kwargs": {}}', '{"args": ' + "[" * 3000 + "]" * 3000 + "}"])
+def test_a_payload_a_row_cannot_store_is_refused_not_a_500(payload, admin_client):
+    row = DeadLetterFactory(task_name="tests.tasks.permanent", args=["k"])
+    page = admin_client.post(reverse("admin:workers_deadletter_edit", args=[row.pk]),
+                             {"payload": payload, "reason": "hostile"})
+    assert page.status_code == 200
+    assert "not valid JSON for a stored call" in page.content.decode()
+    with pytest.raises(CommandError, match="not valid JSON for a stored call"):
+        call_command("dlq", "edit", str(row.pk), payload, "--reason", "hostile")
+    row.refresh_from_db()
+    assert (row.args, row.status) == (["k"], DeadLetter.Status.NEW)

@@ -107,7 +107,7 @@ def test_redis_channel_internals_the_atomic_fetch_replaces_or_calls():
                  "_maybe_update_queues_expire", "_in_poll", "_brpop_sent_at",
                  "from_transport_options", "priority_steps", "sep", "unacked_key",
                  "unacked_index_key", "global_keyprefix", "conn_or_acquire", "client",
-                 "_create_client", "pool", "_pool"):
+                 "_create_client", "pool", "_pool", "decode_body", "codecs"):
         assert hasattr(kombu_redis.Channel, name), name
     assert "global_keyprefix" in kombu_redis.Channel.from_transport_options
     # conn_or_acquire() without a client calls _create_client(), which the channel caches.

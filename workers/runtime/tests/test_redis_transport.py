@@ -1,5 +1,6 @@
 """The atomic-fetch Redis transport against a real Redis, next to kombu's stock one."""
 
+import json
 import select
 from time import monotonic
 
@@ -11,7 +12,7 @@ from kombu.transport import virtual
 
 from config.celery import app
 from tests.faults.servers import PrivateRedis
-from tests.fixtures import wait_for
+from tests.fixtures import PRIVATE_BROKER, publish_task, wait_for
 from workers.runtime import redis_transport
 
 TRANSPORT_DB = 11  # a Redis database of these tests' own
@@ -246,3 +247,26 @@ def test_a_channel_sends_its_commands_through_one_client_until_its_pool_is_reset
             assert fresh.connection_pool is channel.pool
         publish(connection, {"n": 2})
     assert store.llen("rt") == 2
+
+
+def test_a_body_its_encoding_cannot_decode_is_a_dead_letter_not_a_dead_worker(celery_process):
+    """A queue item claiming a base64 body that is not base64 raised in the worker's event
+    loop: "Unrecoverable error", the worker stopped, and the item, unacknowledged, came
+    back to stop the next one. Now it is parked like any poison message, and the worker
+    goes on with the next job."""
+    from workers.dead_letters.models import DeadLetter
+
+    broken = json.dumps({
+        "body": "not base64 !!", "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {"task": "tests.tasks.log_line", "id": "poison-base64", "lang": "py"},
+        "properties": {"delivery_tag": "poison-base64", "body_encoding": "base64",
+                       "delivery_info": {"exchange": "", "routing_key": "critical"}}})
+    redis.Redis.from_url(PRIVATE_BROKER).lpush("critical", broken)
+    log = celery_process("worker")
+    wait_for(lambda: DeadLetter.objects.filter(task_id="poison-base64").exists(),
+             what="the undecodable message to be dead-lettered")
+    after = publish_task(PRIVATE_BROKER, "tests.tasks.log_line", "still-consuming")
+    wait_for(lambda: f"Task tests.tasks.log_line[{after}] succeeded" in log.read_text(),
+             what="the worker to run the next job")
+    assert "Unrecoverable error" not in log.read_text()

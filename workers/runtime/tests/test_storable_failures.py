@@ -55,7 +55,6 @@ def test_a_task_failing_with_nul_in_its_call_and_message_is_stored_escaped(live_
 def test_poison_messages_with_nul_in_the_body_or_the_arguments_are_stored(live_workers,
                                                                           test_redis):
     test_redis.delete(SPOOL_KEY, SET_ASIDE_KEY)
-    jobs_before = last_outbox_id()
     raw, unknown = uuid(), uuid()
     suffix = uuid().replace("-", "_")  # task names of this run only: each alerts once
     critical = broker_queue(settings.CELERY_BROKER_URL, CRITICAL)
@@ -81,7 +80,9 @@ def test_poison_messages_with_nul_in_the_body_or_the_arguments_are_stored(live_w
     # database is emptied under it.
     fingerprints = DeadLetter.objects.filter(task_id__in=[raw, unknown]).values_list(
         "fingerprint", flat=True)
+    # Its own alerts, delivered or found to have no channel: other outbox jobs may be a
+    # late worker's for an earlier test, which this one need not wait for.
     wait_for(lambda: Alert.objects.filter(
-        key__in=[FAILURE_KEY + fingerprint for fingerprint in fingerprints]).count() == 2,
-        what="the alert of each poison message")
-    wait_for_outbox_jobs(test_redis, after_id=jobs_before)
+        key__in=[FAILURE_KEY + fingerprint for fingerprint in fingerprints]).exclude(
+        status=Alert.Status.PENDING).count() == 2,
+        what="the alert of each poison message to be handled")
