@@ -105,12 +105,17 @@ def relay(key: str) -> None:
     log_line.apply_async(args=[key], queue="critical")
 
 
-@shared_task(soft_time_limit=110, time_limit=120)
-def held_until_released(key: str) -> None:
-    """Holds its worker process until the test sets `test:release:<key>` (an event the
-    test controls, so "still running" is a state, not a race)."""
+def wait_for_release(key: str) -> None:
+    """Hold this worker process until the test sets `test:release:<key>`: an event the
+    test controls, so "still running" is a state, not a race (polled: a task body cannot
+    be woken otherwise, and the soft time limit ends a test that forgot to release)."""
     while not store().exists(f"test:release:{key}"):
         time.sleep(0.05)
+
+
+@shared_task(soft_time_limit=110, time_limit=120)
+def held_until_released(key: str) -> None:
+    wait_for_release(key)
 
 
 @shared_task
@@ -170,8 +175,8 @@ def login(username: str, password: str, hold: str = "", session: str = "") -> No
     """Fails as careless code would, its password in its message and so in its traceback
     (the redaction tests plant secrets in both, and in its positional and keyword
     arguments). With `hold`, it first waits until the test sets `test:release:<hold>`."""
-    while hold and not store().exists(f"test:release:{hold}"):
-        time.sleep(0.05)
+    if hold:
+        wait_for_release(hold)
     raise PermanentError(f"login failed for {{'username': {username!r}, "
                          f"'password': {password!r}}}")
 
