@@ -26,10 +26,10 @@ from prometheus_client import generate_latest
 from bench import harness, tasks
 from bench.harness import figure
 from bench.throughput import drain
-from workers.api.headers import ENQUEUED_AT_HEADER
-from workers.ops.metrics import _registry
+from workers.core.headers import ENQUEUED_AT_HEADER
+from workers.ops.prometheus import _registry
 from workers.runtime import task_metrics
-from workers.runtime.metrics import recorder
+from workers.runtime.metric_store import recorder
 
 TARGET = ">= 0.98 of metrics off"
 MEDIANS = ("rate", "cpu_us")

@@ -9,7 +9,7 @@ import time
 from celery import shared_task
 
 from bench.probes import record_start
-from workers.api.routing import BULK, CRITICAL
+from workers.core.routing import BULK, CRITICAL
 
 
 @shared_task(route=BULK)

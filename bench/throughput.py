@@ -38,8 +38,8 @@ from django.utils import timezone
 from apps.analytics.models import Event
 from bench import harness, plain, tasks
 from bench.harness import PLAIN, TEMPLATE, figure
-from workers.api.models import OutboxMessage, TaskEffect
-from workers.api.outbox import outbox_enqueue_many
+from workers.core.models import OutboxMessage, TaskEffect
+from workers.core.outbox import outbox_enqueue_many
 
 WARMUP = 1000  # tasks drained before the first memory sample
 STOCK = "stock transport"

@@ -24,7 +24,7 @@ from config.secret_checks import (
     refuse_dev_values,
     refuse_weak_secret_key,
 )
-from workers.api.routing import BULK, CRITICAL, declared_queues
+from workers.core.routing import BULK, CRITICAL, declared_queues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -270,15 +270,15 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_EVENT_SERIALIZER = "json"
 # Two declared queues and nothing else: a typo in a route fails loudly instead of
 # creating a queue that no worker consumes.
-# On RabbitMQ, quorum queues whose delivery limit is TASK_MAX_DELIVERIES (workers.api.routing).
+# On RabbitMQ, quorum queues whose delivery limit is TASK_MAX_DELIVERIES (workers.core.routing).
 CELERY_TASK_QUEUES = declared_queues(rabbitmq=BROKER_IS_RABBITMQ,
                                      delivery_limit=TASK_MAX_DELIVERIES)
 CELERY_TASK_CREATE_MISSING_QUEUES = False
 CELERY_TASK_DEFAULT_QUEUE = CRITICAL  # only Celery's own control messages rely on it
-CELERY_TASK_ROUTES = ("workers.api.routing.route_task",)
+CELERY_TASK_ROUTES = ("workers.core.routing.route_task",)
 # Ack after the task ran, so a crash mid-task re-runs it instead of losing it.
 CELERY_TASK_ACKS_LATE = True
-# A dead child process puts its message back; workers.api.base caps how often.
+# A dead child process puts its message back; workers.core.base caps how often.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # Failures and hard time limits are acked once the dead-letter row holds the payload.
 CELERY_TASK_ACKS_ON_FAILURE = True
@@ -330,9 +330,8 @@ CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("WORKER_MAX_MEMORY_PER_CHILD", defa
 CELERY_WORKER_ETA_TASK_LIMIT = env.int("WORKER_ETA_TASK_LIMIT", default=1000)
 # Celery's Django fix-up closes every database connection before and after each task, so
 # each task would open a new PostgreSQL connection (docs/performance.md). With this set
-# it closes them only every this many tasks, and
-# workers/runtime/signals.py recycles connections per task as Django does per request (CONN_MAX_AGE,
-# CONN_HEALTH_CHECKS).
+# it closes them only every this many tasks, and workers/runtime/signal_handlers.py
+# recycles connections per task as Django does per request (CONN_MAX_AGE, CONN_HEALTH_CHECKS).
 CELERY_DB_REUSE_MAX = 1000
 # Task events feed Flower's task views and its Prometheus metrics.
 CELERY_WORKER_SEND_TASK_EVENTS = True
@@ -476,7 +475,7 @@ SENTRY_ISSUES_URL = env.str("SENTRY_ISSUES_URL", default="")
 # <METRICS_TOKEN>`, and is not served at all while the token is unset. Every worker
 # process sums its per-task figures in memory and flushes them to Redis this often
 # (seconds); a host silent for METRICS_HOST_TTL seconds leaves the scrape
-# (workers/runtime/metrics.py). METRICS_ENABLED=false records nothing (bench/ compares).
+# (workers/runtime/metric_store.py). METRICS_ENABLED=false records nothing (bench/ compares).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
 METRICS_FLUSH_INTERVAL = env.float("METRICS_FLUSH_INTERVAL", default=2.0)

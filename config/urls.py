@@ -5,7 +5,7 @@ from django.urls import include, path
 
 from apps.billing.webhooks import billing_webhook
 from workers.ops.health import healthz, readyz
-from workers.ops.metrics import metrics
+from workers.ops.prometheus import metrics
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -33,7 +33,7 @@ class DeadLetterFactory(factory.django.DjangoModelFactory):
     task_name = "tests.tasks.permanent"
     args = factory.Sequence(lambda n: [f"key-{n}"])  # the call tests.tasks.permanent takes
     queue = "critical"
-    exception_type = "workers.api.exceptions.PermanentError"
+    exception_type = "workers.core.exceptions.PermanentError"
     message = "invalid input"
     fingerprint = factory.LazyAttribute(lambda row: failure_fingerprint(
         task_name=row.task_name, exception_type=row.exception_type, message=row.message))

@@ -21,7 +21,7 @@ from tests.polling import poll_until
 from tests.smtp_server import RecordingHandler, start_smtp_server
 from tests.stripe_server import StripeStandIn
 from tests.tasks import FINISHED
-from workers.api.models import OutboxMessage
+from workers.core.models import OutboxMessage
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = {"critical": "critical@test", "bulk": "bulk@test"}
@@ -177,7 +177,9 @@ def celery_workers(process_env, test_redis, tmp_path_factory
 
 
 #: A Redis database for tests that start Celery processes of their own (`celery_process`).
-PRIVATE_BROKER = "redis://127.0.0.1:6379/10"
+# The Redis db of the processes a test starts with settings of its own; a second checkout
+# running its tests beside this one sets TEST_PRIVATE_BROKER to another db.
+PRIVATE_BROKER = os.environ.get("TEST_PRIVATE_BROKER", "redis://127.0.0.1:6379/10")
 
 
 @pytest.fixture

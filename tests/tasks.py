@@ -17,7 +17,7 @@ from celery.signals import task_postrun
 from django.conf import settings
 from django.db import connection
 
-from workers.api.exceptions import PermanentError, TransientError
+from workers.core.exceptions import PermanentError, TransientError
 
 logger = logging.getLogger(__name__)
 

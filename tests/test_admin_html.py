@@ -30,7 +30,7 @@ from apps.analytics.models import Event, ExportJob, HourlyRollup
 from apps.billing.models import Customer, Invoice, Payment, PaymentEvent, Subscription
 from apps.notifications.models import Campaign, Kind, Notification, NotificationPreference
 from tests.factories import DeadLetterFactory, dead_letter_roles
-from workers.api.models import OutboxMessage
+from workers.core.models import OutboxMessage
 from workers.dead_letters.lifecycle import dead_letter_note
 from workers.dead_letters.models import DeadLetter, Redrive
 from workers.ops.alerts.models import Alert
@@ -137,7 +137,7 @@ def a_row_of_every_model(admin_user: User) -> dict[str, Model]:
         kwargs={"card_number": "4242424242424242"}, traceback="Traceback (most recent call)",
         exception_type="apps.notifications.services.NotificationNotFound",
         message="notification 7 does not exist", attempt_errors=[{
-            "attempt": 1, "exception_type": "workers.api.exceptions.TransientError",
+            "attempt": 1, "exception_type": "workers.core.exceptions.TransientError",
             "message": "timed out", "at": DAY.isoformat()}])
     spare = DeadLetterFactory()
     dead_letter_note(actor="admin", text="looking into it", dead_letter=row)

@@ -11,7 +11,7 @@ import yaml
 
 from config.celery import app
 from tests.fixtures import project_tasks
-from workers.api.routing import queue_for
+from workers.core.routing import queue_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES = ("web", "worker-critical", "worker-bulk", "beat", "flower")

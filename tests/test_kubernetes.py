@@ -19,7 +19,7 @@ from django.urls import resolve
 from config.celery import app
 from tests.fixtures import ROOT, project_tasks
 from tests.test_deploy_files import procfile
-from workers.api.routing import QUEUES, queue_for
+from workers.core.routing import QUEUES, queue_for
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 OVERLAYS = sorted(path.name for path in (KUBERNETES / "overlays").iterdir())

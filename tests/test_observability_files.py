@@ -11,7 +11,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
-from workers.ops.metrics import _registry
+from workers.ops.prometheus import _registry
 
 DIRECTORY = Path(__file__).resolve().parent.parent / "deploy" / "observability"
 RULES = DIRECTORY / "prometheus-rules.yml"

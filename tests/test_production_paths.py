@@ -20,7 +20,7 @@ from apps.notifications.models import Kind, Notification
 from tests.factories import DeadLetterFactory, dead_letter_roles
 from tests.fixtures import HANG, ROOT, project_tasks, wait_for
 from tests.production import admin_session, manage_py, post_form
-from workers.api.models import OutboxMessage
+from workers.core.models import OutboxMessage
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent, Redrive
 
 SEND_NOTIFICATION = "apps.notifications.tasks.send_notification"  # (notification_id: int)
@@ -63,7 +63,7 @@ import json, sys
 import django
 django.setup()
 from celery import current_app
-from workers.api.task_registry import project_task
+from workers.core.task_registry import project_task
 names = json.load(sys.stdin)
 imported_at_start = sorted(name for name in names if name in current_app.tasks)
 found = {name: getattr(project_task(name), "name", None) for name in names}

@@ -7,8 +7,8 @@ from django.conf import settings
 
 from config.celery import app
 from tests.fixtures import ROOT, project_tasks
-from workers.api.exceptions import UnroutedTaskError
-from workers.api.routing import (
+from workers.core.exceptions import UnroutedTaskError
+from workers.core.routing import (
     DEAD_LETTER,
     QUEUES,
     dead_letter_queue,

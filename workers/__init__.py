@@ -1,6 +1,6 @@
 """The job platform, one subpackage per concern (see docs/architecture.md):
 
-- `workers.api`: what task authors import: the base task, error classes, queues and
+- `workers.core`: what task authors import: the base task, error classes, queues and
   routing, the outbox, effect-once keys, enqueue dedup, rate limits.
 - `workers.dead_letters`: failed jobs kept for triage: model, services, selectors,
   admin, redaction, and the spool that keeps them through a database outage.

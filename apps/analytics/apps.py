@@ -6,6 +6,6 @@ class AnalyticsConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.analytics.receivers import mark_export_failed
-        from workers.api.signals import task_dead_lettered
+        from workers.core.signals import task_dead_lettered
 
         task_dead_lettered.connect(mark_export_failed, dispatch_uid="analytics.export_failed")

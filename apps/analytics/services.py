@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from apps.analytics.models import Event, ExportJob, HourlyRollup
 from apps.analytics.validation import ValidEvent
-from workers.api.csv_cells import spreadsheet_safe
-from workers.api.exceptions import PermanentError
+from workers.core.csv_cells import spreadsheet_safe
+from workers.core.exceptions import PermanentError
 
 EXPORT_COLUMNS = ("id", "name", "occurred_at", "properties")
 EXPORT_READ_CHUNK = 2000

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.analytics.services import events_delete_older_than, export_run, rollup_hour
-from workers.api.routing import BULK
+from workers.core.routing import BULK
 
 
 @shared_task(route=BULK, soft_time_limit=300, time_limit=360)

@@ -25,7 +25,7 @@ from apps.analytics.validation import (
     validate_batch,
     validate_export_range,
 )
-from workers.api.json_input import JSONInputError, parse_json
+from workers.core.json_input import JSONInputError, parse_json
 
 
 @csrf_exempt  # authenticated by the bearer token instead

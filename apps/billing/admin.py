@@ -11,10 +11,10 @@ from django.db import models
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
-from apps.billing.events import payment_events_reprocess
 from apps.billing.models import Customer, Invoice, Payment, PaymentEvent, Subscription
 from apps.billing.selectors import customers_with_access_flag
-from workers.api.redaction import json_html, redact
+from apps.billing.stripe_events import payment_events_reprocess
+from workers.core.redaction import json_html, redact
 
 
 class StripeMirrorAdmin(admin.ModelAdmin):

@@ -12,7 +12,7 @@ from typing import Any
 import stripe
 from django.conf import settings
 
-from workers.api.exceptions import PermanentError, TransientError
+from workers.core.exceptions import PermanentError, TransientError
 
 
 class GatewayUnavailable(TransientError):

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from apps.billing.events import payment_event_mark_failed
+from apps.billing.stripe_events import payment_event_mark_failed
 from apps.billing.tasks import process_payment_event
 
 

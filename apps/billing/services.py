@@ -19,7 +19,7 @@ from apps.billing import gateway
 from apps.billing.models import Invoice, Payment, Subscription
 from apps.notifications.models import Kind
 from apps.notifications.services import notification_request
-from workers.api.exceptions import PermanentError
+from workers.core.exceptions import PermanentError
 
 
 class BillingRecordNotFound(PermanentError):

@@ -9,14 +9,14 @@ a second delivery, must do nothing.
 from celery import shared_task
 from django.utils import timezone
 
-from apps.billing.events import payment_event_process
 from apps.billing.services import (
     dunning_enqueue_due,
     invoice_charge,
     invoice_send_receipt,
     invoices_generate_due,
 )
-from workers.api.routing import BULK, CRITICAL
+from apps.billing.stripe_events import payment_event_process
+from workers.core.routing import BULK, CRITICAL
 
 
 @shared_task(route=CRITICAL, effect_once=True, effect_key="payment-event:{payment_event_id}")

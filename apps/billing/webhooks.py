@@ -6,7 +6,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from apps.billing.events import MalformedEvent, payment_event_parse, payment_event_store
+from apps.billing.stripe_events import MalformedEvent, payment_event_parse, payment_event_store
 
 
 @csrf_exempt  # authenticated by the signature instead

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 
-from workers.api.exceptions import PermanentError, TransientError
+from workers.core.exceptions import PermanentError, TransientError
 
 
 class ProviderUnavailable(TransientError):

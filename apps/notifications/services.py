@@ -17,8 +17,8 @@ from apps.notifications.models import (
 )
 from apps.notifications.providers import EmailProvider, OutgoingEmail, message_id_for
 from apps.notifications.selectors import campaign_audience
-from workers.api.exceptions import PermanentError, TransientError
-from workers.api.rate_limit import rate_limit_acquire
+from workers.core.exceptions import PermanentError, TransientError
+from workers.core.rate_limit import rate_limit_acquire
 
 _Error = TypeVar("_Error", bound=Exception)
 

@@ -9,7 +9,7 @@ from apps.notifications.services import (
     digest_start_for_day,
     notification_send,
 )
-from workers.api.routing import BULK, CRITICAL
+from workers.core.routing import BULK, CRITICAL
 
 
 # The row lock and its status make a repeat send nothing; each failed attempt is kept.

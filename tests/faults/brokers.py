@@ -14,7 +14,7 @@ from django.conf import settings
 from kombu import Queue
 
 from tests.faults.servers import RABBITMQ_NODES
-from workers.api.routing import declared_queues
+from workers.core.routing import declared_queues
 
 #: The fault workers' own Redis database (the broker, or beside RabbitMQ the platform's).
 FAULT_REDIS_DB = 12

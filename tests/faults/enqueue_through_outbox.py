@@ -24,7 +24,7 @@ def main() -> None:
 
     from apps.notifications.models import Kind
     from apps.notifications.services import notification_request
-    from workers.api.outbox import outbox_enqueue
+    from workers.core.outbox import outbox_enqueue
 
     with transaction.atomic():
         if options.crash_after_commit:

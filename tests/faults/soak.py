@@ -100,7 +100,7 @@ def stream(chance: random.Random, *, until: float, rate: float) -> None:
 
     from apps.notifications.models import Kind
     from apps.notifications.services import notification_request
-    from workers.api.outbox import outbox_enqueue
+    from workers.core.outbox import outbox_enqueue
 
     count = 0
     while time.monotonic() < until:
@@ -170,7 +170,7 @@ def count(mailbox) -> dict[str, dict[str, int]]:
 
     from apps.notifications.models import Notification
     from tests.ledger.models import Effect
-    from workers.api.models import OutboxMessage
+    from workers.core.models import OutboxMessage
     from workers.dead_letters.models import DeadLetter
     from workers.dead_letters.spool import dead_letter_spool_size
 

@@ -51,6 +51,6 @@ def test_a_message_lost_past_the_delivery_limit_becomes_one_replayable_dead_lett
     row = DeadLetter.objects.get(task_id=keys[0])
     assert (row.task_name, row.queue, row.args) == ("tests.tasks.record_effect", "critical",
                                                     [keys[0], 0])
-    assert row.exception_type == "workers.api.exceptions.RedeliveryLimitExceeded"
+    assert row.exception_type == "workers.core.exceptions.RedeliveryLimitExceeded"
     assert "delivery_limit" in row.message
     assert not row.raw_body  # its call is kept: an operator can requeue it

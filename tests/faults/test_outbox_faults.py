@@ -12,7 +12,7 @@ from tests.faults.brokers import broker_env, broker_idle, broker_name, message_c
 from tests.faults.conftest import BOTH_BROKERS, BOTH_PRIVATE_BROKERS
 from tests.faults.harness import Ledger, Processes, new_keys, settle
 from tests.fixtures import wait_for
-from workers.api.models import OutboxMessage
+from workers.core.models import OutboxMessage
 from workers.dead_letters.models import DeadLetter
 
 ENQUEUE = ["-m", "tests.faults.enqueue_through_outbox"]

@@ -12,7 +12,7 @@ from tests.factories import CustomerFactory, invoice_event, invoice_for, post_ev
 from tests.faults.harness import Ledger
 from tests.fixtures import last_outbox_id, wait_for, wait_for_outbox_jobs
 from tests.tasks import FINISHED
-from workers.api.models import OutboxMessage
+from workers.core.models import OutboxMessage
 from workers.dead_letters.services import dead_letter_record, dead_letters_requeue
 
 

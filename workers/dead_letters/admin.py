@@ -7,7 +7,7 @@ every view is audited); requeue and redrive `requeue_deadletter`; discard
 `change_deadletter`. The migration creates the
 roles "Dead-letter viewers" (read-only) and "Dead-letter operators".
 
-Every page redacts what it shows of a row (`workers.api.redaction`): arguments, message,
+Every page redacts what it shows of a row (`workers.core.redaction`): arguments, message,
 traceback, each attempt's error, raw body; the list, the causes, the confirmations and the
 editor alike. The unredacted row is shown only in its own section of the row's page, to
 those with `view_payload`, and each showing is recorded; so is each search of theirs,
@@ -29,14 +29,14 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from workers.api.redaction import (
+from workers.core.redaction import (
     json_html,
     payload_html,
     redact_call,
     redact_text,
     text_html,
 )
-from workers.api.routing import QUEUES
+from workers.core.routing import QUEUES
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
 from workers.dead_letters.export import dead_letters_export

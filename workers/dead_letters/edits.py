@@ -16,8 +16,8 @@ from typing import Any
 
 from django.db import transaction
 
-from workers.api.json_input import JSONInputError, parse_json
-from workers.api.redaction import REDACTED_CHANGED, redact_call
+from workers.core.json_input import JSONInputError, parse_json
+from workers.core.redaction import REDACTED_CHANGED, redact_call
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent
 from workers.dead_letters.rules import Action, call_refusal, refusal

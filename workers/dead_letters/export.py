@@ -8,8 +8,8 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from workers.api.csv_cells import spreadsheet_safe
-from workers.api.redaction import redact_call, redact_text
+from workers.core.csv_cells import spreadsheet_safe
+from workers.core.redaction import redact_call, redact_text
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent
 

@@ -34,7 +34,6 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from celery import current_app
 from celery.utils import uuid
 from django.db import transaction
 from django.db.models import Count, QuerySet
@@ -42,8 +41,8 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from workers.api.queue_stats import queue_stats
-from workers.api.routing import CRITICAL, QUEUES
+from workers.core.queue_stats import queue_stats
+from workers.core.routing import QUEUES
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent, Redrive
 from workers.dead_letters.rules import OPEN, Action
@@ -51,7 +50,6 @@ from workers.dead_letters.services import dead_letters_preview, dead_letters_sen
 
 logger = logging.getLogger(__name__)
 
-STEP_TASK = "workers.tasks.redrive_step"
 STEP_SECONDS = 1.0  # each step sends about a second's worth of replays
 POLL_SECONDS = 1.0  # how often a waiting redrive looks at its replays again
 MIN_SAMPLE = 10
@@ -175,7 +173,7 @@ def _check_canary(canary: int) -> None:
         raise ValueError(f"the canary is between 0 and {MAX_CANARY:,} replays")
 
 
-def redrive_step(*, redrive_id: int, token: str) -> None:
+def redrive_advance(*, redrive_id: int, token: str) -> None:
     """One step of a redrive's chain (see the module docstring); schedules the next."""
     with transaction.atomic():
         redrive = Redrive.objects.select_for_update().filter(pk=redrive_id).first()
@@ -356,9 +354,10 @@ def _schedule(redrive: Redrive, *, countdown: float) -> None:
     """Issue a new step token and send the step carrying it once this transaction commits."""
     redrive.step_token = uuid()
     redrive.save()
-    args = [redrive.pk, redrive.step_token]
-    transaction.on_commit(lambda: current_app.send_task(
-        STEP_TASK, args=args, queue=CRITICAL, countdown=countdown))
+    from workers.dead_letters.tasks import redrive_step
+
+    args = (redrive.pk, redrive.step_token)
+    transaction.on_commit(lambda: redrive_step.apply_async(args, countdown=countdown))
 
 
 def _set_status(redrive_id: int, *, actor: str, status: str, allowed: tuple[str, ...],

@@ -8,7 +8,7 @@ services apply it to every call; the admin and the CLI show it before asking.
 import inspect
 from enum import StrEnum
 
-from workers.api.task_registry import project_task
+from workers.core.task_registry import project_task
 from workers.dead_letters.models import DeadLetter
 from workers.dead_letters.storable import call_was_escaped
 

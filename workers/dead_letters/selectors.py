@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
-from workers.api.redaction import redact_text
+from workers.core.redaction import redact_text
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent
 from workers.dead_letters.rules import OPEN, replay_blocker
 

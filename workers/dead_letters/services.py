@@ -12,10 +12,10 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from workers.api.headers import REPLAY_HEADER
-from workers.api.models import OutboxMessage
-from workers.api.outbox import outbox_enqueue_many
-from workers.api.signals import task_dead_lettered
+from workers.core.headers import REPLAY_HEADER
+from workers.core.models import OutboxMessage
+from workers.core.outbox import outbox_enqueue_many
+from workers.core.signals import task_dead_lettered
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.fingerprints import failure_fingerprint
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent

@@ -22,7 +22,7 @@ from typing import Any
 
 from django.db import Error, InterfaceError, OperationalError, connection
 
-from workers.api.broker import redis_client
+from workers.core.platform_redis import redis_client
 
 logger = logging.getLogger(__name__)
 

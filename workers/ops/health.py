@@ -1,6 +1,6 @@
 """Liveness and readiness of the web process, and one answer to "is the database up, is the
 broker up, is Redis up" for `/readyz`, `check_services` and `queues probe`. (The outbox's
-publish path has its own quicker check, `workers.api.broker.broker_reachable`, since it runs
+publish path has its own quicker check, `workers.core.broker_health.broker_reachable`, since it runs
 after every commit.)"""
 
 from celery import current_app
@@ -10,7 +10,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from workers.api.broker import redis_client
+from workers.core.platform_redis import redis_client
 
 
 def database_error() -> Exception | None:

@@ -18,9 +18,9 @@ from typing import Any
 
 from celery import current_app
 
-from workers.api.correlation import correlation_id
-from workers.api.redaction import redact, redact_text
-from workers.api.routing import queue_of_routing_key
+from workers.core.correlation import correlation_id
+from workers.core.redaction import redact, redact_text
+from workers.core.routing import queue_of_routing_key
 
 #: A record's own attributes; any other one is extra data (`extra=`), which the JSON format
 #: writes out: Celery's failure records carry the task's `data` there.

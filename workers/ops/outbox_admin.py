@@ -3,8 +3,8 @@
 from django.contrib import admin
 from django.http import HttpRequest
 
-from workers.api.models import OutboxMessage
-from workers.api.redaction import json_html, payload_html, redact, text_html
+from workers.core.models import OutboxMessage
+from workers.core.redaction import json_html, payload_html, redact, text_html
 
 
 @admin.register(OutboxMessage)

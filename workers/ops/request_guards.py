@@ -4,7 +4,7 @@ PostgreSQL text refuses NUL (0x00): a NUL in an admin search, a note, an edit's 
 or a hidden field reached a query or an INSERT and answered 500 (a hostile walk of the
 admin found eight such paths, one open to read-only users). Every view reading
 `request.GET` / `request.POST` is covered here at once; JSON bodies are refused by their
-own parser (workers/api/json_input.py), and raw bodies (the Stripe webhook) are left to
+own parser (workers/core/json_input.py), and raw bodies (the Stripe webhook) are left to
 their views, which must see the exact bytes they verify.
 """
 

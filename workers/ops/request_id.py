@@ -2,14 +2,14 @@
 
 A load balancer's or client's `X-Request-ID` is kept when it looks like an id (else a new
 one is made); every job the request enqueues, and every job those enqueue, carries it
-(workers.api.correlation), and so does each log line written meanwhile.
+(workers.core.correlation), and so does each log line written meanwhile.
 """
 
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from workers.api.correlation import bind_correlation_id, unbind_correlation_id
+from workers.core.correlation import bind_correlation_id, unbind_correlation_id
 
 HEADER = "X-Request-ID"
 

@@ -1,7 +1,7 @@
 """Secrets hidden inside the values an error report carries: free text, nested data, query
 strings, a command line, and a log call's template and parameters.
 
-`workers.api.redaction` does most of it (keys that name a secret, in data and in text at
+`workers.core.redaction` does most of it (keys that name a secret, in data and in text at
 any depth of escaping, and values shaped like secrets). This adds what only a report brings:
 
 - names: frame locals that carry a credential without saying so (`given`, `header`), and
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote_plus
 
-from workers.api.redaction import REDACTED, redact, redact_text
+from workers.core.redaction import REDACTED, redact, redact_text
 
 #: Whole names. `given`: what a caller presented to a credential check (the ingest view's
 #: bearer token); `header(s)`: whatever request headers a frame holds; the rest: where

@@ -13,7 +13,7 @@ from sentry_sdk.integrations.redis import RedisIntegration
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 from sentry_sdk.types import Breadcrumb, BreadcrumbHint, Event
 
-from workers.api.redaction import REDACTED
+from workers.core.redaction import REDACTED
 from workers.ops.known_secrets import known_secrets
 from workers.ops.secret_scrubbing import (
     EXACT_NAMES,

@@ -2,7 +2,7 @@
 
 Belongs here: the task request class, the message consumer, bootsteps, the beat
 scheduler, the broker transport, Celery signal handlers. Must not: business rules, or
-anything a task author calls (that is `workers.api`). The settings name the classes
+anything a task author calls (that is `workers.core`). The settings name the classes
 Celery loads (request, consumer, scheduler, transport); `install(app)`, from
 config/celery.py, adds the bootsteps and censors the settings the process reports
 (`config_censor`); `connect_signal_handlers()`, from the workers app's
@@ -34,4 +34,4 @@ def install(app: Celery) -> None:
 
 def connect_signal_handlers() -> None:
     """Importing the modules connects their handlers (they use the ORM)."""
-    from workers.runtime import signals, task_metrics  # noqa: F401
+    from workers.runtime import signal_handlers, task_metrics  # noqa: F401

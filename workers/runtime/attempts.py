@@ -11,7 +11,7 @@ import time
 
 from django.conf import settings
 
-from workers.api.broker import redis_client
+from workers.core.platform_redis import redis_client
 
 ATTEMPTS_KEY = "workers:attempts:"
 MESSAGE_LIMIT = 2000

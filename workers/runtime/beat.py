@@ -24,9 +24,9 @@ from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 from redis.exceptions import LockNotOwnedError, RedisError
 
-from workers.api.broker import redis_client
+from workers.core.platform_redis import redis_client
 from workers.runtime.heartbeat import heartbeat, touch
-from workers.runtime.metrics import write_beat_tick
+from workers.runtime.heartbeat_records import write_beat_tick
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """RabbitMQ's dead-lettered messages become rows of the dead-letter table.
 
 A quorum queue dead-letters a message once it was returned more often than its delivery
-limit (workers.api.routing): a worker, channel or broker lost each time before the task
+limit (workers.core.routing): a worker, channel or broker lost each time before the task
 could record anything, so no failure path of ours saw it. Every worker consumes the
 dead-letter queue beside its own and stores each message the way a poison message is
 stored (its task, id and arguments kept, so it can be replayed), then acknowledges it.
@@ -18,8 +18,8 @@ from celery import bootsteps
 from django.conf import settings
 from kombu import Consumer
 
-from workers.api.exceptions import RedeliveryLimitExceeded
-from workers.api.routing import dead_letter_queue
+from workers.core.exceptions import RedeliveryLimitExceeded
+from workers.core.routing import dead_letter_queue
 from workers.runtime.consumer import dead_letter_raw_message
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from celery.worker.consumer import Consumer
 from django.conf import settings
 from django.db import close_old_connections
 
-from workers.api.routing import dead_letter_queue, queue_of_routing_key
+from workers.core.routing import dead_letter_queue, queue_of_routing_key
 from workers.dead_letters.services import dead_letter_record_message
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,8 @@ from django.conf import settings
 from django.dispatch import Signal
 from redis.exceptions import RedisError
 
-from workers.runtime.metrics import set_node_name, write_worker_heartbeat
+from workers.runtime.heartbeat_records import write_worker_heartbeat
+from workers.runtime.metric_store import set_node_name
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 from celery.exceptions import InvalidTaskError
 from celery.worker.request import Request
 
-from workers.api.redaction import redact_text
+from workers.core.redaction import redact_text
 
 MALFORMED_BODY = "task body is not [args, kwargs, options]"
 #: Fields of the task events monitors show (Flower) that may carry a secret.

@@ -18,7 +18,7 @@ from typing import Any
 from celery.app.amqp import AMQP
 from celery.utils.saferepr import saferepr
 
-from workers.api.redaction import REDACTED, redact_call, redact_text
+from workers.core.redaction import REDACTED, redact_call, redact_text
 
 logger = logging.getLogger(__name__)
 

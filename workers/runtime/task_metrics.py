@@ -1,4 +1,4 @@
-"""Signal handlers that feed the metrics recorder (workers/runtime/metrics.py).
+"""Signal handlers that feed the metrics recorder (workers/runtime/metric_store.py).
 
 Started, succeeded, retried and the two histograms are recorded in the pool child that
 runs the task; received, rejected and revoked in the worker's main process; failed in
@@ -23,9 +23,9 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from workers.api.headers import ENQUEUED_AT_HEADER
-from workers.api.routing import queue_of_routing_key
-from workers.runtime.metrics import host_of, node_name, recorder
+from workers.core.headers import ENQUEUED_AT_HEADER
+from workers.core.routing import queue_of_routing_key
+from workers.runtime.metric_store import host_of, node_name, recorder
 
 # Start times of the tasks running in this process, by task id.
 _started: dict[str, float] = {}

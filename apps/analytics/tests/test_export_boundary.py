@@ -20,7 +20,7 @@ from apps.analytics.services import export_run
 from apps.analytics.tasks import run_export
 from tests.factories import dead_letter_roles
 from tests.fixtures import wait_for
-from workers.api.signals import task_dead_lettered
+from workers.core.signals import task_dead_lettered
 from workers.dead_letters.models import DeadLetter
 
 EXPORTS_URL = "/api/exports/"

@@ -8,12 +8,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from apps.billing.events import (
-    payment_event_mark_failed,
-    payment_event_process,
-    payment_event_store,
-    payment_events_reprocess,
-)
 from apps.billing.models import Customer, Invoice, Payment, PaymentEvent, Subscription
 from apps.billing.samples import (
     charge_object,
@@ -22,10 +16,16 @@ from apps.billing.samples import (
     subscription_object,
 )
 from apps.billing.selectors import customer_has_access
+from apps.billing.stripe_events import (
+    payment_event_mark_failed,
+    payment_event_process,
+    payment_event_store,
+    payment_events_reprocess,
+)
 from apps.billing.tasks import send_payment_receipt
 from apps.notifications.models import Kind, Notification
 from tests.factories import NOW, PERIOD, CustomerFactory, invoice_event, invoice_for, stripe_id
-from workers.api.models import OutboxMessage
+from workers.core.models import OutboxMessage
 
 
 def process(event: dict) -> PaymentEvent:

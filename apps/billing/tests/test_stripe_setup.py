@@ -8,8 +8,8 @@ from pathlib import Path
 import stripe
 from django.core.management import call_command
 
-from apps.billing.events import EVENT_HANDLERS
 from apps.billing.models import Invoice, PaymentEvent
+from apps.billing.stripe_events import EVENT_HANDLERS
 from apps.notifications.models import Kind, Notification
 from tests.factories import post_event
 from tests.fixtures import last_outbox_id, wait_for, wait_for_outbox_jobs

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from apps.billing.models import PaymentEvent
 from apps.billing.samples import stripe_event
 from tests.factories import WEBHOOK_SECRET, WEBHOOK_URL
-from workers.api.models import OutboxMessage
+from workers.core.models import OutboxMessage
 
 PLACEHOLDER = "__hostile__"
 

@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import pytest
 
-from apps.billing.events import EVENT_HANDLERS
 from apps.billing.models import Customer, Invoice, Payment, PaymentEvent, Subscription
 from apps.billing.samples import (
     charge_object,
@@ -16,6 +15,7 @@ from apps.billing.samples import (
     stripe_event,
     subscription_object,
 )
+from apps.billing.stripe_events import EVENT_HANDLERS
 from apps.billing.tasks import process_payment_event
 from apps.notifications.models import Kind, Notification
 from tests.factories import (
@@ -251,13 +251,13 @@ def test_an_event_of_another_api_version_is_refused_with_a_log_line(client, test
                                                                     settings, caplog):
     event = invoice_event("invoice.paid", CustomerFactory()) | {"api_version": "2024-06-20"}
 
-    with caplog.at_level(logging.WARNING, logger="apps.billing.events"):
+    with caplog.at_level(logging.WARNING, logger="apps.billing.stripe_events"):
         response = post_event(client, event)
 
     assert response.status_code == 400
     assert response.json()["error"] == (f"API version 2024-06-20 is not the pinned "
                                         f"{settings.STRIPE_API_VERSION} (STRIPE_API_VERSION)")
-    [line] = [r.getMessage() for r in caplog.records if r.name == "apps.billing.events"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "apps.billing.stripe_events"]
     assert line.startswith(f"refused Stripe event {event['id']} (invoice.paid): API version "
                            "2024-06-20 is not STRIPE_API_VERSION")
     assert not PaymentEvent.objects.exists()

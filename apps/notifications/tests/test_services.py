@@ -21,7 +21,7 @@ from apps.notifications.services import (
 from apps.notifications.tasks import fan_out_campaign, send_notification
 from tests.fixtures import last_outbox_id, wait_for
 from tests.tasks import FINISHED, RAN_ON
-from workers.api.models import OutboxMessage
+from workers.core.models import OutboxMessage
 from workers.dead_letters.models import DeadLetter
 
 sequence = itertools.count()

@@ -10,7 +10,7 @@ from selenium.webdriver.support.ui import Select
 from tests.browser import log_in, page_text, wait_until
 from tests.factories import DeadLetterFactory, dead_letter_roles
 from tests.fixtures import wait_for
-from workers.api.routing import CRITICAL
+from workers.core.routing import CRITICAL
 from workers.dead_letters.models import DeadLetter, Redrive
 
 

@@ -119,9 +119,9 @@ def test_every_attempts_error_is_kept(live_workers):
     row = dead_letter(result.id)
     assert row.attempts == 3
     assert [(entry["attempt"], entry["exception_type"]) for entry in row.attempt_errors] == [
-        (1, "workers.api.exceptions.TransientError"),
-        (2, "workers.api.exceptions.TransientError")]
-    assert row.exception_type == "workers.api.exceptions.TransientError"
+        (1, "workers.core.exceptions.TransientError"),
+        (2, "workers.core.exceptions.TransientError")]
+    assert row.exception_type == "workers.core.exceptions.TransientError"
 
 
 @pytest.mark.django_db

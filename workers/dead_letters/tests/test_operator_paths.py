@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from tests.factories import DeadLetterFactory
 from tests.fixtures import wait_for
-from workers.api.routing import BULK, CRITICAL
+from workers.core.routing import BULK, CRITICAL
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent, Redrive
 from workers.dead_letters.redrive import (
     MIN_AHEAD,

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from tests import tasks  # noqa: F401  # tests.tasks.login, whose signature names its arguments
 from tests.factories import DeadLetterFactory, dead_letter_roles
-from workers.api.redaction import REDACTED_CHANGED
-from workers.api.routing import BULK
+from workers.core.redaction import REDACTED_CHANGED
+from workers.core.routing import BULK
 from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent
 
@@ -42,12 +42,12 @@ def planted_row(*, poison: bool = False) -> DeadLetter:
         task_name="tests.tasks.login", queue=BULK,
         args=["alice", SECRETS["positional"]],
         kwargs={"session": SECRETS["keyword"], "hold": SECRETS["shaped"]},
-        exception_type="workers.api.exceptions.PermanentError", message=message,
+        exception_type="workers.core.exceptions.PermanentError", message=message,
         traceback=("Traceback (most recent call last):\n"
                    '  File "/app/tests/tasks.py", line 160, in login\n'
                    "    raise PermanentError(f\"login failed for {password!r}\")\n"
                    f"  headers={{'Authorization': 'Bearer {SECRETS['bearer']}'}}\n"
-                   f"workers.api.exceptions.PermanentError: {message}"),
+                   f"workers.core.exceptions.PermanentError: {message}"),
         attempt_errors=[{"attempt": 1, "exception_type": "builtins.ValueError",
                          "message": f"password={SECRETS['attempt']} refused",
                          "at": "2026-11-24T10:00:00+00:00"}],

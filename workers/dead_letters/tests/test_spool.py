@@ -7,7 +7,7 @@ import logging
 import pytest
 from django.db import OperationalError
 
-from workers.api.signals import task_dead_lettered
+from workers.core.signals import task_dead_lettered
 from workers.dead_letters.models import DeadLetter
 from workers.dead_letters.services import dead_letter_store, dead_letters_drain_spool
 from workers.dead_letters.spool import (
@@ -21,7 +21,7 @@ from workers.dead_letters.spool import (
 
 def fields(task_id: str) -> dict:
     return {"task_id": task_id, "task_name": "tests.tasks.permanent", "queue": "critical",
-            "args": ["k"], "kwargs": {}, "exception_type": "workers.api.exceptions.PermanentError",
+            "args": ["k"], "kwargs": {}, "exception_type": "workers.core.exceptions.PermanentError",
             "message": "invalid input", "traceback": "", "attempts": 1, "worker": "w",
             "replay_of_id": None, "raw_body": ""}
 

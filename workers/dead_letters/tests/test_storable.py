@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workers.api.exceptions import PermanentError
+from workers.core.exceptions import PermanentError
 from workers.dead_letters.edits import dead_letter_edit_requeue
 from workers.dead_letters.fingerprints import failure_fingerprint
 from workers.dead_letters.models import DeadLetter

@@ -8,7 +8,7 @@ from django.urls import reverse
 from tests import tasks
 from tests.fixtures import wait_for
 from tests.waits import dead_letter, ran_on, runs
-from workers.api.routing import BULK
+from workers.core.routing import BULK
 from workers.dead_letters.models import DeadLetter
 from workers.dead_letters.services import REQUEUE_BATCH
 
@@ -114,7 +114,7 @@ def test_admin_detail_redacts_sensitive_payload_keys(admin_client):
     row = DeadLetter.objects.create(
         task_id=uuid(), task_name="tests.tasks.permanent", queue=BULK,
         args=["k"], kwargs={"card_number": "4242424242424242", "note": "visible"},
-        exception_type="workers.api.exceptions.PermanentError", message="invalid input",
+        exception_type="workers.core.exceptions.PermanentError", message="invalid input",
         traceback="Traceback (most recent call last): ...")
 
     page = admin_client.get(reverse("admin:workers_deadletter_change", args=[row.pk]))
@@ -130,12 +130,12 @@ def test_admin_detail_redacts_sensitive_payload_keys(admin_client):
 @pytest.mark.django_db
 def test_admin_list_filters_and_search(admin_client):
     DeadLetter.objects.create(task_id="needle-id", task_name="tests.tasks.permanent",
-                              queue=BULK, exception_type="workers.api.exceptions.PermanentError",
+                              queue=BULK, exception_type="workers.core.exceptions.PermanentError",
                               message="invalid input")
     url = reverse("admin:workers_deadletter_changelist")
     assert "needle-id" in admin_client.get(url, {"q": "needle-id"}).content.decode()
     for query in ({"status__exact": "new"}, {"queue": BULK},
-                  {"exception_type": "workers.api.exceptions.PermanentError"}):
+                  {"exception_type": "workers.core.exceptions.PermanentError"}):
         assert admin_client.get(url, query).status_code == 200
 
 
@@ -143,7 +143,7 @@ def test_admin_list_filters_and_search(admin_client):
 def test_admin_discard_and_cli_list_and_purge(admin_client, capsys):
     row = DeadLetter.objects.create(task_id=uuid(), task_name="tests.tasks.permanent",
                                     queue=BULK, kwargs={"password": "hunter2"},
-                                    exception_type="workers.api.exceptions.PermanentError")
+                                    exception_type="workers.core.exceptions.PermanentError")
     confirm(admin_client, "discard", [row.pk])
     row.refresh_from_db()
     assert (row.status, row.closed_by) == (DeadLetter.Status.DISCARDED, "admin")
@@ -173,7 +173,7 @@ def test_bad_cli_input_is_a_clear_error_and_changes_nothing(args, message):
 def test_the_detail_page_offers_the_actions_its_status_allows(admin_client):
     row = DeadLetter.objects.create(task_id=uuid(), task_name="tests.tasks.permanent",
                                     queue=BULK, args=["k"],
-                                    exception_type="workers.api.exceptions.PermanentError")
+                                    exception_type="workers.core.exceptions.PermanentError")
     url = reverse("admin:workers_deadletter_change", args=[row.pk])
 
     page = admin_client.get(url).content.decode()

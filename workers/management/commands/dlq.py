@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from workers.api.redaction import redact_call, redact_text
+from workers.core.redaction import redact_call, redact_text
 from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
 from workers.dead_letters.export import FORMATS, dead_letters_export
 from workers.dead_letters.lifecycle import (
@@ -46,7 +46,7 @@ from workers.dead_letters.services import (
     dead_letters_purge,
     dead_letters_requeue,
 )
-from workers.tasks import dead_letter_drill
+from workers.dead_letters.tasks import dead_letter_drill
 
 DURATION = re.compile(r"^(\d+)([smhd])$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from workers.api.outbox import outbox_pending_stats, outbox_sweep
+from workers.core.outbox import outbox_pending_stats, outbox_sweep
 
 
 class Command(BaseCommand):

@@ -7,10 +7,10 @@ from celery import current_app
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workers.api.queue_stats import queue_stats
-from workers.api.routing import QUEUES
+from workers.core.queue_stats import queue_stats
+from workers.core.routing import QUEUES
 from workers.ops.health import broker_error
-from workers.tasks import probe
+from workers.ops.tasks import probe
 
 
 class Command(BaseCommand):

@@ -14,13 +14,13 @@ from django.conf import settings
 from django.db.models import Min
 from django.urls import reverse
 
-from workers.api.models import OutboxMessage
-from workers.api.queue_stats import queue_stats
+from workers.core.models import OutboxMessage
+from workers.core.queue_stats import queue_stats
 from workers.dead_letters.spool import SET_ASIDE_KEY, dead_letter_spool_set_aside_size
 from workers.ops.alerts.models import Alert
 from workers.ops.alerts.services import alert_raise, alerts_deliver_pending, alerts_flush_digests
 from workers.ops.alerts.windows import watching_since
-from workers.runtime.metrics import (
+from workers.runtime.heartbeat_records import (
     live_workers_by_queue,
     read_beat_tick,
     read_worker_heartbeats,

@@ -17,8 +17,8 @@ from django.db import connections
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from workers.api.broker import redis_client
-from workers.api.signals import task_dead_lettered
+from workers.core.platform_redis import redis_client
+from workers.core.signals import task_dead_lettered
 from workers.ops.alerts.checks import alerts_run_checks
 from workers.ops.alerts.services import alert_on_dead_letter
 from workers.runtime.heartbeat import heartbeat

@@ -9,8 +9,8 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from workers.api.outbox import outbox_enqueue
-from workers.api.redaction import redact_text
+from workers.core.outbox import outbox_enqueue
+from workers.core.redaction import redact_text
 from workers.dead_letters.models import DeadLetter
 from workers.ops.alerts.channels import DeliveryError, configured_channels, send
 from workers.ops.alerts.models import Alert
@@ -19,8 +19,7 @@ from workers.ops.alerts.windows import window_open_or_count, windows_close_due
 logger = logging.getLogger(__name__)
 
 FAILURE_KEY = "failure:"
-DELIVER_TASK = "workers.tasks.deliver_alert"
-# A failure alert goes out through DELIVER_TASK at once; the periodic sweep takes it only
+# A failure alert goes out through the delivery task at once; the periodic sweep takes it only
 # if that has not happened by then (the critical pool is down, say).
 SWEEP_GRACE = timedelta(seconds=30)
 MAX_BACKOFF = timedelta(hours=1)
@@ -31,13 +30,15 @@ def alert_raise(*, kind: str, key: str, title: str, text: str, link: str = "",
     """The alert, if this occurrence opened a repeat window; else None (counted)."""
     if not window_open_or_count(key=key):
         return None
+    from workers.ops.alerts.tasks import deliver_alert
+
     now = timezone.now()
     with transaction.atomic():
         alert = Alert.objects.create(kind=kind, key=key, title=title[:255], text=text,
                                      link=link, next_attempt_at=now if deliver_now
                                      else now + SWEEP_GRACE)
         if not deliver_now:
-            outbox_enqueue(task_name=DELIVER_TASK, args=[alert.pk])
+            outbox_enqueue(task_name=deliver_alert.name, args=[alert.pk])
     logger.warning("alert: %s", title)
     if deliver_now:
         alert_deliver(alert_id=alert.pk)

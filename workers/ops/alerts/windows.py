@@ -12,7 +12,7 @@ import time
 
 from django.conf import settings
 
-from workers.api.broker import redis_client
+from workers.core.platform_redis import redis_client
 
 WINDOWS_KEY = "workers:alerts:windows"
 REPEATS_KEY = "workers:alerts:repeats"

@@ -54,7 +54,7 @@ def test_probe_fails_when_a_queue_has_no_consumer(manage_on_idle_broker):
 
 
 def test_stats_shows_waiting_messages_and_the_oldest_age(manage_on_idle_broker):
-    sent = manage_on_idle_broker("shell", "-c", "from workers.tasks import probe; "
+    sent = manage_on_idle_broker("shell", "-c", "from workers.ops.tasks import probe; "
                                  "[probe.apply_async(args=[0], queue='bulk') for _ in range(3)]")
     assert sent.returncode == 0, sent.stderr
 

@@ -6,8 +6,8 @@ import pytest
 
 from tests.factories import CustomerFactory, invoice_event, post_event
 from tests.fixtures import PRIVATE_BROKER, publish_task, wait_for
-from workers.api.headers import CORRELATION_HEADER
-from workers.api.models import OutboxMessage
+from workers.core.headers import CORRELATION_HEADER
+from workers.core.models import OutboxMessage
 
 
 def records(log) -> list[dict]:

@@ -5,7 +5,7 @@ import pytest
 from django.urls import reverse
 
 from tests import tasks  # noqa: F401  # tests.tasks.login, whose signature names its arguments
-from workers.api.models import OutboxMessage
+from workers.core.models import OutboxMessage
 
 
 @pytest.mark.django_db

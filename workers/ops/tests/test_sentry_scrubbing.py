@@ -7,7 +7,7 @@ import logging
 from sentry_sdk.utils import AnnotatedValue
 
 from tests.tasks import scrubbed_while_running
-from workers.api.redaction import REDACTED
+from workers.core.redaction import REDACTED
 from workers.ops.sentry import event_scrubber, scrub_breadcrumb, scrub_event
 
 PLACES = [

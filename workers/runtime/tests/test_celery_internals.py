@@ -21,7 +21,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
 from config.celery import app
-from workers.tasks import probe
+from workers.ops.tasks import probe
 
 
 def parameters(function) -> list[str]:
@@ -47,7 +47,7 @@ def test_consumer_hooks_the_dead_lettering_consumer_overrides():
 
 
 def test_request_context_carries_the_message_headers_the_delivery_cap_reads():
-    """workers/api/deliveries.py reads RabbitMQ's x-delivery-count from the task request:
+    """workers/core/deliveries.py reads RabbitMQ's x-delivery-count from the task request:
     Celery builds the request from the message's headers."""
     assert "message.headers.copy()" in inspect.getsource(celery_request.Request.__init__)
 
@@ -131,7 +131,7 @@ def test_redis_channel_internals_the_atomic_fetch_replaces_or_calls():
 
 
 def test_redis_list_layout_queue_stats_reads():
-    """workers/api/queue_stats.py: a queue is a list, published with LPUSH (oldest last)."""
+    """workers/core/queue_stats.py: a queue is a list, published with LPUSH (oldest last)."""
     assert "lpush" in inspect.getsource(kombu_redis.Channel._put)
 
 

@@ -4,7 +4,7 @@ from celery.utils import uuid
 
 from tests import tasks
 from tests.task_events import task_events
-from workers.api.routing import BULK
+from workers.core.routing import BULK
 
 
 def test_task_events_still_reach_monitors_when_batched(live_workers, test_redis):

@@ -10,7 +10,7 @@ from apps.billing.tasks import process_payment_event
 from tests import tasks
 from tests.fixtures import wait_for
 from tests.waits import dead_letter, ran_on, runs
-from workers.api.routing import BULK, CRITICAL
+from workers.core.routing import BULK, CRITICAL
 from workers.dead_letters.models import DeadLetter
 
 
@@ -41,7 +41,7 @@ def test_exhausted_retries_are_dead_lettered_with_the_attempt_count(live_workers
     result = tasks.transient_until.apply_async(args=[key, 99], queue=BULK)
 
     row = dead_letter(result.id)
-    assert row.exception_type == "workers.api.exceptions.TransientError"
+    assert row.exception_type == "workers.core.exceptions.TransientError"
     assert row.attempts == 3  # the first run and max_retries=2 retries
     assert runs(test_redis, key) == 3
     assert (row.task_name, row.queue, row.args, row.status) == (
@@ -50,7 +50,7 @@ def test_exhausted_retries_are_dead_lettered_with_the_attempt_count(live_workers
 
 
 @pytest.mark.parametrize(("task", "exception_type"), [
-    (tasks.permanent, "workers.api.exceptions.PermanentError"),
+    (tasks.permanent, "workers.core.exceptions.PermanentError"),
     (tasks.undeclared, "builtins.ValueError"),
     (tasks.rejects, "celery.exceptions.Reject"),
 ])
@@ -82,7 +82,7 @@ def test_task_that_kills_its_worker_is_dead_lettered_after_the_delivery_cap(
     result = tasks.kill_own_process.apply_async(args=[key], queue=CRITICAL)
 
     row = dead_letter(result.id)
-    assert row.exception_type == "workers.api.exceptions.RedeliveryLimitExceeded"
+    assert row.exception_type == "workers.core.exceptions.RedeliveryLimitExceeded"
     assert runs(test_redis, key) == settings.TASK_MAX_DELIVERIES
     assert row.args == [key]
     # the worker is still serving: its pool replaced the killed children

@@ -5,7 +5,7 @@ from celery.utils import uuid
 
 from tests import tasks
 from tests.fixtures import wait_for
-from workers.api.routing import BULK
+from workers.core.routing import BULK
 
 
 def test_pool_processes_keep_their_database_connection_across_tasks(live_workers,

@@ -10,7 +10,7 @@ from tests import tasks
 from tests.faults.brokers import broker_queue
 from tests.fixtures import last_outbox_id, wait_for, wait_for_outbox_jobs
 from tests.waits import ran_on, runs
-from workers.api.routing import CRITICAL
+from workers.core.routing import CRITICAL
 from workers.dead_letters.models import DeadLetter
 from workers.dead_letters.services import dead_letters_requeue
 from workers.dead_letters.spool import SET_ASIDE_KEY, SPOOL_KEY
@@ -47,7 +47,7 @@ def test_a_task_failing_with_nul_in_its_call_and_message_is_stored_escaped(live_
     assert (row.args, row.kwargs) == ([key, "a\\x00b"], {"note": "\\x00"})
     assert row.message == f"refused a\\x00b\n{ESCAPED_CALL_NOTE}"
     assert "PermanentError: refused a\\x00b" in row.traceback
-    assert row.exception_type == "workers.api.exceptions.PermanentError"
+    assert row.exception_type == "workers.core.exceptions.PermanentError"
     refused = dead_letters_requeue(dead_letter_ids=[row.pk], actor="test").refused
     assert "arguments stored escaped" in refused[row.pk]
 

@@ -12,7 +12,7 @@ from tests import tasks
 from tests.fixtures import wait_for
 from tests.task_events import task_events
 from tests.waits import dead_letter
-from workers.api.routing import CRITICAL
+from workers.core.routing import CRITICAL
 
 PASSWORD = "tb-password-5e0c7a"  # positional: login(username, password)
 SESSION = "tb-session-91d2f4"  # a keyword argument

@@ -14,16 +14,16 @@ from django.utils import timezone
 from tests.factories import DeadLetterFactory
 from tests.fixtures import PRIVATE_BROKER, ROOT, publish_task, wait_for
 from tests.webhook_server import WebhookSink
-from workers.api.broker import redis_client
-from workers.api.headers import ENQUEUED_AT_HEADER
-from workers.api.models import OutboxMessage
+from workers.core.headers import ENQUEUED_AT_HEADER
+from workers.core.models import OutboxMessage
+from workers.core.platform_redis import redis_client
 from workers.dead_letters.models import DeadLetter
 from workers.dead_letters.spool import SET_ASIDE_KEY, dead_letter_spool_set_aside
 from workers.ops.alerts.checks import alerts_check_thresholds
 from workers.ops.alerts.models import Alert
 from workers.ops.alerts.services import alert_deliver, alert_raise, alerts_deliver_pending
-from workers.ops.alerts.windows import WATCHING_KEY, WINDOWS_KEY
-from workers.runtime.metrics import WORKERS_KEY
+from workers.ops.alerts.windows import REPEATS_KEY, WATCHING_KEY, WINDOWS_KEY
+from workers.runtime.heartbeat_records import WORKERS_KEY
 
 
 @pytest.fixture
@@ -194,6 +194,7 @@ def test_the_admin_link_of_an_alert_filters_to_its_fingerprint(admin_client):
 @pytest.mark.django_db
 def test_failures_the_database_refused_from_the_spool_raise_an_alert(settings):
     settings.ALERTS_SLACK_WEBHOOK_URL = ""
+    redis_client().delete(WINDOWS_KEY, REPEATS_KEY)  # an earlier test's window stays open
     dead_letter_spool_set_aside(entry='{"task_id": "x"}', error="value too long")
     try:
         alerts_check_thresholds(now=timezone.now())

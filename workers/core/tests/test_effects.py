@@ -12,15 +12,15 @@ from apps.notifications.models import Notification
 from tests.factories import invoice_for
 from tests.ledger.models import Effect
 from tests.tasks import record_effect
-from workers.api.effects import effects_purge_expired
-from workers.api.models import TaskEffect
+from workers.core.effects import effects_purge_expired
+from workers.core.models import TaskEffect
 
 
 @pytest.fixture
 def unpublished(monkeypatch):
     """Keep the receipts these eager runs queue in the outbox: a worker running them would
     race the test database's teardown."""
-    monkeypatch.setattr("workers.api.outbox._publish", lambda rows: 0)
+    monkeypatch.setattr("workers.core.outbox._publish", lambda rows: 0)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -75,7 +75,7 @@ def test_expired_keys_are_purged_and_live_ones_kept():
 @pytest.mark.django_db(transaction=True)
 def test_a_database_error_while_claiming_the_key_is_retried_not_dead_lettered(monkeypatch):
     """Outside `run`, where autoretry_for does not reach: the PostgreSQL restart case."""
-    from workers.api import effects
+    from workers.core import effects
 
     claims = []
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from django.utils.html import format_html
 
-from workers.api.task_registry import project_task
+from workers.core.task_registry import project_task
 
 REDACTED = "[redacted]"
 #: In an edit's audit diff: a hidden value the edit changed (what it became stays hidden).

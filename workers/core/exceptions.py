@@ -19,4 +19,4 @@ class RedeliveryLimitExceeded(PermanentError):
 
 
 class UnroutedTaskError(LookupError):
-    """A task was sent that declares no queue (see `workers.api.routing`)."""
+    """A task was sent that declares no queue (see `workers.core.routing`)."""

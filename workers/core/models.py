@@ -7,7 +7,7 @@ from django.utils import timezone
 class OutboxMessage(models.Model):
     """A task written in the same transaction as the change that needs it (the outbox).
 
-    It exists if and only if that transaction committed; `workers.api.outbox` publishes it
+    It exists if and only if that transaction committed; `workers.core.outbox` publishes it
     right after commit, and the beat sweeper publishes whatever a crash or a Redis
     outage left behind. `task_id` is fixed here, so publishing a row twice sends the
     same task id twice, which effect-once tasks run only once.

@@ -1,5 +1,5 @@
-"""The platform's Redis (the broker's own unless the broker is RabbitMQ), for locks,
-counters and limits; and a quick "does the broker answer" for the outbox."""
+"""A quick "does the broker answer", for the outbox's choice between publishing now and
+leaving the job to the sweeper."""
 
 from functools import cache
 
@@ -9,12 +9,6 @@ from kombu import Connection
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
-
-
-@cache
-def redis_client() -> redis.Redis:
-    """One connection pool per process (redis-py re-creates it after a fork)."""
-    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5)
 
 
 @cache

@@ -2,7 +2,7 @@
 
 Everything is read at scrape time, so every web process (and every gunicorn worker in
 it) answers the same: per-task counters and histograms that the worker processes flushed
-to Redis (workers/runtime/metrics.py), worker heartbeats, queue depth and age from the
+to Redis (workers/runtime/metric_store.py), worker heartbeats, queue depth and age from the
 broker, dead letters, the outbox and beat's schedule from the database. Names and labels
 follow celery-exporter where they overlap; the rest is what only the platform knows.
 No label holds a task id or an argument: series are bounded by task names, queues,
@@ -33,20 +33,18 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from workers.api.models import OutboxMessage
-from workers.api.queue_stats import queue_stats
-from workers.api.routing import QUEUES
+from workers.core.models import OutboxMessage
+from workers.core.queue_stats import queue_stats
+from workers.core.routing import QUEUES
 from workers.dead_letters.models import DeadLetter
 from workers.dead_letters.spool import dead_letter_spool_set_aside_size, dead_letter_spool_size
-from workers.runtime.metrics import (
-    FAMILIES,
+from workers.runtime.heartbeat_records import (
     live_workers_by_queue,
-    parse_field,
     read_beat_tick,
-    read_hosts,
     read_worker_heartbeats,
     worker_is_up,
 )
+from workers.runtime.metric_store import FAMILIES, parse_field, read_hosts
 
 
 class PlatformCollector(Collector):

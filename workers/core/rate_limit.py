@@ -9,7 +9,7 @@ from functools import cache
 
 from redis.commands.core import Script
 
-from workers.api.broker import redis_client
+from workers.core.platform_redis import redis_client
 
 # Take up to `amount` from this second's budget; return how many were granted.
 _TAKE = """

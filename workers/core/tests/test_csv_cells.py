@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.api.csv_cells import FORMULA_TRIGGERS, spreadsheet_safe
+from workers.core.csv_cells import FORMULA_TRIGGERS, spreadsheet_safe
 
 
 @pytest.mark.parametrize(("value", "written"), [

@@ -10,6 +10,6 @@ ENQUEUED_AT_HEADER = "enqueued_at"
 DEDUP_HEADER = "dedup_key"
 #: The id of the dead letter a replay came from.
 REPLAY_HEADER = "replay_of"
-#: The correlation id of the request or task that enqueued the job (workers.api.correlation).
+#: The correlation id of the request or task that enqueued the job (workers.core.correlation).
 #: Not "correlation_id": Celery's own request context uses that name for the task id.
 CORRELATION_HEADER = "x_correlation_id"

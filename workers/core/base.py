@@ -16,14 +16,14 @@ from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 
-from workers.api.dedup import dedup_claim, dedup_release
-from workers.api.deliveries import redelivery_count
-from workers.api.exceptions import RedeliveryLimitExceeded, TransientError
-from workers.api.headers import DEDUP_HEADER
-from workers.api.routing import queue_for
+from workers.core.dedup import dedup_claim, dedup_release
+from workers.core.deliveries import redelivery_count
+from workers.core.exceptions import RedeliveryLimitExceeded, TransientError
+from workers.core.headers import DEDUP_HEADER
+from workers.core.routing import queue_for
 
 if TYPE_CHECKING:
-    from workers.api.models import OutboxMessage
+    from workers.core.models import OutboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class PlatformTask(DjangoTask[Any, Any]):
     #: so a second run of the same call does nothing. For effects that must record
     #: failed attempts: an effect-once transaction would roll those back with the error.
     idempotent = False
-    #: The queue the task runs on, CRITICAL or BULK (`workers.api.routing`).
+    #: The queue the task runs on, CRITICAL or BULK (`workers.core.routing`).
     route: str | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -120,7 +120,7 @@ class PlatformTask(DjangoTask[Any, Any]):
         (a crash after the publish, before the row is marked) and only they make that
         harmless.
         """
-        from workers.api.outbox import outbox_enqueue
+        from workers.core.outbox import outbox_enqueue
 
         if not (self.effect_once or self.idempotent):
             raise TypeError(f"{self.name} is neither effect_once nor idempotent; the outbox "
@@ -136,7 +136,7 @@ def _call_effect_once(self: PlatformTask, *args: Any, **kwargs: Any) -> Any:
     `run`, where `autoretry_for` does not reach; it is retried here with the same backoff,
     so a PostgreSQL restart delays an effect-once job instead of dead-lettering it.
     """
-    from workers.api.effects import effect_claim, effect_key
+    from workers.core.effects import effect_claim, effect_key
 
     # autoretry_for wraps `run` in (*args, **kwargs); inspect.signature follows the
     # wrapper's __wrapped__ to the real one, which the key needs.

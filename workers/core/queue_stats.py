@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from celery import current_app
 from django.conf import settings
 
-from workers.api.headers import ENQUEUED_AT_HEADER
+from workers.core.headers import ENQUEUED_AT_HEADER
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from functools import cache
 
 from redis.commands.core import Script
 
-from workers.api.broker import redis_client
+from workers.core.platform_redis import redis_client
 
 # Delete the key only if it still names this task: a later job may own it by now.
 _RELEASE = """

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from workers.api.models import TaskEffect
+from workers.core.models import TaskEffect
 
 
 def effect_key(*, template: str | None, run: Any, task_id: str, args: tuple[Any, ...],

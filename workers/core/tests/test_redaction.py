@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests import tasks  # noqa: F401  # registers tests.tasks.login, whose signature names
-from workers.api.redaction import (
+from workers.core.redaction import (
     REDACTED,
     redact,
     redact_call,

@@ -14,8 +14,8 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
-from workers.api.exceptions import UnroutedTaskError
-from workers.api.task_registry import project_task
+from workers.core.exceptions import UnroutedTaskError
+from workers.core.task_registry import project_task
 
 CRITICAL = "critical"
 BULK = "bulk"
@@ -64,7 +64,7 @@ def queue_for(name: str, task: Any = None) -> str:
     if not isinstance(queue, str) or queue not in QUEUES:
         raise UnroutedTaskError(
             f"task {name!r} declares no queue: give its decorator route=CRITICAL or "
-            "route=BULK (workers.api.routing)")
+            "route=BULK (workers.core.routing)")
     return queue
 
 

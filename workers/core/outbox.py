@@ -22,11 +22,11 @@ from django.db.models import F, Min, QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from workers.api.broker import broker_reachable
-from workers.api.correlation import correlation_id
-from workers.api.headers import CORRELATION_HEADER
-from workers.api.models import OutboxMessage
-from workers.api.routing import queue_for
+from workers.core.broker_health import broker_reachable
+from workers.core.correlation import correlation_id
+from workers.core.headers import CORRELATION_HEADER
+from workers.core.models import OutboxMessage
+from workers.core.routing import queue_for
 
 logger = logging.getLogger(__name__)
 

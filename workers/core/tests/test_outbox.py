@@ -11,9 +11,9 @@ from django.utils import timezone
 from tests.fixtures import wait_for
 from tests.ledger.models import Effect
 from tests.tasks import FINISHED, record_effect
-from workers.api.models import OutboxMessage
-from workers.api.outbox import outbox_enqueue, outbox_sweep
-from workers.tasks import probe
+from workers.core.models import OutboxMessage
+from workers.core.outbox import outbox_enqueue, outbox_sweep
+from workers.ops.tasks import probe
 
 
 def enqueue_effect(key: str) -> OutboxMessage:
@@ -93,7 +93,7 @@ def test_a_database_error_while_publishing_after_commit_leaves_the_job_to_the_sw
     def locked(rows):
         raise DjangoOperationalError("database is locked")
 
-    monkeypatch.setattr("workers.api.outbox._publish", locked)
+    monkeypatch.setattr("workers.core.outbox._publish", locked)
     with transaction.atomic():
         row = enqueue_effect("publish-failed")
 
@@ -106,7 +106,7 @@ def test_only_jobs_whose_transaction_committed_are_published(monkeypatch):
     """A rolled-back savepoint's job, and a rolled-back transaction's, are never sent, not
     even by the next commit of the same thread."""
     sent = []
-    monkeypatch.setattr("workers.api.outbox._publish",
+    monkeypatch.setattr("workers.core.outbox._publish",
                         lambda rows: sent.extend(row.task_id for row in rows) or len(rows))
     def fails_after_enqueueing(key: str) -> None:
         with transaction.atomic():

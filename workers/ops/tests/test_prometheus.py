@@ -15,10 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.factories import DeadLetterFactory
 from tests.fixtures import PRIVATE_BROKER, publish_task, wait_for
-from workers.api.headers import ENQUEUED_AT_HEADER
-from workers.api.models import OutboxMessage
+from workers.core.headers import ENQUEUED_AT_HEADER
+from workers.core.models import OutboxMessage
 from workers.dead_letters.spool import SET_ASIDE_KEY, SPOOL_KEY
-from workers.runtime.metrics import BEAT_TICK_KEY
+from workers.runtime.heartbeat_records import BEAT_TICK_KEY
 
 TOKEN = "test-metrics-token"  # tests/settings.py
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.api.json_input import MAX_INTEGER, JSONInputError, parse_json
+from workers.core.json_input import MAX_INTEGER, JSONInputError, parse_json
 
 LIMITS = {"max_depth": 8, "max_bytes": 1_000_000}
 

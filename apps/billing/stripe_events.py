@@ -19,8 +19,8 @@ from django.utils import timezone
 from apps.billing import mirror
 from apps.billing.models import Invoice, Payment, PaymentEvent
 from apps.billing.services import invoice_notify_payment_failed, invoice_settle
-from workers.api.exceptions import PermanentError
-from workers.api.json_input import JSONInputError, parse_json
+from workers.core.exceptions import PermanentError
+from workers.core.json_input import JSONInputError, parse_json
 
 logger = logging.getLogger(__name__)
 

@@ -25,20 +25,20 @@ from celery.signals import (
 from django.db import close_old_connections, connections
 from redis.exceptions import RedisError
 
-from workers.api.correlation import (
+from workers.core.correlation import (
     bind_correlation_id,
     correlation_id,
     new_correlation_id,
 )
-from workers.api.dedup import dedup_release
-from workers.api.exceptions import UnroutedTaskError
-from workers.api.headers import (
+from workers.core.dedup import dedup_release
+from workers.core.exceptions import UnroutedTaskError
+from workers.core.headers import (
     CORRELATION_HEADER,
     DEDUP_HEADER,
     ENQUEUED_AT_HEADER,
     REPLAY_HEADER,
 )
-from workers.api.routing import queue_for, queue_of_routing_key
+from workers.core.routing import queue_for, queue_of_routing_key
 from workers.dead_letters.services import (
     dead_letter_record,
     dead_letter_resolve_replay,

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 
-from workers.api.broker import redis_client
+from workers.core.platform_redis import redis_client
 
 #: Set by a RabbitMQ quorum queue on a message it delivers again: earlier deliveries.
 DELIVERY_COUNT_HEADER = "x-delivery-count"

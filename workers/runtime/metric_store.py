@@ -6,7 +6,7 @@ scrape target per host. Here every process adds its increments to a table in mem
 and a background thread flushes the table every METRICS_FLUSH_INTERVAL seconds in one
 pipelined round trip (HINCRBY / HINCRBYFLOAT) into one Redis hash per host. Increments
 add up across pool children, restarts and hosts with no coordination, and the web
-process's `/metrics` (workers/ops/metrics.py) reads the hashes. A task costs a few dict
+process's `/metrics` (workers/ops/prometheus.py) reads the hashes. A task costs a few dict
 updates, never a network call.
 
 What a process had not flushed when it was killed (at most one interval) is lost, and a
@@ -22,21 +22,18 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from workers.api.broker import redis_client
+from workers.core.platform_redis import redis_client, redis_text
 
 logger = logging.getLogger(__name__)
 
 HOST_KEY = "workers:metrics:host:"
 HOSTS_KEY = "workers:metrics:hosts"
-WORKERS_KEY = "workers:metrics:workers"
-BEAT_TICK_KEY = "workers:metrics:beat:tick"
 
 TASK_LABELS = ("name", "queue_name")  # + hostname, which is the hash a field lives in
 RUNTIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
@@ -186,58 +183,9 @@ def read_hosts() -> dict[str, dict[str, float]]:
     client = redis_client()
     cutoff = time.time() - settings.METRICS_HOST_TTL
     client.zremrangebyscore(HOSTS_KEY, "-inf", cutoff)
-    hosts = [_text(host) for host in client.zrange(HOSTS_KEY, 0, -1)]
+    hosts = [redis_text(host) for host in client.zrange(HOSTS_KEY, 0, -1)]
     pipe = client.pipeline(transaction=False)
     for host in hosts:
         pipe.hgetall(HOST_KEY + host)
-    return {host: {_text(key): float(value) for key, value in series.items()}
+    return {host: {redis_text(key): float(value) for key, value in series.items()}
             for host, series in zip(hosts, pipe.execute(), strict=True)}
-
-
-def _text(value: Any) -> str:
-    """A Redis reply as text (the platform's client does not decode replies)."""
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def write_worker_heartbeat(*, nodename: str, queues: Sequence[str], active: int) -> None:
-    redis_client().hset(WORKERS_KEY, nodename, json.dumps(
-        {"at": time.time(), "queues": list(queues), "active": active}))
-
-
-def read_worker_heartbeats() -> dict[str, dict[str, Any]]:
-    """Each worker's last heartbeat (at, queues, active); forgets workers silent for longer
-    than METRICS_HOST_TTL."""
-    client = redis_client()
-    beats = {_text(name): json.loads(raw) for name, raw in client.hgetall(WORKERS_KEY).items()}
-    gone = [name for name, beat in beats.items()
-            if beat["at"] < time.time() - settings.METRICS_HOST_TTL]
-    if gone:
-        client.hdel(WORKERS_KEY, *gone)
-    return {name: beat for name, beat in beats.items() if name not in gone}
-
-
-def worker_is_up(beat: dict[str, Any], *, now: float) -> bool:
-    """A heartbeat younger than METRICS_WORKER_UP_AGE: what `celery_worker_up` and the
-    "no live worker" alert both count."""
-    return now - beat["at"] <= settings.METRICS_WORKER_UP_AGE
-
-
-def live_workers_by_queue(beats: dict[str, dict[str, Any]], *, queues: Iterable[str],
-                          now: float) -> dict[str, int]:
-    """How many workers that are up consume each of `queues`."""
-    live = dict.fromkeys(queues, 0)
-    for beat in beats.values():
-        if worker_is_up(beat, now=now):
-            for queue in beat["queues"]:
-                if queue in live:
-                    live[queue] += 1
-    return live
-
-
-def write_beat_tick() -> None:
-    redis_client().set(BEAT_TICK_KEY, time.time())
-
-
-def read_beat_tick() -> float | None:
-    raw = redis_client().get(BEAT_TICK_KEY)
-    return float(raw) if raw is not None else None
