@@ -317,8 +317,8 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_max": 2,
 }
 # When the connection to Redis drops, running tasks finish instead of being cancelled.
-# Cancelling terminates the child and Celery may then ack the message once Redis is back:
-# the fault test of a Redis restart lost jobs that way. Finished tasks that cannot ack
+# Cancelling terminates the child and Celery may then ack the message once Redis is back,
+# losing the job (tests/faults restart Redis to hold this). Finished tasks that cannot ack
 # are redelivered after the visibility timeout, and effect-once tasks skip the repeat.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Recycle children to bound leaks in third-party code (per task count and resident KiB).

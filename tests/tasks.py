@@ -98,6 +98,14 @@ def record_effect(key: str, seconds: float = 0.0) -> None:
     Effect.objects.create(key=key)
 
 
+@shared_task(effect_once=True, effect_key="ledger:{key}")
+def record_effect_for(key: str) -> None:
+    """A job whose key names its object: a second job for the same key does nothing."""
+    from tests.ledger.models import Effect
+
+    Effect.objects.create(key=key)
+
+
 @shared_task
 def relay(key: str) -> None:
     """Log a line and enqueue `log_line`: the correlation id must follow."""

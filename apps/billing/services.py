@@ -28,10 +28,8 @@ class BillingRecordNotFound(PermanentError):
 
 @transaction.atomic
 def invoice_settle(*, invoice_id: int) -> Invoice:
-    """Mark an invoice the app bills paid if it is still open; for any paid invoice, queue
-    its receipt (once: the receipt job's key names the invoice)."""
-    from apps.billing.tasks import send_payment_receipt
-
+    """Mark an invoice the app bills paid if it is still open; for any paid invoice, request
+    its receipt in this transaction (once: the notification's key names the invoice)."""
     invoice = _invoice(lock=True, pk=invoice_id)
     if invoice.stripe_id is None and invoice.status == Invoice.Status.OPEN:
         invoice.status = Invoice.Status.PAID
@@ -44,12 +42,12 @@ def invoice_settle(*, invoice_id: int) -> Invoice:
                                     status=Subscription.Status.PAST_DUE).update(
             status=Subscription.Status.ACTIVE)
     if invoice.status == Invoice.Status.PAID:
-        send_payment_receipt.delay_via_outbox(invoice.pk)
+        invoice_send_receipt(invoice_id=invoice.pk)
     return invoice
 
 
 def invoice_send_receipt(*, invoice_id: int) -> None:
-    """Request the receipt; its idempotency key makes a repeated step send nothing new."""
+    """Request the receipt; its idempotency key makes a repeated settlement send nothing new."""
     invoice = _invoice(lock=False, pk=invoice_id)
     notification_request(
         kind=Kind.PAYMENT_RECEIPT, recipient=invoice.customer.email,

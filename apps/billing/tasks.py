@@ -1,4 +1,4 @@
-"""Billing jobs. Routes: events, receipts and charges on `critical`, sweeps on `bulk`.
+"""Billing jobs. Routes: events and charges on `critical`, sweeps on `bulk`.
 
 The money-moving ones are effect-once: their row changes and an idempotency key commit
 together, so a redelivered or requeued job changes nothing twice (and they may be sent
@@ -12,7 +12,6 @@ from django.utils import timezone
 from apps.billing.services import (
     dunning_enqueue_due,
     invoice_charge,
-    invoice_send_receipt,
     invoices_generate_due,
 )
 from apps.billing.stripe_events import payment_event_process
@@ -22,11 +21,6 @@ from workers.core.routing import BULK, CRITICAL
 @shared_task(route=CRITICAL, effect_once=True, effect_key="payment-event:{payment_event_id}")
 def process_payment_event(payment_event_id: int) -> None:
     payment_event_process(payment_event_id=payment_event_id)
-
-
-@shared_task(route=CRITICAL, effect_once=True, effect_key="receipt:invoice:{invoice_id}")
-def send_payment_receipt(invoice_id: int) -> None:
-    invoice_send_receipt(invoice_id=invoice_id)
 
 
 @shared_task(route=CRITICAL, effect_once=True, max_retries=6, retry_backoff_max=300)

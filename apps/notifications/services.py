@@ -229,7 +229,7 @@ def _deliver_batch(provider: EmailProvider,
     delivered = [n for n in batch if n.status == Notification.Status.SENT]
     if delivered:
         # What the delivered share in one UPDATE, and only their provider ids row by row:
-        # bulk_update's CASE per row and field was three quarters of a chunk's time.
+        # bulk_update's CASE per row and field is costly (docs/performance.md).
         last = delivered[-1]
         Notification.objects.filter(pk__in=[n.pk for n in delivered]).update(
             status=Notification.Status.SENT, attempts=F("attempts") + 1, last_error="",

@@ -18,7 +18,7 @@ from celery import current_app
 from celery.utils import uuid
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Min, QuerySet
+from django.db.models import Count, F, Min, QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -173,7 +173,9 @@ def outbox_purge_published(*, before: datetime) -> int:
 
 
 def outbox_pending_stats(*, now: datetime) -> tuple[int, float | None]:
-    """How many rows are unpublished, and the oldest one's age in seconds."""
-    pending = OutboxMessage.objects.filter(published_at__isnull=True)
-    oldest = pending.aggregate(oldest=Min("created_at"))["oldest"]
-    return pending.count(), None if oldest is None else (now - oldest).total_seconds()
+    """How many rows are unpublished, and the oldest one's age in seconds (None if none):
+    what `manage.py outbox`, `/metrics` and the outbox alert all report."""
+    pending = OutboxMessage.objects.filter(published_at__isnull=True).order_by().aggregate(
+        n=Count("id"), oldest=Min("created_at"))
+    oldest = pending["oldest"]
+    return pending["n"], None if oldest is None else max(0.0, (now - oldest).total_seconds())

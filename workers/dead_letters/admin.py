@@ -29,6 +29,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from workers.core.read_only_admin import ReadOnlyAdmin
 from workers.core.redaction import (
     json_html,
     payload_html,
@@ -463,20 +464,15 @@ class DeadLetterAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(request.get_full_path())
         return HttpResponseRedirect(reverse("admin:workers_redrive_change", args=[redrive.pk]))
 
+
 @admin.register(Redrive)
-class RedriveAdmin(admin.ModelAdmin):
+class RedriveAdmin(ReadOnlyAdmin):
     """A redrive's page: its start form while a draft, then its progress and controls at
     the top, its settings and its audit trail below (workers/dead_letters/redrive.py)."""
 
     list_display = ("id", "description", "status", "progress", "succeeded", "failed",
                     "created_by", "created_at")
     list_filter = ("status",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False  # changed only through its controls, never a form
 
     @admin.display(description="progress")
     def progress(self, redrive: Redrive) -> str:
@@ -553,7 +549,7 @@ def _number(text: str | None, kind: type[int] | type[float]) -> Any:
 
 
 @admin.register(DeadLetterEvent)
-class DeadLetterEventAdmin(admin.ModelAdmin):
+class DeadLetterEventAdmin(ReadOnlyAdmin):
     """The audit trail: read-only, for everyone who may see dead letters."""
 
     list_display = ("at", "actor", "action", "count", "dead_letter", "fingerprint", "redrive",
@@ -563,12 +559,6 @@ class DeadLetterEventAdmin(admin.ModelAdmin):
     readonly_fields = ("at", "actor", "action", "dead_letter", "fingerprint", "redrive",
                        "count", "text", "detail")
     fields = readonly_fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

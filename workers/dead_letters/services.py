@@ -201,11 +201,11 @@ def dead_letters_send_replays(*, dead_letter_ids: Iterable[int], actor: str,
     event of its own (for callers that record theirs: a requeue, an edit, a redrive).
 
     After an outage an operator replays thousands, and a transaction and a publish per
-    row took 4 ms a row (bench/replay.py). Each replay is an outbox job written in the
-    transaction that marks its row: it is published only if that commits (a rollback
-    never leaves a replay running for a row that still says `new`), and if the broker is
-    down then, the outbox sweeper publishes it later (a row marked requeued always has
-    its replay coming).
+    row would make that minutes (bench/replay.py measures it). Each replay is an outbox
+    job written in the transaction that marks its row: it is published only if that
+    commits (a rollback never leaves a replay running for a row that still says `new`),
+    and if the broker is down then, the outbox sweeper publishes it later (a row marked
+    requeued always has its replay coming).
     """
     ids = sorted(set(dead_letter_ids))
     outcome = RequeueOutcome(requeued={}, refused={})
@@ -231,7 +231,7 @@ def _requeue_batch(ids: list[int], *, actor: str, outcome: RequeueOutcome,
             chosen.append(row)
             outcome.requeued[row.pk] = row.replay_task_id
     # One UPDATE for what the rows share, and the per-row ids alone through bulk_update,
-    # whose CASE per field and row cost 2 ms a row for all eight fields.
+    # whose CASE per field and row is costly (docs/performance.md).
     now = timezone.now()
     DeadLetter.objects.filter(pk__in=[row.pk for row in chosen]).update(
         status=DeadLetter.Status.REQUEUED, requeue_count=F("requeue_count") + 1,

@@ -1,15 +1,15 @@
 """Dead letters written while PostgreSQL is unreachable wait in a Redis list until it is back.
 
 A failed task's message is acknowledged once its failure is recorded; with the database
-down, the record would be lost with it (ten failures during an outage once left no row).
+down, the record would be lost with it.
 The spool sits in the broker's Redis, which the acknowledgement needs anyway. Beat drains
 it every DEAD_LETTER_SPOOL_DRAIN_INTERVAL seconds; storing is idempotent by task id, so a
 drain interrupted between the insert and the removal only finds its row already there.
 
 Only an outage may hold the drain up. An entry the database refuses while it answers
-(a constraint, a value it cannot take, something that is not a dead letter at all) once
-stopped every drain at the head of the spool, for good, with the failures of a real
-outage queued behind it. Such an entry is set aside instead: moved, with its error, to
+(a constraint, a value it cannot take, something that is not a dead letter at all) would
+stop every drain at the head of the spool, for good, with the failures of a real outage
+queued behind it. Such an entry is set aside instead: moved, with its error, to
 SET_ASIDE_KEY (which nothing drains), logged at ERROR and counted in `/metrics`
 (`celery_dead_letter_spool_set_aside`); the drain goes on with the next one.
 """

@@ -1,14 +1,14 @@
 """The outbox in the Django admin, read-only: services write rows, the outbox publishes them."""
 
 from django.contrib import admin
-from django.http import HttpRequest
 
 from workers.core.models import OutboxMessage
+from workers.core.read_only_admin import ReadOnlyAdmin
 from workers.core.redaction import json_html, payload_html, redact, text_html
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(admin.ModelAdmin):
+class OutboxMessageAdmin(ReadOnlyAdmin):
     """Read-only: rows are written by services and published by the outbox itself."""
 
     list_display = ("id", "task_name", "queue", "task_id", "created_at", "published_at",
@@ -18,12 +18,6 @@ class OutboxMessageAdmin(admin.ModelAdmin):
     fields = ("task_name", "task_id", "queue", "payload", "shown_headers", "created_at",
               "published_at", "publish_attempts", "shown_error")
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
     @admin.display(description="payload (secrets redacted)")
     def payload(self, row: OutboxMessage) -> str:

@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Min
+from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 from django_celery_beat.models import PeriodicTask
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -33,7 +34,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from workers.core.models import OutboxMessage
+from workers.core.outbox import outbox_pending_stats
 from workers.core.queue_stats import queue_stats
 from workers.core.routing import QUEUES
 from workers.dead_letters.models import DeadLetter
@@ -171,15 +172,12 @@ def _database_families() -> list[Metric]:
         "dead letters not yet triaged.",
         value=DeadLetter.objects.filter(status=DeadLetter.Status.NEW).order_by()
         .values("fingerprint").distinct().count())
-    pending = OutboxMessage.objects.filter(published_at__isnull=True).order_by().aggregate(
-        n=Count("id"), oldest=Min("created_at"))
+    pending, oldest_age = outbox_pending_stats(now=timezone.now())
     outbox = GaugeMetricFamily("celery_outbox_pending", "Outbox rows not yet published.",
-                               value=pending["n"])
-    oldest = pending["oldest"]
+                               value=pending)
     outbox_age = GaugeMetricFamily("celery_outbox_oldest_age_seconds", "Age of the oldest "
                                    "unpublished outbox row (0 when none).",
-                                   value=max(0.0, time.time() - oldest.timestamp())
-                                   if oldest else 0.0)
+                                   value=oldest_age or 0.0)
     entries = GaugeMetricFamily("celery_beat_entry_last_run_timestamp_seconds", "When beat "
                                 "last sent each enabled entry (Unix time).", labels=["entry"])
     for name, last_run in (PeriodicTask.objects.filter(enabled=True, last_run_at__isnull=False)

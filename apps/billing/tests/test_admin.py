@@ -4,9 +4,10 @@ import pytest
 from django.urls import reverse
 
 from apps.billing.models import Customer, Invoice, PaymentEvent, Subscription
-from apps.billing.samples import payment_intent_object, stripe_event
+from apps.billing.samples import stripe_event
 from apps.billing.stripe_events import payment_event_process, payment_event_store
 from tests.factories import CustomerFactory, InvoiceFactory, invoice_event, stripe_id
+from tests.stripe_samples import payment_intent_object
 
 
 @pytest.mark.django_db

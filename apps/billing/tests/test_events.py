@@ -9,12 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from apps.billing.models import Customer, Invoice, Payment, PaymentEvent, Subscription
-from apps.billing.samples import (
-    charge_object,
-    payment_intent_object,
-    stripe_event,
-    subscription_object,
-)
+from apps.billing.samples import stripe_event
 from apps.billing.selectors import customer_has_access
 from apps.billing.stripe_events import (
     payment_event_mark_failed,
@@ -22,10 +17,9 @@ from apps.billing.stripe_events import (
     payment_event_store,
     payment_events_reprocess,
 )
-from apps.billing.tasks import send_payment_receipt
 from apps.notifications.models import Kind, Notification
 from tests.factories import NOW, PERIOD, CustomerFactory, invoice_event, invoice_for, stripe_id
-from workers.core.models import OutboxMessage
+from tests.stripe_samples import charge_object, payment_intent_object, subscription_object
 
 
 def process(event: dict) -> PaymentEvent:
@@ -210,8 +204,8 @@ def test_the_apps_own_charge_is_settled_by_stripe_when_its_request_timed_out():
     invoice.refresh_from_db()
     assert (invoice.status, invoice.amount_paid) == ("paid", invoice.amount_due)
     assert Payment.objects.get(stripe_id=event["data"]["object"]["id"]).invoice == invoice
-    assert OutboxMessage.objects.filter(task_name=send_payment_receipt.name,
-                                        args=[invoice.pk]).count() == 1
+    assert Notification.objects.filter(
+        idempotency_key=f"receipt:invoice:{invoice.pk}").count() == 1
 
 
 @pytest.mark.django_db

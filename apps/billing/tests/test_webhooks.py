@@ -9,12 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from apps.billing.models import Customer, Invoice, Payment, PaymentEvent, Subscription
-from apps.billing.samples import (
-    charge_object,
-    payment_intent_object,
-    stripe_event,
-    subscription_object,
-)
+from apps.billing.samples import stripe_event
 from apps.billing.stripe_events import EVENT_HANDLERS
 from apps.billing.tasks import process_payment_event
 from apps.notifications.models import Kind, Notification
@@ -28,6 +23,7 @@ from tests.factories import (
     stripe_id,
 )
 from tests.fixtures import last_outbox_id, wait_for, wait_for_outbox_jobs
+from tests.stripe_samples import charge_object, payment_intent_object, subscription_object
 from workers.dead_letters.models import DeadLetter
 
 

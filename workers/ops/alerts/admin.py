@@ -1,13 +1,13 @@
 """Alerts in the Django admin, read-only: what the team was told, and whether it went out."""
 
 from django.contrib import admin
-from django.http import HttpRequest
 
+from workers.core.read_only_admin import ReadOnlyAdmin
 from workers.ops.alerts.models import Alert
 
 
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "kind", "title", "repeats", "status", "delivered_at",
                     "attempts")
     list_filter = ("kind", "status")
@@ -16,9 +16,3 @@ class AlertAdmin(admin.ModelAdmin):
                        "status", "delivered_at", "delivered_to", "attempts", "next_attempt_at",
                        "last_error")
     fields = readonly_fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Min
 from django.urls import reverse
 
-from workers.core.models import OutboxMessage
+from workers.core.outbox import outbox_pending_stats
 from workers.core.queue_stats import queue_stats
 from workers.dead_letters.spool import SET_ASIDE_KEY, dead_letter_spool_set_aside_size
 from workers.ops.alerts.models import Alert
@@ -64,12 +63,10 @@ def _crossed(*, now: datetime) -> list[tuple[str, str, str, str]]:
                             f"Queue {stats.name}: messages wait too long",
                             f"The oldest of {stats.waiting} waiting message(s) has waited "
                             f"{age:.0f} s; the limit is {limits[stats.name]:g} s.", ""))
-    oldest = (OutboxMessage.objects.filter(published_at__isnull=True).order_by()
-              .aggregate(oldest=Min("created_at"))["oldest"])
-    if oldest is not None and (now - oldest).total_seconds() > settings.ALERTS_OUTBOX_MAX_AGE:
+    _, oldest_age = outbox_pending_stats(now=now)
+    if oldest_age is not None and oldest_age > settings.ALERTS_OUTBOX_MAX_AGE:
         crossed.append(("outbox-age", "Outbox: jobs are not being published",
-                        f"The oldest unpublished job has waited "
-                        f"{(now - oldest).total_seconds():.0f} s; the limit is "
+                        f"The oldest unpublished job has waited {oldest_age:.0f} s; the limit is "
                         f"{settings.ALERTS_OUTBOX_MAX_AGE:g} s. Is the broker reachable, "
                         "and is beat running the outbox sweep?",
                         f"{base}{reverse('admin:workers_outboxmessage_changelist')}"

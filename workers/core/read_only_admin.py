@@ -1,0 +1,15 @@
+"""Admin pages of rows that only the platform writes (the outbox, alerts, redrives, the
+audit trail): a person may read them and act through their controls, never edit a field."""
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # any model
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
