@@ -1,6 +1,6 @@
 """Production refuses the secrets every clone of this repository knows.
 
-`make dev` copies `.env.example` to `.env`, and both Django (config/settings.py) and
+`make dev` copies `.env.example` to `.env`, and both Django (config/settings/) and
 `docker compose` read that file. Without these checks a production process started in such
 a checkout signs sessions with a public key, accepts Stripe events signed with the secret
 the README prints and opens Flower to `admin:admin-dev`. Settings call them when

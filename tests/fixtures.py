@@ -137,6 +137,7 @@ def process_env(django_db_setup, smtp_server, stripe_server) -> dict[str, str]:
     return os.environ | {
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": _database_url(),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),  # exports written by one, read by another
         "PYTHONPATH": str(ROOT),
         "EMAIL_URL": f"smtp://127.0.0.1:{smtp_server.port}",
         "STRIPE_API_KEY": "sk_test_local",

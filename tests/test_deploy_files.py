@@ -87,7 +87,7 @@ def test_the_image_runs_as_a_non_root_user():
 def test_every_environment_variable_is_documented_in_env_example():
     documented = (ROOT / ".env.example").read_text()
     read = set()
-    for path in [ROOT / "config/settings.py", *ROOT.glob("*/**/management/commands/*.py")]:
+    for path in [*ROOT.glob("config/settings/*.py"), *ROOT.glob("*/**/management/commands/*.py")]:
         read |= set(re.findall(r'env\.\w+\(\s*"([A-Z_]+)"', path.read_text()))
     assert "SECRET_KEY" in read
     missing = sorted(name for name in read if f"{name}=" not in documented)

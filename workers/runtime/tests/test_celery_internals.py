@@ -97,7 +97,7 @@ def test_database_scheduler_state_the_locked_scheduler_resets():
 
 
 def test_the_django_fixup_reads_the_connection_reuse_setting():
-    """config/settings.py sets CELERY_DB_REUSE_MAX for Celery's Django fix-up."""
+    """config/settings/celery.py sets CELERY_DB_REUSE_MAX for Celery's Django fix-up."""
     assert "CELERY_DB_REUSE_MAX" in inspect.getsource(celery_django_fixup)
 
 
