@@ -1,5 +1,6 @@
 """Dead-letter triage in the Django admin: groups by cause, rows, confirmed bulk actions,
-redrives with a canary and a rate, and the audit trail.
+and the draft of a redrive (its own page is `redrive_admin`; the audit trail's,
+`audit_admin`).
 
 Permissions: viewing is `view_deadletter`; payloads unredacted need `view_payload` (and
 every view is audited); requeue and redrive `requeue_deadletter`; discard
@@ -29,7 +30,6 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from workers.core.read_only_admin import ReadOnlyAdmin
 from workers.core.redaction import (
     json_html,
     payload_html,
@@ -37,7 +37,6 @@ from workers.core.redaction import (
     redact_text,
     text_html,
 )
-from workers.core.routing import QUEUES
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
 from workers.dead_letters.export import dead_letters_export
@@ -46,14 +45,9 @@ from workers.dead_letters.lifecycle import (
     dead_letters_acknowledge,
     dead_letters_snooze,
 )
-from workers.dead_letters.models import DeadLetter, DeadLetterEvent, Redrive
+from workers.dead_letters.models import DeadLetter, DeadLetterEvent
 from workers.dead_letters.redrive import (
-    redrive_cancel,
     redrive_draft,
-    redrive_pause,
-    redrive_progress,
-    redrive_resume,
-    redrive_start,
 )
 from workers.dead_letters.rules import OPEN, Action, refusal, replay_blocker
 from workers.dead_letters.selectors import GROUP_ORDERS, dead_letter_groups
@@ -465,63 +459,6 @@ class DeadLetterAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:workers_redrive_change", args=[redrive.pk]))
 
 
-@admin.register(Redrive)
-class RedriveAdmin(ReadOnlyAdmin):
-    """A redrive's page: its start form while a draft, then its progress and controls at
-    the top, its settings and its audit trail below (workers/dead_letters/redrive.py)."""
-
-    list_display = ("id", "description", "status", "progress", "succeeded", "failed",
-                    "created_by", "created_at")
-    list_filter = ("status",)
-
-    @admin.display(description="progress")
-    def progress(self, redrive: Redrive) -> str:
-        figures = redrive_progress(redrive)
-        return f"{figures.percent}% ({figures.in_flight} in flight)"
-
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
-                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        redrive = self.get_object(request, object_id)
-        if redrive is None:
-            raise Http404(f"no redrive with id {object_id}")
-        may_act = request.user.has_perm("workers.requeue_deadletter")
-        if request.method == "POST":
-            if not may_act:
-                raise PermissionDenied
-            self._control(request, redrive)
-            return HttpResponseRedirect(request.path)
-        context = {**self.admin_site.each_context(request), "opts": self.model._meta,
-                   "title": f"Redrive {redrive.pk}: {redrive.get_status_display()}",
-                   "original": redrive, "redrive": redrive, "may_act": may_act,
-                   "figures": redrive_progress(redrive), "queues": QUEUES,
-                   "live": redrive.status in ("canary", "running"),
-                   "events": redrive.events.order_by("-at")[:50]}
-        return TemplateResponse(request, "admin/workers/redrive/progress.html", context)
-
-    def _control(self, request: HttpRequest, redrive: Redrive) -> None:
-        actor, data = _actor(request), request.POST
-        try:
-            if data.get("control") == "start":
-                redrive_start(redrive_id=redrive.pk, actor=actor,
-                              rate=_number(data.get("rate"), float),
-                              canary=_number(data.get("canary"), int),
-                              max_failure_rate=_number(data.get("max_failure_rate"), float)
-                              / 100, queue=data.get("queue", ""))
-            elif data.get("control") == "pause":
-                redrive_pause(redrive_id=redrive.pk, actor=actor)
-            elif data.get("control") == "resume":
-                redrive_resume(redrive_id=redrive.pk, actor=actor,
-                               canary=(_number(data["canary"], int)  # blank: its own size
-                                       if data.get("canary", "").strip() else None),
-                               retry_failed=data.get("retry_failed") == "on")
-            elif data.get("control") == "cancel":
-                redrive_cancel(redrive_id=redrive.pk, actor=actor)
-        except ValueError as error:
-            self.message_user(request, str(error), messages.ERROR)
-
-
 def _earlier_errors(row: DeadLetter) -> str:
     return "\n".join(f"attempt {entry['attempt']}: {entry['exception_type']}: "
                      f"{entry['message']}" for entry in row.attempt_errors)
@@ -537,28 +474,3 @@ def _unredacted_html(row: DeadLetter) -> str:
                 ("raw message body", format_html("<pre>{}</pre>", row.raw_body))]
     return format_html_join("", '<h3 class="unredacted">{}</h3>{}',
                             ((label, html) for label, html in sections if html != "<pre></pre>"))
-
-
-def _number(text: str | None, kind: type[int] | type[float]) -> Any:
-    """A form's number, or a ValueError that says which values are accepted."""
-    try:
-        return kind(text or 0)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{text!r} is not a {'whole ' if kind is int else ''}number"
-                         ) from None
-
-
-@admin.register(DeadLetterEvent)
-class DeadLetterEventAdmin(ReadOnlyAdmin):
-    """The audit trail: read-only, for everyone who may see dead letters."""
-
-    list_display = ("at", "actor", "action", "count", "dead_letter", "fingerprint", "redrive",
-                    "text")
-    list_filter = ("action",)
-    search_fields = ("actor", "fingerprint", "text")
-    readonly_fields = ("at", "actor", "action", "dead_letter", "fingerprint", "redrive",
-                       "count", "text", "detail")
-    fields = readonly_fields
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
