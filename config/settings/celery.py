@@ -78,6 +78,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True} if BROKER_IS_RABBITM
     # kombu scans every interval * throttle seconds; throttle 1 makes the interval exact.
     "unacked_restore_interval": BROKER_RESTORE_INTERVAL,
     "unacked_restore_throttle": 1,
+    # The lock one worker takes for a restore pass, held for milliseconds. A Redis crash
+    # during a pass brings the lock back from the AOF with its expiry, and no worker
+    # restores anything until it lapses: kombu's 300 s would hold redelivery up that long.
+    "unacked_mutex_expire": 30,
     "socket_keepalive": True,  # notice half-open TCP connections (NAT, load balancers)
     "health_check_interval": 25,  # ping idle connections before reuse
     "socket_connect_timeout": 5,

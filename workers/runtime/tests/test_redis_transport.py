@@ -45,6 +45,17 @@ def test_the_app_uses_it_for_a_redis_broker():
         assert isinstance(connection.transport, redis_transport.Transport)
 
 
+def test_a_restore_lock_a_redis_crash_brings_back_lapses_within_seconds(store):
+    """A worker holds the restore lock for a pass; if Redis dies then, the AOF brings the
+    lock back with its expiry, and until it lapses no worker restores a single message."""
+    options = app.conf.broker_transport_options
+    with Connection(URL, transport=ATOMIC, transport_options=options) as connection:
+        qos = connection.default_channel.qos
+        with kombu_redis.Mutex(store, qos.unacked_mutex_key, qos.unacked_mutex_expire):
+            held_for = store.pttl(qos.unacked_mutex_key) / 1000
+    assert 0 < held_for <= 30 < options["visibility_timeout"]
+
+
 def fetch_then_drop(transport: str) -> None:
     """Start a consumer's fetch and lose the connection once Redis has answered, before
     the answer is read: a worker killed between the fetch and the delivery."""
