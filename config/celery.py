@@ -8,12 +8,16 @@ from workers.runtime import install
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
+# The platform's tasks live beside the code they run, in subpackages of the workers app,
+# where Django's app list does not lead autodiscovery (tests/test_task_names.py holds this
+# list equal to the `workers/**/tasks.py` modules there are).
+PLATFORM_TASK_PACKAGES = ["workers.core", "workers.dead_letters", "workers.ops",
+                          "workers.ops.alerts"]
+
 # The message builder redacts the argument reprs each message carries (Flower shows them).
 app = Celery("config", task_cls="workers.core.base:PlatformTask",
              amqp="workers.runtime.task_messages:RedactingAMQP")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()  # each installed app's tasks.py
-# The platform's tasks live beside the code they run, in subpackages of the workers app.
-app.autodiscover_tasks(["workers.core", "workers.dead_letters", "workers.ops",
-                        "workers.ops.alerts"])
+app.autodiscover_tasks(PLATFORM_TASK_PACKAGES)
 install(app)

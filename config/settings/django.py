@@ -14,6 +14,7 @@ from config.secret_checks import (
 )
 from config.settings.environment import BASE_DIR, DJANGO_ENV, LOCAL, env
 
+# Django's debug pages show settings and code: local use only.
 DEBUG = env.bool("DEBUG", default=False)
 if LOCAL:
     SECRET_KEY = env.str("SECRET_KEY", default=LOCAL_SECRET_KEY)
@@ -24,6 +25,8 @@ else:
         raise ImproperlyConfigured("DEBUG is true: it is never allowed with DJANGO_ENV=production")
     refuse_dev_values({name: env.str(name, default="") for name in DEV_VALUES})
     refuse_weak_secret_key(SECRET_KEY)
+# The host names this site answers to (Host header checks); CSRF_TRUSTED_ORIGINS adds the
+# origins a form may be posted from behind a proxy that changes the scheme or port.
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"] if LOCAL else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 

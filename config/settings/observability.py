@@ -4,6 +4,7 @@ from config.settings.environment import DJANGO_ENV, env
 from config.settings.workers import WORKER_HEARTBEAT_INTERVAL
 from workers.core.routing import BULK, CRITICAL
 
+# The root logger's level in every process (web, workers, beat, commands).
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # `plain` (the local default) or `json`: one object per line, with the task's id, name,
 # queue and attempt and the correlation id of the request that started the work.
@@ -33,6 +34,7 @@ SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="") or DJANGO_ENV
 SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="")
 SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
 
+# Flower's login (user:password); `manage.py flower` refuses to start without one.
 FLOWER_BASIC_AUTH = env.str("FLOWER_BASIC_AUTH", default="")
 # The address `manage.py flower` listens on: loopback unless a container needs 0.0.0.0
 # (docker-compose.yml and deploy/kubernetes set it for their Flower).

@@ -72,17 +72,6 @@ def sensitive_key(key: str) -> bool:
                for before, word in pairwise(words))
 
 
-class _SensitiveKeySearch:
-    """`SENSITIVE_KEY.search(name)`: `sensitive_key` as the pattern this module once
-    exported was called (workers/ops/secret_scrubbing.py calls it so)."""
-
-    def search(self, name: str) -> bool:
-        return sensitive_key(name)
-
-
-SENSITIVE_KEY = _SensitiveKeySearch()
-
-
 # --- values that look like secrets ----------------------------------------------------------
 # One pass over the text: each shape is a named alternative, replaced as `_shown_as` says.
 _SECRET_SHAPES = {

@@ -3,9 +3,9 @@
 Celery registers a task when its module is imported. A worker imports every app's
 `tasks.py` at start; a gunicorn worker or a `manage.py` command imports only what its
 code path happened to touch, so `current_app.tasks` there holds some tasks and not
-others (an edit was refused as "not registered" by one gunicorn worker and accepted by
-the next). Anything that validates, routes or replays a task by name asks here, which
-runs Celery's autodiscovery once per process first.
+others, and two gunicorn workers could answer the same edit differently. Anything that
+validates, routes or replays a task by name asks here, which runs Celery's autodiscovery
+once per process first.
 """
 
 from functools import cache

@@ -2,7 +2,6 @@
 showing of a payload, as recorded; nobody may change or delete it here."""
 
 from django.contrib import admin
-from django.http import HttpRequest
 
 from workers.core.read_only_admin import ReadOnlyAdmin
 from workers.dead_letters.models import DeadLetterEvent
@@ -19,6 +18,3 @@ class DeadLetterEventAdmin(ReadOnlyAdmin):
     readonly_fields = ("at", "actor", "action", "dead_letter", "fingerprint", "redrive",
                        "count", "text", "detail")
     fields = readonly_fields
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False

@@ -16,12 +16,10 @@ from django.db.models import QuerySet
 
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent
-from workers.dead_letters.rules import OPEN
+from workers.dead_letters.rules import CLOSED, OPEN
 
 logger = logging.getLogger(__name__)
 
-CLOSED = (DeadLetter.Status.RESOLVED, DeadLetter.Status.SUPERSEDED,
-          DeadLetter.Status.DISCARDED)
 BATCHES_PER_RUN = 20
 
 

@@ -1,8 +1,9 @@
 """Which dead letters each action may touch, and why the others are left out.
 
-One table for the services, the admin and the CLI: they used to keep copies of it, and a
-"select all" requeue sent discarded rows because the admin trusted its own copy. The
-services apply it to every call; the admin and the CLI show it before asking.
+One table for the services, the admin and the CLI, so that what a page offers and what a
+service does cannot disagree (a copy in the admin would let "select all" send rows the
+services refuse). The services apply it to every call; the admin and the CLI show it
+before asking.
 """
 
 import inspect
@@ -16,6 +17,8 @@ Status = DeadLetter.Status
 
 #: Failures still waiting for a decision.
 OPEN = (Status.NEW, Status.ACKNOWLEDGED, Status.SNOOZED)
+#: Settled: nobody acts on it any more, and retention may delete it.
+CLOSED = (Status.RESOLVED, Status.SUPERSEDED, Status.DISCARDED)
 
 
 class Action(StrEnum):
@@ -38,7 +41,7 @@ ELIGIBLE: dict[Action, tuple[str, ...]] = {
     Action.DISCARD: OPEN,
     Action.ACKNOWLEDGE: OPEN,
     Action.SNOOZE: OPEN,
-    Action.PURGE: (Status.DISCARDED, Status.RESOLVED, Status.SUPERSEDED),
+    Action.PURGE: CLOSED,
 }
 
 #: What a row in each status is, said once for every refusal.

@@ -3,9 +3,9 @@
 The content of a failure is not ours: a hostile or broken client chooses the arguments,
 the exception message, the raw body and the headers. PostgreSQL refuses some of it: NUL
 in text and in jsonb, lone surrogates in jsonb (and psycopg cannot even encode a
-surrogate for text), NaN and Infinity in JSON, a header longer than its column. The
-`DataError` that followed was once taken for an outage and spooled, and the spool drain
-then stopped on that entry for good, with every dead letter of a real outage behind it.
+surrogate for text), NaN and Infinity in JSON, a header longer than its column. Such a
+`DataError` is not an outage: spooled, it would stop the spool drain on that entry for
+good, with every dead letter of a real outage behind it.
 
 The rule, applied to every failure before it is stored or spooled:
 

@@ -1,7 +1,7 @@
 """The error of every attempt of a job, kept while it is being retried.
 
-A dead letter used to keep only the last error; a job that timed out twice and then hit
-a validation error showed only the validation error. Each retry appends its error to a
+Without them a job that timed out twice and then hit a validation error would show only
+the validation error. Each retry appends its error to a
 Redis list keyed by the task id (one RPUSH); the dead-letter hand-off takes the list
 with it, and a job that succeeds leaves its list to expire.
 """

@@ -15,8 +15,8 @@ EVENT_BATCH_LIMIT = 1000
 class EventBatchLimit(bootsteps.StartStopStep):
     """Let a batch of task events grow to EVENT_BATCH_LIMIT before it is published early.
 
-    Celery's dispatcher publishes every 24 events whatever the flush interval: on a worker
-    doing 800 no-ops a second that was 100 publishes a second, 4 % of its main process.
+    Celery's dispatcher publishes every 24 events whatever the flush interval, which on a
+    busy worker is a publish every few milliseconds (docs/performance.md has the cost).
     The dispatcher is made anew each time the consumer (re)connects; this runs after.
     """
 

@@ -88,10 +88,10 @@ class QoS(kombu_redis.QoS):
         next turn (the poller asks this on every turn; Celery then reconnects as for any
         lost connection).
 
-        Two ways a Redis restart went unnoticed, each leaving a worker idle for minutes
-        with messages waiting (the Redis-restart fault test under load): an ack met the
-        lost connection, but Celery only logs a failed ack ("Couldn't ack"); and the
-        fetch in flight on the dead poll socket never got its reply.
+        A Redis restart can otherwise go unnoticed two ways, each leaving a worker idle
+        with messages waiting: an ack meets the lost connection, but Celery only logs a
+        failed ack ("Couldn't ack"); or the fetch in flight on the dead poll socket never
+        gets its reply.
         """
         channel = self.channel
         if channel.connection_lost is not None:

@@ -3,10 +3,9 @@
 Each task with a time limit schedules a timer in the worker's main process; when the task
 finishes first, Celery cancels it, and kombu's timer only marks it cancelled, leaving it in
 its heap until it would have fired (TASK_SOFT_TIME_LIMIT later). A busy worker so holds
-every task of the last minute: about 500 bytes each, +18 % resident memory in
-`bench/throughput.py` over 100,000 tasks, and the pool processes forked from it inherit the
-pages. The step rebuilds the heap without them when they are the majority, as asyncio's
-event loop does with its own cancelled timers.
+a timer for every task of the last minute (docs/performance.md measures the memory), and
+the pool processes forked from it inherit the pages. The step rebuilds the heap without
+them when they are the majority, as asyncio's event loop does with its own cancelled timers.
 """
 
 import heapq
