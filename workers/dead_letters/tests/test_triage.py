@@ -72,7 +72,9 @@ def test_a_replay_that_fails_again_gets_its_own_row_linked_to_the_original(live_
     original.refresh_from_db()
     replay = dead_letter(original.replay_task_id)
     assert replay.replay_of_id == original.pk
-    assert original.status == DeadLetter.Status.REQUEUED
+    original.refresh_from_db()
+    # Requeued until the replay failed, then superseded: the replay's row says why.
+    assert original.status == DeadLetter.Status.SUPERSEDED
 
 
 def test_requeue_of_many_rows_replays_every_replayable_one_and_names_the_rest(live_workers,
