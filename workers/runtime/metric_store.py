@@ -13,6 +13,9 @@ What a process had not flushed when it was killed (at most one interval) is lost
 Redis restart resets the counters, which Prometheus' `rate()` reads as a counter reset.
 A host that stops flushing has its hash expire after METRICS_HOST_TTL, so pods replaced by
 an autoscaler do not stay in the scrape for ever.
+
+The same flush writes the per-minute history the admin draws (workers/runtime/task_history.py)
+from the started, succeeded, failed and retried counts and the runtime histogram.
 """
 
 import bisect
@@ -29,15 +32,16 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from workers.core.platform_redis import redis_client, redis_text
+from workers.runtime.task_history import COUNTERS, RUNTIME_BUCKETS, history_write, slot_of
 
 logger = logging.getLogger(__name__)
+
+History = dict[tuple[str, str], dict[int, int]]  # (queue, task) -> {record slot: amount}
 
 HOST_KEY = "workers:metrics:host:"
 HOSTS_KEY = "workers:metrics:hosts"
 
 TASK_LABELS = ("name", "queue_name")  # + hostname, which is the hash a field lives in
-RUNTIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
-                   7.5, 10.0, 30.0, 60.0, 300.0, float("inf"))
 # Enqueue to start: the low end shows critical latency (milliseconds), the high end a
 # backlog (minutes).
 WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -92,35 +96,45 @@ class Recorder:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, str], float] = {}
+        self._history: History = {}
         self._pid = 0
         self._enabled = False
 
     def count(self, family: str, hostname: str, labels: tuple[str, ...],
               amount: float = 1) -> None:
-        self._add([(hostname, field(family, labels), amount)])
+        counter = family.removeprefix("celery_task_")
+        slot = slot_of(counter) if counter in COUNTERS else None
+        self._add([(hostname, field(family, labels), amount)], labels, slot, int(amount))
 
     def observe(self, family: str, hostname: str, labels: tuple[str, ...],
                 value: float) -> None:
         index = bisect.bisect_left(FAMILIES[family].buckets, value)
+        slot = slot_of("runtime", index) if family == "celery_task_runtime" else None
         self._add([(hostname, field(family, (*labels, str(index)), "_bucket"), 1),
                    (hostname, field(family, labels, "_sum"), value),
-                   (hostname, field(family, labels, "_count"), 1)])
+                   (hostname, field(family, labels, "_count"), 1)], labels, slot, 1)
 
     def flush(self) -> None:
         """Send the table in one round trip; on a Redis error keep it for the next try."""
         with self._lock:
             pending, self._pending = self._pending, {}
+            history, self._history = self._history, {}
         if not pending:
             return
         try:
-            _send(pending.items())
+            _send(pending.items(), history)
         except RedisError as exc:
             logger.warning("metrics not flushed (kept for the next try): %s", exc)
             with self._lock:
                 for key, amount in pending.items():
                     self._pending[key] = self._pending.get(key, 0) + amount
+                for series, slots in history.items():
+                    kept = self._history.setdefault(series, {})
+                    for slot, amount in slots.items():
+                        kept[slot] = kept.get(slot, 0) + amount
 
-    def _add(self, items: Iterable[tuple[str, str, float]]) -> None:
+    def _add(self, items: Iterable[tuple[str, str, float]], labels: tuple[str, ...],
+             slot: int | None, history_amount: int) -> None:
         with self._lock:
             if self._pid != os.getpid():
                 self._pid = os.getpid()
@@ -133,6 +147,9 @@ class Recorder:
                 return
             for hostname, key, amount in items:
                 self._pending[(hostname, key)] = self._pending.get((hostname, key), 0) + amount
+            if slot is not None:  # labels: task name, queue
+                slots = self._history.setdefault((labels[1], labels[0]), {})
+                slots[slot] = slots.get(slot, 0) + history_amount
 
     def _run(self) -> None:
         while True:
@@ -140,7 +157,7 @@ class Recorder:
             self.flush()
 
 
-def _send(items: Iterable[tuple[tuple[str, str], float]]) -> None:
+def _send(items: Iterable[tuple[tuple[str, str], float]], history: History) -> None:
     client = redis_client()
     pipe = client.pipeline(transaction=False)
     hosts = set()
@@ -154,6 +171,7 @@ def _send(items: Iterable[tuple[tuple[str, str], float]]) -> None:
     for hostname in hosts:
         pipe.expire(HOST_KEY + hostname, settings.METRICS_HOST_TTL)
         pipe.zadd(HOSTS_KEY, {hostname: now})
+    history_write(pipe, history, now=now)
     pipe.execute()
 
 
