@@ -16,6 +16,7 @@ A stuck event loop, a lost broker or a hung beat stops the beats.
 """
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from workers.runtime.heartbeat_records import write_worker_heartbeat
 from workers.runtime.metric_store import set_node_name
 
 logger = logging.getLogger(__name__)
+
+STARTED_AT = time.time()  # the worker's main process imports this as it boots
 
 #: Sent by every worker heartbeat and beat tick; `sender` is "worker" or "beat".
 heartbeat = Signal()
@@ -68,7 +71,10 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
         try:
             write_worker_heartbeat(nodename=consumer.hostname,
                                    queues=sorted(consumer.app.amqp.queues.consume_from),
-                                   active=len(worker_state.active_requests))
+                                   active=len(worker_state.active_requests),
+                                   concurrency=consumer.controller.concurrency or 0,
+                                   pool=type(consumer.pool).__module__.rpartition(".")[2],
+                                   started_at=STARTED_AT)
         except RedisError as exc:
             logger.warning("worker heartbeat not recorded in Redis: %s", exc)
         heartbeat.send(sender="worker")

@@ -15,9 +15,11 @@ WORKERS_KEY = "workers:metrics:workers"
 BEAT_TICK_KEY = "workers:metrics:beat:tick"
 
 
-def write_worker_heartbeat(*, nodename: str, queues: Sequence[str], active: int) -> None:
+def write_worker_heartbeat(*, nodename: str, queues: Sequence[str], active: int,
+                           concurrency: int, pool: str, started_at: float) -> None:
     redis_client().hset(WORKERS_KEY, nodename, json.dumps(
-        {"at": time.time(), "queues": list(queues), "active": active}))
+        {"at": time.time(), "queues": list(queues), "active": active,
+         "concurrency": concurrency, "pool": pool, "started_at": started_at}))
 
 
 def read_worker_heartbeats() -> dict[str, dict[str, Any]]:

@@ -223,3 +223,13 @@ def test_the_message_builder_and_request_methods_redaction_overrides():
     assert parameters(celery_request.Request.send_event) == ["self", "type", "fields"]
     assert "self.send_event(\n                        'task-failed'" in inspect.getsource(
         celery_request.Request.on_failure)
+
+
+def test_consumer_knows_its_worker_and_pool_as_the_heartbeat_reads_them():
+    """workers/runtime/heartbeat.py reports the worker's concurrency and pool type."""
+    from celery.worker import WorkController
+
+    source = inspect.getsource(celery_consumer.Consumer.__init__)
+    assert "self.controller = controller" in source
+    assert "self.pool = pool" in source
+    assert "self.concurrency = " in inspect.getsource(WorkController.setup_defaults)

@@ -1,0 +1,193 @@
+"""The operations console: the landing page of "Background jobs" in the admin.
+
+It answers "is work flowing?" from what the platform already keeps, with no Prometheus:
+each queue's depth and oldest age (the broker), its live workers (their heartbeats), and
+its last hour minute by minute (the task history the metrics flush writes); each worker;
+each beat entry, which those who may change schedules can run now. Every figure is one
+`/metrics` exposes under the same meaning, and a queue turns amber or red on the
+thresholds of the alert rules (deploy/observability/prometheus-rules.yml).
+"""
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.safestring import SafeString
+from django_celery_beat.models import PeriodicTask
+
+from workers.core.queue_stats import queue_stats
+from workers.core.routing import QUEUES
+from workers.ops.schedules import schedule_run_now
+from workers.ops.sparklines import sparkline
+from workers.runtime.heartbeat_records import (
+    live_workers_by_queue,
+    read_worker_heartbeats,
+    worker_is_up,
+)
+from workers.runtime.task_history import history_minutes, history_series
+
+HOUR_MINUTES = 60
+STALLED_MINUTES = 10  # CeleryQueueStalled: messages wait, nothing started for this long
+FAILURE_RATE_LIMIT = 0.05  # CeleryTaskHighFailRate: more than 5 % of finished runs failed
+
+
+@dataclass
+class QueuePanel:
+    name: str
+    waiting: int
+    oldest_age: float | None
+    age_limit: float
+    live_workers: int
+    started: list[int] = field(default_factory=lambda: [0] * HOUR_MINUTES)
+    succeeded: list[int] = field(default_factory=lambda: [0] * HOUR_MINUTES)
+    failed: list[int] = field(default_factory=lambda: [0] * HOUR_MINUTES)
+    problems: list[str] = field(default_factory=list)
+    state: str = "ok"  # ok, warn or bad: green, amber, red
+
+    @property
+    def started_last_hour(self) -> int:
+        return sum(self.started)
+
+    @property
+    def failed_last_hour(self) -> int:
+        return sum(self.failed)
+
+    @property
+    def failure_rate(self) -> float | None:
+        finished = sum(self.succeeded) + sum(self.failed)
+        return sum(self.failed) / finished if finished else None
+
+    @property
+    def started_line(self) -> SafeString:
+        return sparkline(self.started, label=f"{self.name}: started per minute, last hour "
+                                             f"({self.started_last_hour} in all)")
+
+    @property
+    def failed_line(self) -> SafeString:
+        return sparkline(self.failed, colour="#ba2121",
+                         label=f"{self.name}: failed per minute, last hour "
+                               f"({self.failed_last_hour} in all)")
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    name: str
+    queues: list[str]
+    pool: str
+    concurrency: int | None
+    active: int
+    heartbeat_age: float
+    started_at: datetime | None
+    lost: bool
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    name: str
+    task: str
+    schedule: str
+    enabled: bool
+    last_run: datetime | None
+    next_run: datetime | None
+
+
+def console_queues(*, now: float) -> list[QueuePanel]:
+    beats = read_worker_heartbeats()
+    live = live_workers_by_queue(beats, queues=QUEUES, now=now)
+    panels = {stats.name: QueuePanel(
+        name=stats.name, waiting=stats.waiting, oldest_age=stats.oldest_age_seconds,
+        age_limit=settings.ALERTS_QUEUE_MAX_AGE[stats.name], live_workers=live[stats.name])
+        for stats in queue_stats(queues=QUEUES, now=now)}
+    since = now - (HOUR_MINUTES - 1) * 60
+    for queue, task in history_series(now=now):
+        if queue not in panels:
+            continue
+        panel = panels[queue]
+        for index, minute in enumerate(history_minutes(queue=queue, task=task, since=since,
+                                                       until=now)):
+            panel.started[index] += minute.started
+            panel.succeeded[index] += minute.succeeded
+            panel.failed[index] += minute.failed
+    for panel in panels.values():
+        _judge(panel)
+    return [panels[name] for name in QUEUES]
+
+
+def console_workers(*, now: float) -> list[WorkerRow]:
+    rows = []
+    for name, beat in sorted(read_worker_heartbeats().items()):
+        started_at = beat.get("started_at")
+        rows.append(WorkerRow(
+            name=name, queues=beat.get("queues", []), pool=beat.get("pool", "?"),
+            concurrency=beat.get("concurrency"), active=beat.get("active", 0),
+            heartbeat_age=max(0.0, now - beat["at"]),
+            started_at=datetime.fromtimestamp(started_at, UTC) if started_at else None,
+            lost=not worker_is_up(beat, now=now)))
+    return rows
+
+
+def console_schedules(*, now: float) -> list[ScheduleRow]:
+    moment = datetime.fromtimestamp(now, UTC)
+    rows = []
+    for entry in PeriodicTask.objects.order_by("name"):
+        schedule = entry.schedule
+        next_run = None
+        if entry.enabled:
+            due_in = schedule.remaining_estimate(entry.last_run_at or moment)
+            next_run = max(moment, (entry.last_run_at or moment) + due_in)
+        rows.append(ScheduleRow(name=entry.name, task=entry.task, schedule=str(schedule),
+                                enabled=entry.enabled, last_run=entry.last_run_at,
+                                next_run=next_run))
+    return rows
+
+
+RUN_NOW_PERMISSION = "django_celery_beat.change_periodictask"
+
+
+def jobs_console(request: HttpRequest) -> HttpResponse:
+    """The app index of "Background jobs", with the console above its list of models; a
+    POST runs a beat entry now (for those who may change schedules)."""
+    if request.method == "POST":
+        if not request.user.has_perm(RUN_NOW_PERMISSION) or request.user.pk is None:
+            raise PermissionDenied
+        try:
+            task_id = schedule_run_now(entry_name=request.POST.get("run_now", ""),
+                                       user_id=request.user.pk)
+        except ValueError as error:
+            messages.error(request, str(error))
+        else:
+            messages.success(request, f"{request.POST['run_now']} sent now: task {task_id}")
+        return HttpResponseRedirect(request.path)
+    now = time.time()
+    context: dict[str, Any] = {
+        "queues": console_queues(now=now), "workers": console_workers(now=now),
+        "schedules": console_schedules(now=now),
+        "may_run_now": request.user.has_perm(RUN_NOW_PERMISSION),
+        "dead_letters_url": reverse("admin:workers_deadletter_changelist"),
+        "flower_url": settings.FLOWER_PUBLIC_URL.rstrip("/"),
+    }
+    return admin.site.app_index(request, "workers", extra_context={"console": context})
+
+
+def _judge(panel: QueuePanel) -> None:
+    """The alert rules' verdicts on this queue, as red (bad) or amber (warn) reasons."""
+    bad, warn = [], []
+    if not panel.live_workers:
+        bad.append("no live worker consumes it")
+    if panel.oldest_age is not None and panel.oldest_age > panel.age_limit:
+        bad.append(f"the oldest message has waited over {panel.age_limit:g} s")
+    elif panel.oldest_age is not None and panel.oldest_age > panel.age_limit / 2:
+        warn.append(f"the oldest message has waited over half of {panel.age_limit:g} s")
+    if panel.waiting and not sum(panel.started[-STALLED_MINUTES:]):
+        bad.append(f"messages wait and none started for {STALLED_MINUTES} minutes")
+    rate = panel.failure_rate
+    if rate is not None and rate > FAILURE_RATE_LIMIT:
+        warn.append(f"{rate:.0%} of the last hour's finished runs failed")
+    panel.problems = bad + warn
+    panel.state = "bad" if bad else "warn" if warn else "ok"

@@ -1,0 +1,183 @@
+"""The operations console: the landing page of "Background jobs" in the admin."""
+
+import json
+import re
+import time
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Permission, User
+from django.core.management import call_command
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from selenium.webdriver.common.by import By
+
+from tests import tasks
+from tests.browser import log_in, wait_until
+from tests.fixtures import wait_for
+from tests.ledger.models import Effect
+from workers.core.platform_redis import redis_client
+from workers.runtime.heartbeat_records import WORKERS_KEY
+from workers.runtime.metric_store import parse_field, read_hosts
+from workers.runtime.task_history import history_write, slot_of
+
+CONSOLE = "/admin/workers/"
+
+
+def row(html: str, attribute: str, value: str) -> str:
+    """The HTML of the table row whose data-`attribute` is `value`."""
+    match = re.search(rf'<tr[^>]*data-{attribute}="{re.escape(value)}"[^>]*>(.*?)</tr>', html,
+                      re.S)
+    assert match, f"no row {attribute}={value}"
+    return match.group(0)
+
+
+def cell(html: str, css_class: str) -> str:
+    match = re.search(rf'class="{css_class}">([^<]*)<', html)
+    assert match, css_class
+    return match.group(1).strip()
+
+
+@pytest.fixture
+def quiet_history(test_redis):
+    """No heartbeat or history from another test in this Redis."""
+    client = redis_client()
+    for key in [WORKERS_KEY, *client.scan_iter("workers:history:*")]:
+        client.delete(key)
+
+
+@pytest.mark.django_db
+def test_queues_workers_and_schedules_at_a_glance(admin_client, quiet_history):
+    now = time.time()
+    pipe = redis_client().pipeline(transaction=False)
+    history_write(pipe, {("critical", "apps.x.tasks.a"): {slot_of("started"): 7,
+                                                          slot_of("succeeded"): 6,
+                                                          slot_of("failed"): 1}}, now=now)
+    pipe.hset(WORKERS_KEY, mapping={
+        "critical@up": json.dumps({"at": now, "queues": ["critical"], "active": 2,
+                                   "concurrency": 4, "pool": "prefork",
+                                   "started_at": now - 600}),
+        "bulk@gone": json.dumps({"at": now - 3600, "queues": ["bulk"], "active": 0})})
+    pipe.execute()
+    every_minute = IntervalSchedule.objects.create(every=60, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(name="console-entry", task="workers.tasks.sweep_outbox",
+                                interval=every_minute)
+
+    html = admin_client.get(CONSOLE).content.decode()
+
+    critical = row(html, "queue", "critical")
+    assert cell(critical, "started") == "7"
+    assert cell(critical, "failed") == "1"
+    assert cell(critical, "live-workers") == "1"
+    assert 'data-state="warn"' in critical  # 1 of 7 finished runs failed: over 5 %
+    bulk = row(html, "queue", "bulk")
+    assert 'data-state="bad"' in bulk
+    assert "no live worker consumes it" in bulk
+    assert "lost: silent for" in row(html, "worker", "bulk@gone")
+    assert "s ago" in row(html, "worker", "critical@up")
+    assert cell(row(html, "entry", "console-entry"), "next-run") not in ("", "disabled")
+    assert "Dead letters" in html  # the app's own list of models stays below
+
+
+@pytest.mark.django_db
+def test_a_staff_member_without_a_jobs_permission_sees_no_console(client, quiet_history):
+    clerk = User.objects.create_user("clerk", password="pw", is_staff=True)
+    client.force_login(clerk)
+    assert client.get(CONSOLE).status_code == 404
+    clerk.user_permissions.add(Permission.objects.get(codename="view_deadletter"))
+    assert client.get(CONSOLE).status_code == 200
+
+
+def test_the_console_counts_what_metrics_count_on_a_live_worker(live_workers, admin_client):
+    """The started figure of a queue is /metrics' celery_task_started_total for it."""
+
+    def figures() -> tuple[int, float]:
+        html = admin_client.get(CONSOLE).content.decode()
+        shown = int(cell(row(html, "queue", "critical"), "started"))
+        exposed = sum(amount for series in read_hosts().values()
+                      for raw, amount in series.items()
+                      if (name_labels := parse_field(raw))[0] == "celery_task_started"
+                      and name_labels[1][1] == "critical")
+        return shown, exposed
+
+    shown_before, exposed_before = figures()
+    for n in range(4):
+        tasks.log_line.apply_async(args=[f"console-{n}"], queue="critical")
+
+    def settled() -> bool:
+        shown, exposed = figures()
+        return exposed - exposed_before == 4 and shown - shown_before == 4
+
+    wait_for(settled, what="the four runs on the console and in /metrics")
+
+
+def test_an_operator_sees_work_flowing_in_a_browser(live_workers, live_server, admin_user,
+                                                     browser, screenshot):
+    call_command("sync_schedules")  # beat's entries, as `make dev` writes them
+    for n in range(6):
+        tasks.log_line.apply_async(args=[f"console-browser-{n}"], queue="critical")
+    log_in(browser, live_server.url, "admin", "password")
+
+    def flowing(driver) -> bool:
+        driver.get(f"{live_server.url}{CONSOLE}")
+        critical = driver.find_element(By.CSS_SELECTOR, 'tr[data-queue="critical"]')
+        return (critical.get_attribute("data-state") == "ok"
+                and int(critical.find_element(By.CSS_SELECTOR, ".started").text) >= 6)
+
+    wait_until(browser, flowing, "the critical queue to show its runs")
+    workers = browser.find_element(By.ID, "console-workers").text
+    assert "critical@test" in workers
+    assert "bulk@test" in workers
+    assert browser.find_elements(By.CSS_SELECTOR, 'tr[data-queue="critical"] svg.sparkline')
+    sweep = browser.find_element(By.CSS_SELECTOR, 'tr[data-entry="workers-outbox-sweep"]')
+    assert sweep.find_element(By.CSS_SELECTOR, ".next-run").text not in ("", "disabled")
+    assert sweep.find_elements(By.CSS_SELECTOR, "button.run-now")
+    screenshot(browser, "console")
+
+
+def entry_running(key: str) -> PeriodicTask:
+    every_hour = IntervalSchedule.objects.create(every=3600, period=IntervalSchedule.SECONDS)
+    return PeriodicTask.objects.create(name=f"run-now-{key}", task="tests.tasks.record_effect",
+                                       args=json.dumps([key]), queue="critical",
+                                       interval=every_hour)
+
+
+def test_run_now_sends_the_entry_once_per_minute_and_records_who(live_workers, admin_client,
+                                                                  admin_user):
+    key = f"run-now-{time.time_ns()}"
+    entry = entry_running(key)
+
+    first = admin_client.post(CONSOLE, {"run_now": entry.name}, follow=True)
+    second = admin_client.post(CONSOLE, {"run_now": entry.name}, follow=True)
+
+    assert "sent now: task" in first.content.decode()
+    assert "already run now this minute" in second.content.decode()
+    wait_for(lambda: Effect.objects.filter(key=key).exists(), what="the entry's job to run")
+    logged = LogEntry.objects.get(object_id=str(entry.pk))
+    assert logged.user == admin_user
+    assert "Run now from the console: task" in logged.get_change_message()
+    assert Effect.objects.filter(key=key).count() == 1  # the second click sent nothing
+
+
+@pytest.mark.django_db
+def test_a_viewer_sees_no_run_now_and_cannot_post_one(client, quiet_history):
+    entry = entry_running("viewer")
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_deadletter"),
+                                Permission.objects.get(codename="view_periodictask"))
+    client.force_login(viewer)
+
+    assert "Run now" not in client.get(CONSOLE).content.decode()
+    assert client.post(CONSOLE, {"run_now": entry.name}).status_code == 403
+    assert not LogEntry.objects.exists()
+
+
+@pytest.mark.django_db
+@settings(max_examples=40, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.text(max_size=300))
+def test_any_entry_name_posted_is_refused_with_a_reason_and_sends_nothing(admin_client, name):
+    response = admin_client.post(CONSOLE, {"run_now": name})
+    assert response.status_code in (302, 400)  # 400: a NUL, refused before any view
+    assert not LogEntry.objects.exists()
