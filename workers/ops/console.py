@@ -3,6 +3,7 @@
 It answers "is work flowing?" from what the platform already keeps, with no Prometheus:
 each queue's depth and oldest age (the broker), its live workers (their heartbeats), and
 its last hour minute by minute (the task history the metrics flush writes); each worker;
+the jobs waiting for a retry, with their last error (redacted);
 each beat entry, which those who may change schedules can run now. Every figure is one
 `/metrics` exposes under the same meaning, and a queue turns amber or red on the
 thresholds of the alert rules (deploy/observability/prometheus-rules.yml).
@@ -22,9 +23,11 @@ from django.utils.safestring import SafeString
 from django_celery_beat.models import PeriodicTask
 
 from workers.core.queue_stats import queue_stats
+from workers.core.redaction import redact_text
 from workers.core.routing import QUEUES
 from workers.ops.schedules import schedule_run_now
 from workers.ops.sparklines import sparkline
+from workers.runtime.attempts import retrying_now
 from workers.runtime.heartbeat_records import (
     live_workers_by_queue,
     read_worker_heartbeats,
@@ -35,6 +38,7 @@ from workers.runtime.task_history import history_minutes, history_series
 HOUR_MINUTES = 60
 STALLED_MINUTES = 10  # CeleryQueueStalled: messages wait, nothing started for this long
 FAILURE_RATE_LIMIT = 0.05  # CeleryTaskHighFailRate: more than 5 % of finished runs failed
+RETRYING_SHOWN = 50
 
 
 @dataclass
@@ -88,6 +92,16 @@ class WorkerRow:
 
 
 @dataclass(frozen=True)
+class RetryRow:
+    task_id: str
+    task: str
+    queue: str
+    attempt: int
+    error: str  # redacted
+    due_in: float  # seconds; negative: overdue
+
+
+@dataclass(frozen=True)
 class ScheduleRow:
     name: str
     task: str
@@ -132,6 +146,14 @@ def console_workers(*, now: float) -> list[WorkerRow]:
     return rows
 
 
+def console_retrying(*, now: float) -> list[RetryRow]:
+    return [RetryRow(task_id=entry["task_id"], task=entry["task"], queue=entry["queue"],
+                     attempt=entry["attempt"], due_in=entry["due_at"] - now,
+                     error=redact_text(f"{entry['exception_type'].rpartition('.')[2]}: "
+                                       f"{entry['message']}"))
+            for entry in retrying_now(now=now, limit=RETRYING_SHOWN)]
+
+
 def console_schedules(*, now: float) -> list[ScheduleRow]:
     moment = datetime.fromtimestamp(now, UTC)
     rows = []
@@ -167,7 +189,8 @@ def jobs_console(request: HttpRequest) -> HttpResponse:
     now = time.time()
     context: dict[str, Any] = {
         "queues": console_queues(now=now), "workers": console_workers(now=now),
-        "schedules": console_schedules(now=now),
+        "schedules": console_schedules(now=now), "retrying": console_retrying(now=now),
+        "retrying_shown": RETRYING_SHOWN,
         "may_run_now": request.user.has_perm(RUN_NOW_PERMISSION),
         "dead_letters_url": reverse("admin:workers_deadletter_changelist"),
         "flower_url": settings.FLOWER_PUBLIC_URL.rstrip("/"),

@@ -10,6 +10,7 @@ rejected messages), so recording here catches them all.
 import contextlib
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 from celery import states
@@ -43,7 +44,7 @@ from workers.dead_letters.services import (
     dead_letter_record,
     dead_letter_resolve_replay,
 )
-from workers.runtime.attempts import attempt_error_push, attempt_errors_take
+from workers.runtime.attempts import attempt_error_push, attempt_errors_take, retry_over
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,8 @@ def record_dead_letter(*, sender: Any, task_id: str, exception: BaseException,
     close_old_connections()  # the main worker process may hold a connection gone stale
     try:
         earlier_errors = attempt_errors_take(task_id=task_id)
+        if request.retries:  # a failure in the main process skips postrun
+            retry_over(task_id=task_id)
     except RedisError:
         earlier_errors = []  # the row still keeps the last error
     try:
@@ -126,9 +129,25 @@ def remember_attempt_error(sender: Any = None, request: Any = None, reason: Any 
     `reason` is Celery's Retry; the task's own exception is its `exc`."""
     error = getattr(reason, "exc", None) or reason
     if isinstance(error, BaseException) and request is not None:
+        when = getattr(reason, "when", None)
+        due_at = (when.timestamp() if isinstance(when, datetime) else
+                  time.time() + float(when or 0))
+        delivery_info = request.delivery_info or {}
         with contextlib.suppress(RedisError):  # the retry goes ahead either way
-            attempt_error_push(task_id=request.id, attempt=(request.retries or 0) + 1,
-                               exception=error)
+            attempt_error_push(task_id=request.id, task_name=sender.name,
+                               queue=queue_of_routing_key(delivery_info.get("routing_key")),
+                               attempt=(request.retries or 0) + 1, exception=error,
+                               due_at=due_at)
+
+
+@task_postrun.connect
+def forget_finished_retry(*, sender: Any, task_id: str, state: str | None = None,
+                          **_: Any) -> None:
+    """A retried job's attempt ended (only a retried one can be waiting: a first attempt
+    costs no round trip here)."""
+    if sender.request.retries and state != states.RETRY:
+        with contextlib.suppress(RedisError):
+            retry_over(task_id=task_id)
 
 
 @task_postrun.connect
