@@ -33,9 +33,10 @@ from workers.runtime.heartbeat_records import (
     read_worker_heartbeats,
     worker_is_up,
 )
-from workers.runtime.task_history import history_minutes, history_series
+from workers.runtime.task_history import history_hours, history_minutes, history_series
 
 HOUR_MINUTES = 60
+HISTORY_HOURS_SHOWN = 72
 STALLED_MINUTES = 10  # CeleryQueueStalled: messages wait, nothing started for this long
 FAILURE_RATE_LIMIT = 0.05  # CeleryTaskHighFailRate: more than 5 % of finished runs failed
 RETRYING_SHOWN = 50
@@ -51,6 +52,8 @@ class QueuePanel:
     started: list[int] = field(default_factory=lambda: [0] * HOUR_MINUTES)
     succeeded: list[int] = field(default_factory=lambda: [0] * HOUR_MINUTES)
     failed: list[int] = field(default_factory=lambda: [0] * HOUR_MINUTES)
+    started_hours: list[int] = field(default_factory=lambda: [0] * HISTORY_HOURS_SHOWN)
+    failed_hours: list[int] = field(default_factory=lambda: [0] * HISTORY_HOURS_SHOWN)
     problems: list[str] = field(default_factory=list)
     state: str = "ok"  # ok, warn or bad: green, amber, red
 
@@ -71,6 +74,18 @@ class QueuePanel:
     def started_line(self) -> SafeString:
         return sparkline(self.started, label=f"{self.name}: started per minute, last hour "
                                              f"({self.started_last_hour} in all)")
+
+    @property
+    def hours_line(self) -> SafeString:
+        return sparkline(self.started_hours, label=f"{self.name}: started per hour, last "
+                                                   f"{HISTORY_HOURS_SHOWN} hours "
+                                                   f"({sum(self.started_hours)} in all)")
+
+    @property
+    def failed_hours_line(self) -> SafeString:
+        return sparkline(self.failed_hours, colour="#ba2121",
+                         label=f"{self.name}: failed per hour, last {HISTORY_HOURS_SHOWN} "
+                               f"hours ({sum(self.failed_hours)} in all)")
 
     @property
     def failed_line(self) -> SafeString:
@@ -119,6 +134,7 @@ def console_queues(*, now: float) -> list[QueuePanel]:
         age_limit=settings.ALERTS_QUEUE_MAX_AGE[stats.name], live_workers=live[stats.name])
         for stats in queue_stats(queues=QUEUES, now=now)}
     since = now - (HOUR_MINUTES - 1) * 60
+    hours_since = now - (HISTORY_HOURS_SHOWN - 1) * 3600
     for queue, task in history_series(now=now):
         if queue not in panels:
             continue
@@ -128,6 +144,10 @@ def console_queues(*, now: float) -> list[QueuePanel]:
             panel.started[index] += minute.started
             panel.succeeded[index] += minute.succeeded
             panel.failed[index] += minute.failed
+        for index, hour in enumerate(history_hours(queue=queue, task=task,
+                                                   since=hours_since, until=now)):
+            panel.started_hours[index] += hour.started
+            panel.failed_hours[index] += hour.failed
     for panel in panels.values():
         _judge(panel)
     return [panels[name] for name in QUEUES]

@@ -12,6 +12,7 @@ from workers.runtime.task_history import (
     DAY_BYTES,
     KEY,
     RUNTIME_BUCKETS,
+    history_hours,
     history_minutes,
     history_series,
     history_write,
@@ -50,9 +51,23 @@ def test_a_day_key_is_bounded_and_expires_with_its_window(test_redis):
     write("critical", task, {slot_of("started"): 1, last_bucket: 1}, at=MIDNIGHT + 86399)
     key = KEY.format(day="20270101", queue="critical", task=task)
 
-    assert redis_client().strlen(key) == DAY_BYTES
+    hours = KEY.replace("history:", "history:hours:").format(day="20270101", queue="critical",
+                                                             task=task)
+    assert redis_client().strlen(key) + redis_client().strlen(hours) == DAY_BYTES
     ends = MIDNIGHT + 86400 + 72 * 3600
     assert redis_client().expiretime(key) == ends
+
+
+def test_hours_add_up_their_minutes_for_a_72_hour_chart(test_redis):
+    task = f"history.{uuid()}"
+    for minute in (0, 30, 59, 60):
+        write("bulk", task, {slot_of("started"): 1}, at=MIDNIGHT + minute * 60)
+
+    hours = history_hours(queue="bulk", task=task, since=MIDNIGHT - 3600,
+                          until=MIDNIGHT + 3600)
+
+    assert [(h.at, h.started) for h in hours] == [
+        (MIDNIGHT - 3600, 0), (MIDNIGHT, 3), (MIDNIGHT + 3600, 1)]
 
 
 def test_a_runtime_bucket_saturates_instead_of_wrapping(test_redis):
