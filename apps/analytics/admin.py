@@ -10,6 +10,7 @@ from apps.analytics.models import Event, ExportJob, HourlyRollup
 from apps.analytics.permissions import may_export_events
 from apps.analytics.services import export_start
 from apps.analytics.validation import ExportRangeRejected, check_export_range
+from workers.core.progress_bar import progress_bar
 
 
 @admin.register(Event)
@@ -51,13 +52,17 @@ class ExportJobAdmin(admin.ModelAdmin):
 
     form = ExportJobForm
 
-    list_display = ("id", "owner", "date_from", "date_to", "status", "progress", "row_count",
-                    "created_at", "finished_at")
+    list_display = ("id", "owner", "date_from", "date_to", "status", "progress_shown",
+                    "row_count", "created_at", "finished_at")
     list_filter = ("status",)
-    fields = ("date_from", "date_to", "owner", "status", "progress", "row_count", "download",
-              "error", "created_at", "started_at", "finished_at")
-    readonly_fields = ("owner", "status", "progress", "row_count", "download", "error",
+    fields = ("date_from", "date_to", "owner", "status", "progress_shown", "row_count",
+              "download", "error", "created_at", "started_at", "finished_at")
+    readonly_fields = ("owner", "status", "progress_shown", "row_count", "download", "error",
                        "created_at", "started_at", "finished_at")
+
+    @admin.display(description="progress", ordering="progress")
+    def progress_shown(self, job: ExportJob) -> str:
+        return progress_bar(job.progress)
 
     @admin.display(description="file")
     def download(self, job: ExportJob) -> str:

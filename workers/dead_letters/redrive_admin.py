@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
+from workers.core.progress_bar import progress_bar
 from workers.core.read_only_admin import ReadOnlyAdmin
 from workers.core.routing import QUEUES
 from workers.dead_letters.models import Redrive
@@ -32,7 +33,7 @@ class RedriveAdmin(ReadOnlyAdmin):
     @admin.display(description="progress")
     def progress(self, redrive: Redrive) -> str:
         figures = redrive_progress(redrive)
-        return f"{figures.percent}% ({figures.in_flight} in flight)"
+        return progress_bar(figures.percent, note=f"{figures.in_flight} in flight")
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict[str, Any] | None = None) -> HttpResponse:

@@ -200,3 +200,12 @@ def test_a_job_waiting_for_its_retry_is_listed_until_the_retry_ends(live_workers
     assert "gateway refused key" in waiting
     assert "sk_live_" not in waiting  # the error is shown redacted
     wait_for(lambda: listed() is None, what="the retry to end and leave the list")
+
+
+def test_a_progress_bar_holds_its_figure_within_bounds():
+    from workers.core.progress_bar import progress_bar
+
+    assert 'value="40" max="100"' in progress_bar(40, note="3 in flight")
+    assert "40% (3 in flight)" in progress_bar(40, note="3 in flight")
+    assert 'value="100"' in progress_bar(250)
+    assert 'value="0"' in progress_bar(-5)
