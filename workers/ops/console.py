@@ -29,6 +29,7 @@ from workers.ops.schedules import schedule_run_now
 from workers.ops.sparklines import sparkline
 from workers.runtime.attempts import retrying_now
 from workers.runtime.heartbeat_records import (
+    beat_lock_holder,
     live_workers_by_queue,
     read_worker_heartbeats,
     worker_is_up,
@@ -210,6 +211,7 @@ def jobs_console(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {
         "queues": console_queues(now=now), "workers": console_workers(now=now),
         "schedules": console_schedules(now=now), "retrying": console_retrying(now=now),
+        "beat_holder": beat_lock_holder(),
         "retrying_shown": RETRYING_SHOWN,
         "may_run_now": request.user.has_perm(RUN_NOW_PERMISSION),
         "dead_letters_url": reverse("admin:workers_deadletter_changelist"),

@@ -26,11 +26,10 @@ from redis.exceptions import LockNotOwnedError, RedisError
 
 from workers.core.platform_redis import redis_client
 from workers.runtime.heartbeat import heartbeat, touch
-from workers.runtime.heartbeat_records import write_beat_tick
+from workers.runtime.heartbeat_records import BEAT_LOCK_KEY, write_beat_tick
 
 logger = logging.getLogger(__name__)
 
-BEAT_LOCK_KEY = "workers:beat:lock"
 BEAT_SLOT_PREFIX = "workers:beat:slot:"
 
 

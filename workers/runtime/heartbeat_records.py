@@ -13,6 +13,7 @@ from workers.core.platform_redis import redis_client, redis_text
 
 WORKERS_KEY = "workers:metrics:workers"
 BEAT_TICK_KEY = "workers:metrics:beat:tick"
+BEAT_LOCK_KEY = "workers:beat:lock"  # held by the beat that sends (workers/runtime/beat.py)
 
 
 def write_worker_heartbeat(*, nodename: str, queues: Sequence[str], active: int,
@@ -59,3 +60,9 @@ def write_beat_tick() -> None:
 def read_beat_tick() -> float | None:
     raw = redis_client().get(BEAT_TICK_KEY)
     return float(raw) if raw is not None else None
+
+
+def beat_lock_holder() -> str | None:
+    """host:pid of the beat that holds the lock and sends the schedule, or None."""
+    raw = redis_client().get(BEAT_LOCK_KEY)
+    return redis_text(raw) if raw is not None else None

@@ -18,7 +18,7 @@ from tests.browser import log_in, wait_until
 from tests.fixtures import wait_for
 from tests.ledger.models import Effect
 from workers.core.platform_redis import redis_client
-from workers.runtime.heartbeat_records import WORKERS_KEY
+from workers.runtime.heartbeat_records import BEAT_LOCK_KEY, WORKERS_KEY
 from workers.runtime.metric_store import parse_field, read_hosts
 from workers.runtime.task_history import history_write, slot_of
 
@@ -59,6 +59,7 @@ def test_queues_workers_and_schedules_at_a_glance(admin_client, quiet_history):
                                    "concurrency": 4, "pool": "prefork",
                                    "started_at": now - 600}),
         "bulk@gone": json.dumps({"at": now - 3600, "queues": ["bulk"], "active": 0})})
+    pipe.set(BEAT_LOCK_KEY, "beat-host:4242", ex=30)
     pipe.execute()
     every_minute = IntervalSchedule.objects.create(every=60, period=IntervalSchedule.SECONDS)
     PeriodicTask.objects.create(name="console-entry", task="workers.tasks.sweep_outbox",
@@ -77,7 +78,10 @@ def test_queues_workers_and_schedules_at_a_glance(admin_client, quiet_history):
     assert "lost: silent for" in row(html, "worker", "bulk@gone")
     assert "s ago" in row(html, "worker", "critical@up")
     assert cell(row(html, "entry", "console-entry"), "next-run") not in ("", "disabled")
+    assert "beat-host:4242</strong>, which holds the lock" in html
     assert "Dead letters" in html  # the app's own list of models stays below
+    redis_client().delete(BEAT_LOCK_KEY)
+    assert "No beat holds the lock" in admin_client.get(CONSOLE).content.decode()
 
 
 @pytest.mark.django_db
@@ -117,6 +121,8 @@ def test_an_operator_sees_work_flowing_in_a_browser(live_workers, live_server, a
     call_command("sync_schedules")  # beat's entries, as `make dev` writes them
     for n in range(6):
         tasks.log_line.apply_async(args=[f"console-browser-{n}"], queue="critical")
+    retrying = tasks.retries_once.apply_async(args=[f"console-{time.time_ns()}", 30],
+                                              queue="critical")
     log_in(browser, live_server.url, "admin", "password")
 
     def flowing(driver) -> bool:
@@ -127,14 +133,23 @@ def test_an_operator_sees_work_flowing_in_a_browser(live_workers, live_server, a
                 and int(critical.find_element(By.CSS_SELECTOR, ".started").text) >= 6)
 
     wait_until(browser, flowing, "the critical queue to show its runs")
+
+    def retry_listed(driver) -> bool:
+        driver.get(f"{live_server.url}{CONSOLE}")
+        return bool(driver.find_elements(By.CSS_SELECTOR,
+                                         f'tr[data-task-id="{retrying.id}"]'))
+
+    wait_until(browser, retry_listed, "the job waiting for its retry")
     workers = browser.find_element(By.ID, "console-workers").text
     assert "critical@test" in workers
     assert "bulk@test" in workers
     assert browser.find_elements(By.CSS_SELECTOR, 'tr[data-queue="critical"] svg.sparkline')
     sweep = browser.find_element(By.CSS_SELECTOR, 'tr[data-entry="workers-outbox-sweep"]')
     assert sweep.find_element(By.CSS_SELECTOR, ".next-run").text not in ("", "disabled")
-    assert sweep.find_elements(By.CSS_SELECTOR, "button.run-now")
     screenshot(browser, "console")
+    sweep.find_element(By.CSS_SELECTOR, "button.run-now").click()
+    wait_until(browser, lambda d: "outbox-sweep sent now: task" in d.find_element(
+        By.CSS_SELECTOR, "ul.messagelist").text.lower(), "Run now's confirmation")
 
 
 def entry_running(key: str) -> PeriodicTask:
