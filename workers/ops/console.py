@@ -9,7 +9,9 @@ each beat entry, which those who may change schedules can run now. Every figure 
 thresholds of the alert rules (deploy/observability/prometheus-rules.yml).
 """
 
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +37,8 @@ from workers.runtime.heartbeat_records import (
     worker_is_up,
 )
 from workers.runtime.task_history import history_hours, history_minutes, history_series
+
+logger = logging.getLogger(__name__)
 
 HOUR_MINUTES = 60
 HISTORY_HOURS_SHOWN = 72
@@ -208,16 +212,29 @@ def jobs_console(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"{request.POST['run_now']} sent now: task {task_id}")
         return HttpResponseRedirect(request.path)
     now = time.time()
+    panels = {name: _guarded(build, now=now) for name, build in (
+        ("queues", console_queues), ("workers", console_workers),
+        ("schedules", console_schedules), ("retrying", console_retrying))}
     context: dict[str, Any] = {
-        "queues": console_queues(now=now), "workers": console_workers(now=now),
-        "schedules": console_schedules(now=now), "retrying": console_retrying(now=now),
-        "beat_holder": beat_lock_holder(),
+        **{name: rows for name, (rows, _) in panels.items()},
+        "unavailable": {name: error for name, (_, error) in panels.items() if error},
+        "beat_holder": _guarded(lambda now: beat_lock_holder(), now=now)[0],
         "retrying_shown": RETRYING_SHOWN,
         "may_run_now": request.user.has_perm(RUN_NOW_PERMISSION),
         "dead_letters_url": reverse("admin:workers_deadletter_changelist"),
         "flower_url": settings.FLOWER_PUBLIC_URL.rstrip("/"),
     }
     return admin.site.app_index(request, "workers", extra_context={"console": context})
+
+
+def _guarded(build: Callable[..., Any], *, now: float) -> tuple[Any, str]:
+    """A panel, or why it cannot be shown: the console is opened when something is down,
+    and one source down (the broker, Redis, the database) must not hide the others."""
+    try:
+        return build(now=now), ""
+    except Exception as error:  # any source's failure, shown in place of its panel
+        logger.warning("console panel %s unavailable: %s", build.__name__, error)
+        return [], f"{type(error).__name__}: {redact_text(str(error))[:200]}"
 
 
 def _judge(panel: QueuePanel) -> None:

@@ -2,9 +2,12 @@
 
 import json
 import re
+import subprocess
+import sys
 import time
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
@@ -15,7 +18,7 @@ from selenium.webdriver.common.by import By
 
 from tests import tasks
 from tests.browser import log_in, wait_until
-from tests.fixtures import wait_for
+from tests.fixtures import HANG, ROOT, wait_for
 from tests.ledger.models import Effect
 from workers.core.platform_redis import redis_client
 from workers.runtime.heartbeat_records import BEAT_LOCK_KEY, WORKERS_KEY
@@ -224,3 +227,25 @@ def test_a_progress_bar_holds_its_figure_within_bounds():
     assert "40% (3 in flight)" in progress_bar(40, note="3 in flight")
     assert 'value="100"' in progress_bar(250)
     assert 'value="0"' in progress_bar(-5)
+
+
+def test_with_the_broker_down_the_console_shows_the_rest_and_says_why(process_env,
+                                                                      transactional_db):
+    """Opened because something is down: a dead broker empties its own panel only."""
+    User.objects.create_superuser("ops", password="ops-password")
+    script = ("import django; django.setup(); from django.test import Client; "
+              "from django.contrib.auth.models import User; "
+              "client = Client(SERVER_NAME='localhost'); "
+              "client.force_login(User.objects.get(username='ops')); "
+              "response = client.get('/admin/workers/'); print(response.status_code); "
+              "print(response.content.decode())")
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+        timeout=HANG, check=False, env=process_env | {
+            "CELERY_BROKER_URL": "redis://127.0.0.1:1/0",  # nothing listens there
+            "REDIS_URL": django_settings.REDIS_URL})
+    status, _, html = done.stdout.partition("\n")
+    assert status == "200", done.stderr[-2000:]
+    assert 'data-panel="queues">Not available: OperationalError' in html
+    assert 'id="console-workers"' in html
+    assert 'data-panel="workers"' not in html
