@@ -112,9 +112,9 @@ def test_the_console_counts_what_metrics_count_on_a_live_worker(live_workers, ad
     for n in range(4):
         tasks.log_line.apply_async(args=[f"console-{n}"], queue="critical")
 
-    def settled() -> bool:
+    def settled() -> bool:  # other tests' jobs may run on critical meanwhile: >= 4
         shown, exposed = figures()
-        return exposed - exposed_before == 4 and shown - shown_before == 4
+        return exposed - exposed_before == shown - shown_before >= 4
 
     wait_for(settled, what="the four runs on the console and in /metrics")
 
