@@ -29,13 +29,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from workers.core.platform_redis import redis_client, redis_text
 from workers.runtime.task_history import COUNTERS, RUNTIME_BUCKETS, history_write, slot_of
 
 logger = logging.getLogger(__name__)
 
+Amount = int | float  # an int is a count (HINCRBY), a float a sum of seconds (HINCRBYFLOAT)
 History = dict[tuple[str, str], dict[int, int]]  # (queue, task) -> {record slot: amount}
 
 HOST_KEY = "workers:metrics:host:"
@@ -95,27 +96,29 @@ class Recorder:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pending: dict[tuple[str, str], float] = {}
+        self._pending: dict[tuple[str, str], Amount] = {}
         self._history: History = {}
         self._pid = 0
         self._enabled = False
 
     def count(self, family: str, hostname: str, labels: tuple[str, ...],
-              amount: float = 1) -> None:
+              amount: int = 1) -> None:
         counter = family.removeprefix("celery_task_")
         slot = slot_of(counter) if counter in COUNTERS else None
-        self._add([(hostname, field(family, labels), amount)], labels, slot, int(amount))
+        self._add([(hostname, field(family, labels), amount)], labels, slot, amount)
 
     def observe(self, family: str, hostname: str, labels: tuple[str, ...],
                 value: float) -> None:
         index = bisect.bisect_left(FAMILIES[family].buckets, value)
         slot = slot_of("runtime", index) if family == "celery_task_runtime" else None
         self._add([(hostname, field(family, (*labels, str(index)), "_bucket"), 1),
-                   (hostname, field(family, labels, "_sum"), value),
+                   (hostname, field(family, labels, "_sum"), float(value)),
                    (hostname, field(family, labels, "_count"), 1)], labels, slot, 1)
 
     def flush(self) -> None:
-        """Send the table in one round trip; on a Redis error keep it for the next try."""
+        """Send the table in one round trip; with Redis out of reach keep it for the next
+        try. A command Redis refuses is a bug, logged: the pipeline has applied the rest,
+        so sending it again would count the rest twice."""
         with self._lock:
             pending, self._pending = self._pending, {}
             history, self._history = self._history, {}
@@ -123,6 +126,8 @@ class Recorder:
             return
         try:
             _send(pending.items(), history)
+        except ResponseError:
+            logger.exception("metrics refused by Redis (the rest of the flush was applied)")
         except RedisError as exc:
             logger.warning("metrics not flushed (kept for the next try): %s", exc)
             with self._lock:
@@ -133,12 +138,12 @@ class Recorder:
                     for slot, amount in slots.items():
                         kept[slot] = kept.get(slot, 0) + amount
 
-    def _add(self, items: Iterable[tuple[str, str, float]], labels: tuple[str, ...],
+    def _add(self, items: Iterable[tuple[str, str, Amount]], labels: tuple[str, ...],
              slot: int | None, history_amount: int) -> None:
         with self._lock:
             if self._pid != os.getpid():
                 self._pid = os.getpid()
-                self._pending = {}
+                self._pending, self._history = {}, {}
                 self._enabled = settings.METRICS_ENABLED
                 if self._enabled:
                     threading.Thread(target=self._run, name="metrics-flush",
@@ -157,16 +162,17 @@ class Recorder:
             self.flush()
 
 
-def _send(items: Iterable[tuple[tuple[str, str], float]], history: History) -> None:
+def _send(items: Iterable[tuple[tuple[str, str], Amount]], history: History) -> None:
     client = redis_client()
     pipe = client.pipeline(transaction=False)
     hosts = set()
     for (hostname, key), amount in items:
         hosts.add(hostname)
-        if float(amount).is_integer():
-            pipe.hincrby(HOST_KEY + hostname, key, int(amount))
-        else:
+        # By type, not by value: a _sum of 0.0 added with HINCRBY to "0.25" is refused.
+        if isinstance(amount, float):
             pipe.hincrbyfloat(HOST_KEY + hostname, key, amount)
+        else:
+            pipe.hincrby(HOST_KEY + hostname, key, amount)
     now = time.time()
     for hostname in hosts:
         pipe.expire(HOST_KEY + hostname, settings.METRICS_HOST_TTL)
