@@ -60,7 +60,7 @@ soak: install check-test-services
 # The browser tests of the dead-letter pages, saving their screenshots for the README.
 screenshots: install check-test-services
 	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(TEST_ENV) $(BIN)/pytest \
-		workers/dead_letters/tests/test_browser.py
+		workers/dead_letters/tests/test_browser.py workers/ops/tests/test_console_fleet.py
 
 check-test-services: install
 	@$(TEST_ENV) $(BIN)/python manage.py check_services

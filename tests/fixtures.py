@@ -7,6 +7,7 @@ import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote, urlparse
 
 import pytest
 import redis
@@ -15,7 +16,7 @@ from django.db import connection
 from kombu import Connection
 
 from config.celery import app
-from tests.faults.brokers import reset_vhost
+from tests.faults.brokers import reset_vhost, vhost_of
 from tests.faults.servers import free_port
 from tests.polling import poll_until
 from tests.smtp_server import RecordingHandler, start_smtp_server
@@ -211,24 +212,50 @@ def celery_process(process_env, transactional_db, tmp_path) -> Iterator[Callable
 
 
 @pytest.fixture
-def web_process(process_env, transactional_db, tmp_path) -> Iterator[str]:
-    """The web application under gunicorn (two processes) on PRIVATE_BROKER, as deployed;
-    yields its base URL. Scrape it with METRICS_TOKEN."""
-    port = free_port()
-    log = (tmp_path / "web.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}",
-         "-w", "2"],
-        cwd=ROOT, env=process_env | {"CELERY_BROKER_URL": PRIVATE_BROKER,
-                                     "ALLOWED_HOSTS": "127.0.0.1"},
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
+def web_server(process_env, transactional_db, tmp_path) -> Iterator[Callable[..., str]]:
+    """Start the web application under gunicorn (two processes) on PRIVATE_BROKER, as
+    deployed, with extra environment; return its base URL. Scrape it with METRICS_TOKEN."""
+    started: list[subprocess.Popen] = []
+
+    def start(**env: str) -> str:
+        port = free_port()
+        with (tmp_path / f"web-{len(started)}.log").open("w") as log:
+            started.append(subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}",
+                 "-w", "2"],
+                cwd=ROOT, env=process_env | {"CELERY_BROKER_URL": PRIVATE_BROKER,
+                                             "ALLOWED_HOSTS": "127.0.0.1", **env},
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _answers(f"{url}/healthz"), what="gunicorn to serve /healthz")
-        yield url
-    finally:
+        return url
+
+    yield start
+    for process in started:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
+
+
+@pytest.fixture
+def web_process(web_server) -> str:
+    """The web application under gunicorn on PRIVATE_BROKER; its base URL."""
+    return web_server()
+
+
+@pytest.fixture
+def private_fleet_env() -> dict[str, str]:
+    """The environment of processes on a private broker of the session's kind: on a
+    RabbitMQ session, a vhost of its own beside the session's (emptied), with the private
+    Redis database as the platform's Redis; on Redis, PRIVATE_BROKER for both. Hand it to
+    `celery_process` and `web_server`; a test using it is marked `broker` by hand."""
+    redis.Redis.from_url(PRIVATE_BROKER).flushdb()
+    if not settings.BROKER_IS_RABBITMQ:
+        return {"CELERY_BROKER_URL": PRIVATE_BROKER, "REDIS_URL": PRIVATE_BROKER}
+    parsed = urlparse(settings.CELERY_BROKER_URL)
+    url = parsed._replace(path="/" + quote(f"{vhost_of(settings.CELERY_BROKER_URL)}-private",
+                                           safe="")).geturl()
+    reset_vhost(url)
+    return {"CELERY_BROKER_URL": url, "REDIS_URL": PRIVATE_BROKER}
 
 
 def _answers(url: str) -> bool:

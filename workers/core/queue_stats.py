@@ -5,9 +5,8 @@ oldest waiting message is the last element; every publish is stamped with its ti
 The project publishes no message priorities, so each queue is exactly one list.
 
 On RabbitMQ a queue declaration returns the number of messages ready; the head cannot be
-read without taking it (and a quorum queue would count that as a delivery), so the age
-is always None there: `celery_task_queue_wait_time` measures waiting from the messages
-workers start.
+read without taking it (and a quorum queue would count that as a delivery), so the age is
+estimated from when messages entered the queue (workers/core/arrivals.py).
 """
 
 import json
@@ -16,7 +15,9 @@ from dataclasses import dataclass
 
 from celery import current_app
 from django.conf import settings
+from redis.exceptions import RedisError
 
+from workers.core.arrivals import oldest_arrival_age
 from workers.core.headers import ENQUEUED_AT_HEADER
 
 
@@ -31,7 +32,7 @@ def queue_stats(*, queues: tuple[str, ...], now: float | None = None) -> list[Qu
     """Depth and oldest-message age (at `now`, Unix time) of each queue, in one broker
     connection."""
     if settings.BROKER_IS_RABBITMQ:
-        return _rabbitmq_stats(queues)
+        return _rabbitmq_stats(queues, now or time.time())
     with current_app.connection_for_read() as conn:
         client = conn.default_channel.client  # type: ignore[attr-defined]  # Redis channel
         pipe = client.pipeline(transaction=False)
@@ -55,7 +56,7 @@ def _oldest_age(raw: bytes | None, now: float) -> float | None:
     return max(0.0, now - float(enqueued_at))
 
 
-def _rabbitmq_stats(queues: tuple[str, ...]) -> list[QueueStats]:
+def _rabbitmq_stats(queues: tuple[str, ...], now: float) -> list[QueueStats]:
     rows = []
     with current_app.connection_for_read() as conn:
         channel = conn.default_channel
@@ -65,4 +66,8 @@ def _rabbitmq_stats(queues: tuple[str, ...]) -> list[QueueStats]:
             reply = current_app.amqp.queues[name].bind(channel).queue_declare()
             waiting = reply.message_count  # type: ignore[union-attr]  # amqp's queue_declare_ok_t
             rows.append(QueueStats(name, int(waiting), None))
-    return rows
+    try:
+        return [QueueStats(row.name, row.waiting, oldest_arrival_age(
+            queue=row.name, waiting=row.waiting, now=now)) for row in rows]
+    except RedisError:  # the depth still holds; the age is unknown while Redis is away
+        return rows

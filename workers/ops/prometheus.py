@@ -125,8 +125,8 @@ def _queue_families() -> list[Metric]:
     length = GaugeMetricFamily("celery_queue_length", "Messages waiting in the queue.",
                                labels=["queue_name"])
     age = GaugeMetricFamily("celery_queue_oldest_age_seconds", "Age of the oldest waiting "
-                            "message (0 when the queue is empty; no sample on RabbitMQ while "
-                            "messages wait: it cannot be read there).", labels=["queue_name"])
+                            "message (0 when the queue is empty; on RabbitMQ an estimate from "
+                            "when messages entered it, to 10 s).", labels=["queue_name"])
     for stats in queue_stats(queues=QUEUES):
         length.add_metric([stats.name], stats.waiting)
         if stats.oldest_age_seconds is not None or not stats.waiting:

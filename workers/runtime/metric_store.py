@@ -18,6 +18,7 @@ The same flush writes the per-minute history the admin draws (workers/runtime/ta
 from the started, succeeded, failed and retried counts and the runtime histogram.
 """
 
+import atexit
 import bisect
 import functools
 import json
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from redis.exceptions import RedisError, ResponseError
 
+from workers.core.arrivals import Arrivals, arrival_bucket, arrivals_write
 from workers.core.platform_redis import redis_client, redis_text
 from workers.runtime.task_history import COUNTERS, RUNTIME_BUCKETS, history_write, slot_of
 
@@ -98,6 +100,7 @@ class Recorder:
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, str], Amount] = {}
         self._history: History = {}
+        self._arrivals: Arrivals = {}
         self._pid = 0
         self._enabled = False
 
@@ -115,6 +118,13 @@ class Recorder:
                    (hostname, field(family, labels, "_sum"), float(value)),
                    (hostname, field(family, labels, "_count"), 1)], labels, slot, 1)
 
+    def arrive(self, queue: str, at: float) -> None:
+        """Count one message entering `queue` at `at` (workers/core/arrivals.py)."""
+        with self._lock:
+            if self._this_process_records():
+                key = (queue, arrival_bucket(at))
+                self._arrivals[key] = self._arrivals.get(key, 0) + 1
+
     def flush(self) -> None:
         """Send the table in one round trip; with Redis out of reach keep it for the next
         try. A command Redis refuses is a bug, logged: the pipeline has applied the rest,
@@ -122,10 +132,11 @@ class Recorder:
         with self._lock:
             pending, self._pending = self._pending, {}
             history, self._history = self._history, {}
-        if not pending:
+            arrivals, self._arrivals = self._arrivals, {}
+        if not pending and not arrivals:
             return
         try:
-            _send(pending.items(), history)
+            _send(pending.items(), history, arrivals)
         except ResponseError:
             logger.exception("metrics refused by Redis (the rest of the flush was applied)")
         except RedisError as exc:
@@ -137,18 +148,13 @@ class Recorder:
                     kept = self._history.setdefault(series, {})
                     for slot, amount in slots.items():
                         kept[slot] = kept.get(slot, 0) + amount
+                for bucket, amount in arrivals.items():
+                    self._arrivals[bucket] = self._arrivals.get(bucket, 0) + amount
 
     def _add(self, items: Iterable[tuple[str, str, Amount]], labels: tuple[str, ...],
              slot: int | None, history_amount: int) -> None:
         with self._lock:
-            if self._pid != os.getpid():
-                self._pid = os.getpid()
-                self._pending, self._history = {}, {}
-                self._enabled = settings.METRICS_ENABLED
-                if self._enabled:
-                    threading.Thread(target=self._run, name="metrics-flush",
-                                     daemon=True).start()
-            if not self._enabled:
+            if not self._this_process_records():
                 return
             for hostname, key, amount in items:
                 self._pending[(hostname, key)] = self._pending.get((hostname, key), 0) + amount
@@ -156,13 +162,27 @@ class Recorder:
                 slots = self._history.setdefault((labels[1], labels[0]), {})
                 slots[slot] = slots.get(slot, 0) + history_amount
 
+    def _this_process_records(self) -> bool:
+        """Under the lock: in a new process (a fork), drop the inherited tables and start
+        the flush thread; False if metrics are off. What a process that exits normally
+        (a `manage.py` command, `celery call`) has not flushed is flushed at its exit."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._pending, self._history, self._arrivals = {}, {}, {}
+            self._enabled = settings.METRICS_ENABLED
+            if self._enabled:
+                threading.Thread(target=self._run, name="metrics-flush", daemon=True).start()
+                atexit.register(self.flush)
+        return self._enabled
+
     def _run(self) -> None:
         while True:
             time.sleep(settings.METRICS_FLUSH_INTERVAL)
             self.flush()
 
 
-def _send(items: Iterable[tuple[tuple[str, str], Amount]], history: History) -> None:
+def _send(items: Iterable[tuple[tuple[str, str], Amount]], history: History,
+          arrivals: Arrivals) -> None:
     client = redis_client()
     pipe = client.pipeline(transaction=False)
     hosts = set()
@@ -178,6 +198,7 @@ def _send(items: Iterable[tuple[tuple[str, str], Amount]], history: History) -> 
         pipe.expire(HOST_KEY + hostname, settings.METRICS_HOST_TTL)
         pipe.zadd(HOSTS_KEY, {hostname: now})
     history_write(pipe, history, now=now)
+    arrivals_write(pipe, arrivals)
     pipe.execute()
 
 

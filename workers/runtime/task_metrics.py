@@ -6,12 +6,14 @@ whichever process reports the failure (the main one for hard time limits and los
 children), the same path the dead-letter hand-off takes.
 """
 
+import contextlib
 import time
 from datetime import datetime
 from typing import Any
 
 from celery import states
 from celery.signals import (
+    before_task_publish,
     task_failure,
     task_postrun,
     task_prerun,
@@ -22,6 +24,7 @@ from celery.signals import (
     worker_process_shutdown,
     worker_shutdown,
 )
+from django.conf import settings
 
 from workers.core.headers import ENQUEUED_AT_HEADER
 from workers.core.routing import queue_of_routing_key
@@ -34,6 +37,22 @@ _started: dict[str, float] = {}
 def _labels(request: Any, name: str) -> tuple[str, tuple[str, str]]:
     delivery_info = getattr(request, "delivery_info", None) or {}
     return host_of(request.hostname), (name, queue_of_routing_key(delivery_info.get("routing_key")))
+
+
+@before_task_publish.connect
+def count_arrival(routing_key: str | None = None, headers: dict[str, Any] | None = None,
+                  **_: Any) -> None:
+    """On RabbitMQ, when the message will enter its queue (its ETA, for a delay): what
+    tells the age of a queue's oldest waiting message (workers/core/arrivals.py)."""
+    queue = queue_of_routing_key(routing_key)
+    if not settings.BROKER_IS_RABBITMQ or not queue:
+        return
+    at = time.time()
+    eta = (headers or {}).get("eta")
+    if eta:
+        with contextlib.suppress(TypeError, ValueError):  # not Celery's ISO text
+            at = max(at, datetime.fromisoformat(eta).timestamp())
+    recorder.arrive(queue, at)
 
 
 @task_received.connect

@@ -10,14 +10,11 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
-from django.core.management import call_command
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from selenium.webdriver.common.by import By
 
 from tests import tasks
-from tests.browser import log_in, wait_until
 from tests.fixtures import HANG, ROOT, wait_for
 from tests.ledger.models import Effect
 from workers.core.platform_redis import redis_client
@@ -117,42 +114,6 @@ def test_the_console_counts_what_metrics_count_on_a_live_worker(live_workers, ad
         return exposed - exposed_before == shown - shown_before >= 4
 
     wait_for(settled, what="the four runs on the console and in /metrics")
-
-
-def test_an_operator_sees_work_flowing_in_a_browser(live_workers, live_server, admin_user,
-                                                     browser, screenshot):
-    call_command("sync_schedules")  # beat's entries, as `make dev` writes them
-    for n in range(6):
-        tasks.log_line.apply_async(args=[f"console-browser-{n}"], queue="critical")
-    retrying = tasks.retries_once.apply_async(args=[f"console-{time.time_ns()}", 30],
-                                              queue="critical")
-    log_in(browser, live_server.url, "admin", "password")
-
-    def flowing(driver) -> bool:
-        driver.get(f"{live_server.url}{CONSOLE}")
-        critical = driver.find_element(By.CSS_SELECTOR, 'tr[data-queue="critical"]')
-        # Amber is allowed: other tests' jobs fail on this queue on purpose.
-        return (critical.get_attribute("data-state") in ("ok", "warn")
-                and int(critical.find_element(By.CSS_SELECTOR, ".started").text) >= 6)
-
-    wait_until(browser, flowing, "the critical queue to show its runs")
-
-    def retry_listed(driver) -> bool:
-        driver.get(f"{live_server.url}{CONSOLE}")
-        return bool(driver.find_elements(By.CSS_SELECTOR,
-                                         f'tr[data-task-id="{retrying.id}"]'))
-
-    wait_until(browser, retry_listed, "the job waiting for its retry")
-    workers = browser.find_element(By.ID, "console-workers").text
-    assert "critical@test" in workers
-    assert "bulk@test" in workers
-    assert browser.find_elements(By.CSS_SELECTOR, 'tr[data-queue="critical"] svg.sparkline')
-    sweep = browser.find_element(By.CSS_SELECTOR, 'tr[data-entry="workers-outbox-sweep"]')
-    assert sweep.find_element(By.CSS_SELECTOR, ".next-run").text not in ("", "disabled")
-    screenshot(browser, "console")
-    sweep.find_element(By.CSS_SELECTOR, "button.run-now").click()
-    wait_until(browser, lambda d: "outbox-sweep sent now: task" in d.find_element(
-        By.CSS_SELECTOR, "ul.messagelist").text.lower(), "Run now's confirmation")
 
 
 def entry_running(key: str) -> PeriodicTask:
