@@ -211,29 +211,50 @@ def celery_process(process_env, transactional_db, tmp_path) -> Iterator[Callable
         process.wait(timeout=30)
 
 
+#: Each access log line names the gunicorn worker (pid) that answered.
+ACCESS_LOG_FORMAT = '%(p)s "%(r)s" %(s)s %(b)s'
+
+
 @pytest.fixture
 def web_server(process_env, transactional_db, tmp_path) -> Iterator[Callable[..., str]]:
-    """Start the web application under gunicorn (two processes) on PRIVATE_BROKER, as
-    deployed, with extra environment; return its base URL. Scrape it with METRICS_TOKEN."""
-    started: list[subprocess.Popen] = []
+    """Start the web application under gunicorn with two worker processes, as the Procfile
+    and the image run it, on PRIVATE_BROKER unless `env` says otherwise; return its base
+    URL. Killed at the end, with the tail of its log (access lines name the worker pid)."""
+    started: list[tuple[subprocess.Popen, Path]] = []
 
     def start(**env: str) -> str:
         port = free_port()
-        with (tmp_path / f"web-{len(started)}.log").open("w") as log:
-            started.append(subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}",
-                 "-w", "2"],
+        log_path = tmp_path / f"web-{len(started)}.log"
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--workers", "2",
+                 "--bind", f"127.0.0.1:{port}", "--access-logfile", "-",
+                 "--access-logformat", ACCESS_LOG_FORMAT],
                 cwd=ROOT, env=process_env | {"CELERY_BROKER_URL": PRIVATE_BROKER,
                                              "ALLOWED_HOSTS": "127.0.0.1", **env},
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        started.append((process, log_path))
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _answers(f"{url}/healthz"), what="gunicorn to serve /healthz")
+        wait_for(lambda: process.poll() is not None or _answers(f"{url}/healthz"),
+                 what="gunicorn to serve /healthz")
+        if process.poll() is not None:
+            pytest.fail(f"gunicorn exited with {process.returncode}:\n{tail(log_path, 40)}")
         return url
 
     yield start
-    for process in started:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
+    for process, log_path in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        sys.stderr.write(f"--- gunicorn log (last lines) ---\n{tail(log_path, 20)}")
+
+
+def tail(path: Path, lines: int) -> str:
+    return "".join(path.read_text(errors="replace").splitlines(True)[-lines:])
 
 
 @pytest.fixture

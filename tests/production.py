@@ -20,23 +20,18 @@ Rows a test writes must be committed for these processes to see them: the fixtur
 `transactional_db`, like `live_workers` and `web_process`.
 """
 
-import os
 import re
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import requests
+from django.conf import settings
 
-from tests.faults.servers import free_port
-from tests.fixtures import HANG, ROOT, wait_for
+from tests.fixtures import HANG, ROOT
 
-#: Each access log line names the gunicorn worker (pid) that answered.
-ACCESS_LOG_FORMAT = '%(p)s "%(r)s" %(s)s %(b)s'
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
@@ -79,52 +74,11 @@ def static_root(process_env, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def gunicorn_server(process_env, static_root, transactional_db, tmp_path) -> Iterator[str]:
-    """The web application under gunicorn with two worker processes, as the Procfile and
-    the image run it, on the session's broker; yields its base URL. Killed at the end,
-    with the tail of its log (access lines name the worker pid) printed."""
-    port = free_port()
-    log_path = tmp_path / "gunicorn.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--workers", "2",
-             "--bind", f"127.0.0.1:{port}", "--access-logfile", "-",
-             "--access-logformat", ACCESS_LOG_FORMAT],
-            cwd=ROOT, env=production_env(process_env, static_root), stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: process.poll() is not None or _answers(f"{url}/admin/login/"),
-                 what="gunicorn to serve the admin's login page")
-        if process.poll() is not None:
-            pytest.fail(f"gunicorn exited with {process.returncode}:\n"
-                        f"{_tail(log_path, 40)}")
-        yield url
-    finally:
-        _stop(process)
-        sys.stderr.write("--- gunicorn log (last lines) ---\n")
-        sys.stderr.write(_tail(log_path, 20))
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=5).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-
-
-def _tail(path: Path, lines: int) -> str:
-    return "".join(path.read_text(errors="replace").splitlines(True)[-lines:])
+def gunicorn_server(web_server, process_env, static_root) -> str:
+    """The web application under gunicorn with production's settings, on the session's
+    broker; its base URL."""
+    return web_server(**production_env(process_env, static_root),
+                      CELERY_BROKER_URL=settings.CELERY_BROKER_URL)
 
 
 def csrf_token(session: requests.Session, page: str = "") -> str:

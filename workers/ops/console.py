@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -182,16 +182,25 @@ def console_retrying(*, now: float) -> list[RetryRow]:
 def console_schedules(*, now: float) -> list[ScheduleRow]:
     moment = datetime.fromtimestamp(now, UTC)
     rows = []
-    for entry in PeriodicTask.objects.order_by("name"):
+    for entry in PeriodicTask.objects.select_related(
+            "interval", "crontab", "solar", "clocked").order_by("name"):
         schedule = entry.schedule
+        schedule.nowfun = lambda: moment  # due from this page's moment, to the second
         next_run = None
         if entry.enabled:
-            due_in = schedule.remaining_estimate(entry.last_run_at or moment)
-            next_run = max(moment, (entry.last_run_at or moment) + due_in)
-        rows.append(ScheduleRow(name=entry.name, task=entry.task, schedule=str(schedule),
+            next_run = moment + max(timedelta(0), schedule.remaining_estimate(
+                entry.last_run_at or moment))
+        rows.append(ScheduleRow(name=entry.name, task=entry.task,
+                                schedule=_schedule_text(entry.scheduler),
                                 enabled=entry.enabled, last_run=entry.last_run_at,
                                 next_run=next_run))
     return rows
+
+
+def _schedule_text(scheduler: Any) -> str:
+    """"At 05 minutes past the hour UTC", "every 10.0 seconds": what beat's admin says."""
+    human = getattr(scheduler, "human_readable", None)  # a crontab's, in words
+    return str(human if human is not None else scheduler)
 
 
 RUN_NOW_PERMISSION = "django_celery_beat.change_periodictask"
@@ -246,7 +255,8 @@ def _judge(panel: QueuePanel) -> None:
         bad.append(f"the oldest message has waited over {panel.age_limit:g} s")
     elif panel.oldest_age is not None and panel.oldest_age > panel.age_limit / 2:
         warn.append(f"the oldest message has waited over half of {panel.age_limit:g} s")
-    if panel.waiting and not sum(panel.started[-STALLED_MINUTES:]):
+    if (panel.waiting and not sum(panel.started[-STALLED_MINUTES:])
+            and (panel.oldest_age is None or panel.oldest_age >= STALLED_MINUTES * 60)):
         bad.append(f"messages wait and none started for {STALLED_MINUTES} minutes")
     rate = panel.failure_rate
     if rate is not None and rate > FAILURE_RATE_LIMIT:

@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -64,6 +64,9 @@ def test_queues_workers_and_schedules_at_a_glance(admin_client, quiet_history):
     every_minute = IntervalSchedule.objects.create(every=60, period=IntervalSchedule.SECONDS)
     PeriodicTask.objects.create(name="console-entry", task="workers.tasks.sweep_outbox",
                                 interval=every_minute)
+    past_the_hour = CrontabSchedule.objects.create(minute="5", hour="*", timezone="UTC")
+    PeriodicTask.objects.create(name="console-cron", task="workers.tasks.sweep_outbox",
+                                crontab=past_the_hour)
 
     html = admin_client.get(CONSOLE).content.decode()
 
@@ -77,7 +80,12 @@ def test_queues_workers_and_schedules_at_a_glance(admin_client, quiet_history):
     assert "no live worker consumes it" in bulk
     assert "lost: silent for" in row(html, "worker", "bulk@gone")
     assert "s ago" in row(html, "worker", "critical@up")
-    assert cell(row(html, "entry", "console-entry"), "next-run") not in ("", "disabled")
+    every = row(html, "entry", "console-entry")
+    assert cell(every, "schedule-text") == "every 60 seconds"
+    assert re.search(r'class="next-run"><time datetime="\d{4}-', every)
+    cron = row(html, "entry", "console-cron")
+    assert cell(cron, "schedule-text") == "At 5 minutes past the hour UTC"
+    assert re.search(r'class="next-run"><time datetime="[-\d]+T\d\d:05:00\+00:00"', cron)
     assert "beat-host:4242</strong>, which holds the lock" in html
     assert "Dead letters" in html  # the app's own list of models stays below
     redis_client().delete(BEAT_LOCK_KEY)

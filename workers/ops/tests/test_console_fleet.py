@@ -1,7 +1,7 @@
-"""The console as production serves it: gunicorn, a real browser, a worker process, on
-the session's kind of broker (`make test` runs it on Redis and again on RabbitMQ). Work
-flows on critical, one job waits for its retry, bulk has a backlog no worker takes, a
-schedule runs now, and then the worker is killed."""
+"""The console as production serves it (gunicorn, production's settings) in a real browser,
+over a worker process on the session's kind of broker (`make test` runs it on Redis and
+again on RabbitMQ). Work flows on critical, one job waits for its retry, bulk has a backlog
+no worker takes, a schedule runs now, and then the worker is killed."""
 
 import os
 import signal
@@ -17,6 +17,7 @@ from selenium.webdriver.common.by import By
 
 from tests.browser import log_in, wait_until
 from tests.fixtures import HANG, ROOT
+from tests.production import production_env
 
 pytestmark = pytest.mark.broker
 
@@ -63,10 +64,12 @@ def queue_row(driver, queue: str):
 
 
 def test_an_operator_watches_work_flow_back_up_and_a_worker_die(
-        celery_process, web_server, private_fleet_env, process_env, browser, screenshot):
+        celery_process, web_server, private_fleet_env, process_env, static_root, browser,
+        screenshot):
     User.objects.create_superuser("operator", password="operator-password")
     call_command("sync_schedules")  # beat's entries, as `make dev` writes them
-    console = f"{web_server(**private_fleet_env)}/admin/workers/"
+    console = f"{web_server(**production_env(process_env, static_root) | private_fleet_env)}" \
+              "/admin/workers/"
     celery_process("worker", WORKER_HEARTBEAT_INTERVAL="0.5", **private_fleet_env)
     retrying = enqueue_from_a_shell(process_env | private_fleet_env)
     log_in(browser, console.removesuffix("/admin/workers/"), "operator", "operator-password")
@@ -86,6 +89,7 @@ def test_an_operator_watches_work_flow_back_up_and_a_worker_die(
                "critical flowing, the bulk backlog and the job waiting for its retry")
     bulk = queue_row(browser, "bulk")
     assert "no live worker consumes it" in bulk.text
+    assert "none started" not in bulk.text  # seconds old: not stalled for ten minutes yet
     assert bulk.find_element(By.CSS_SELECTOR, ".oldest").text.split()[0] != "-"
     assert browser.find_elements(By.CSS_SELECTOR, 'tr[data-queue="critical"] svg.sparkline')
     assert "private-0@test" in browser.find_element(By.ID, "console-workers").text
