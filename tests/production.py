@@ -77,8 +77,8 @@ def static_root(process_env, tmp_path_factory) -> Path:
 def gunicorn_server(web_server, process_env, static_root) -> str:
     """The web application under gunicorn with production's settings, on the session's
     broker; its base URL."""
-    return web_server(**production_env(process_env, static_root),
-                      CELERY_BROKER_URL=settings.CELERY_BROKER_URL)
+    return web_server(**production_env(process_env, static_root)
+                      | {"CELERY_BROKER_URL": settings.CELERY_BROKER_URL})
 
 
 def csrf_token(session: requests.Session, page: str = "") -> str:
