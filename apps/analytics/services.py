@@ -25,11 +25,30 @@ class ExportNotFound(PermanentError):
     """The export job is gone: nothing to write."""
 
 
+#: The hourly rollup runs this long after its hour ends (ANALYTICS rollup schedule).
+ROLLUP_DELAY = timedelta(minutes=5)
+
+
+@transaction.atomic
 def events_store(*, events: list[ValidEvent]) -> int:
-    """Insert a validated batch in one statement; return how many were stored."""
+    """Insert a validated batch in one statement; return how many were stored.
+
+    Events that arrive after their hour was rolled up (a mobile client back online) have
+    that hour recounted, enqueued in this transaction: the recount exists iff the events do.
+    """
+    from apps.analytics.tasks import recount_hour
+
     Event.objects.bulk_create(
         Event(name=e.name, occurred_at=e.occurred_at, properties=e.properties) for e in events)
+    rolled_up_before = timezone.now() - ROLLUP_DELAY - timedelta(hours=1)
+    for hour in sorted({_hour_of(e.occurred_at) for e in events}):
+        if hour < rolled_up_before:
+            recount_hour.enqueue(hour=hour.isoformat())
     return len(events)
+
+
+def _hour_of(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 @transaction.atomic

@@ -1,6 +1,7 @@
-"""Analytics jobs, all on `bulk`."""
+"""Analytics jobs, all on `bulk`. `recount_hour` is written with Django's standard task
+API (`@task`), which the platform runs as it runs its Celery tasks."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celery import shared_task
 from django.conf import settings
@@ -8,6 +9,7 @@ from django.utils import timezone
 
 from apps.analytics.services import events_delete_older_than, export_run, rollup_hour
 from workers.core.routing import BULK
+from workers.core.standard_tasks import task
 
 
 @shared_task(route=BULK, soft_time_limit=300, time_limit=360)
@@ -25,3 +27,9 @@ def delete_expired_events() -> None:
 @shared_task(route=BULK, soft_time_limit=540, time_limit=600, max_retries=3)
 def run_export(export_id: int) -> None:
     export_run(export_id=export_id)
+
+
+@task(queue_name=BULK)
+def recount_hour(hour: str) -> int:
+    """The rollup of one past hour again (late events): how many names it covers."""
+    return rollup_hour(hour=datetime.fromisoformat(hour))

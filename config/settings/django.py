@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    "django_tasks",  # the backport of django.tasks (Django 6 has it built in)
     "axes",
     "workers",
     "apps.notifications",

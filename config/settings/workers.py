@@ -15,6 +15,11 @@ TASK_MAX_DELIVERIES = env.int("TASK_MAX_DELIVERIES", default=3)
 TASK_EFFECT_TTL_DAYS = env.int("TASK_EFFECT_TTL_DAYS", default=30)
 # Default lifetime of an enqueue-time dedup key (a job sent with `dedup_key=`), seconds.
 TASK_DEDUP_TTL = env.int("TASK_DEDUP_TTL", default=3600)
+# Django's standard task API (`@task` from workers.core.standard_tasks) runs on the
+# platform's pools (workers/core/task_backend.py); results are kept this long (seconds).
+TASKS = {"default": {"BACKEND": "workers.core.task_backend.PlatformTaskBackend",
+                     "QUEUES": ["critical", "bulk"]}}
+TASK_RESULT_TTL = env.int("TASK_RESULT_TTL", default=7 * 86400)
 # Outbox: rows per publish batch; how often beat sweeps, and how old a row must be
 # before the sweeper takes it from the after-commit publisher (seconds); how long
 # published rows are kept for inspection (hours).

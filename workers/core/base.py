@@ -86,18 +86,9 @@ class PlatformTask(DjangoTask[Any, Any]):
             self, args: tuple[Any, ...] | list[Any] | None = None,
             kwargs: dict[str, Any] | None = None, *, dedup_key: str | None = None,
             dedup_ttl: int | None = None, **options: Any) -> AsyncResult[Any]:
-        """Send the task; with `dedup_key`, not while an equal job waits or runs.
-
-        A delay the broker cannot hold safely is refused: on Redis a message waiting
-        for its countdown is unacked, and past the visibility timeout it is handed to a
-        second worker and runs twice.
-        """
-        delay = _delay_seconds(options.get("countdown"), options.get("eta"))
-        if delay > settings.TASK_MAX_COUNTDOWN:
-            raise ValueError(
-                f"{self.name}: a delay of {delay:.0f}s exceeds TASK_MAX_COUNTDOWN "
-                f"({settings.TASK_MAX_COUNTDOWN}s); schedule it with beat instead"
-            )
+        """Send the task; with `dedup_key`, not while an equal job waits or runs. A delay
+        past TASK_MAX_COUNTDOWN is refused (`delay_check`)."""
+        delay_check(name=self.name, countdown=options.get("countdown"), eta=options.get("eta"))
         args = tuple(args) if args is not None else None
         if dedup_key is None:
             return super().apply_async(args, kwargs, **options)
@@ -153,6 +144,17 @@ def _call_effect_once(self: PlatformTask, *args: Any, **kwargs: Any) -> Any:
         raise self.retry(exc=exc, countdown=get_exponential_backoff_interval(
             factor=int(max(1, self.retry_backoff)), retries=self.request.retries,
             maximum=self.retry_backoff_max, full_jitter=self.retry_jitter)) from exc
+
+def delay_check(*, name: str, countdown: float | None = None,
+                eta: datetime | str | None = None) -> None:
+    """Refuse a delay the broker cannot hold safely: on Redis a message waiting for its
+    countdown is unacked, and past the visibility timeout it is handed to a second worker
+    and runs twice."""
+    delay = _delay_seconds(countdown, eta)
+    if delay > settings.TASK_MAX_COUNTDOWN:
+        raise ValueError(f"{name}: a delay of {delay:.0f}s exceeds TASK_MAX_COUNTDOWN "
+                         f"({settings.TASK_MAX_COUNTDOWN}s); schedule it with beat instead")
+
 
 def _delay_seconds(countdown: float | None, eta: datetime | str | None) -> float:
     if countdown is not None:

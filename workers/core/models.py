@@ -19,6 +19,7 @@ class OutboxMessage(models.Model):
     args = models.JSONField(default=list, blank=True)
     kwargs = models.JSONField(default=dict, blank=True)
     headers = models.JSONField(default=dict, blank=True)
+    eta = models.DateTimeField(null=True, blank=True)  # run no earlier than this
     created_at = models.DateTimeField(default=timezone.now)
     published_at = models.DateTimeField(null=True, blank=True)
     publish_attempts = models.PositiveIntegerField(default=0)

@@ -110,7 +110,7 @@ def dead_letter_store(*, fields: dict[str, Any]) -> DeadLetter:
         # send_robust: Django logs a receiver's error, and the row is kept regardless.
         transaction.on_commit(lambda: task_dead_lettered.send_robust(
             row.task_name, dead_letter_id=row.pk, task_id=row.task_id, args=row.args,
-            kwargs=row.kwargs))
+            kwargs=row.kwargs, exception_type=row.exception_type, message=row.message))
     return row
 
 

@@ -10,9 +10,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
 from django.urls import reverse
+from django.utils import timezone
 
-from apps.analytics.models import Event, ExportJob
+from apps.analytics.models import Event, ExportJob, HourlyRollup
+from apps.analytics.tasks import recount_hour
 from tests.fixtures import wait_for
+from workers.core.models import OutboxMessage
 from workers.dead_letters.models import DeadLetter
 
 TOKEN = "Bearer test-ingest-token"
@@ -179,3 +182,21 @@ def test_the_admin_file_link_downloads_through_the_authenticated_view(client, ad
             assert response["Cache-Control"] == "no-store"
             assert b"".join(response.streaming_content).startswith(b"id,name")
     assert admin_client.get(download_url).status_code == 200
+
+
+def test_a_late_event_has_its_closed_hour_recounted_by_a_standard_task(client, live_workers):
+    """The ingest request enqueues `recount_hour` (Django's @task) in its transaction."""
+    hour = (timezone.now() - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    Event.objects.create(name="late-signup", occurred_at=hour + timedelta(minutes=1))
+    HourlyRollup.objects.create(hour=hour, name="late-signup", count=1)  # rolled up already
+    late = an_event(name="late-signup", occurred_at=(hour + timedelta(minutes=20)).isoformat())
+
+    on_time = an_event(name="on-time", occurred_at=timezone.now().isoformat())
+    response = post_events(client, {"events": [late, on_time]})
+    assert response.status_code == 202, response.json()
+
+    job = OutboxMessage.objects.get(kwargs__task_path="apps.analytics.tasks.recount_hour")
+    assert job.kwargs["call"] == {"hour": hour.isoformat()}
+    wait_for(lambda: HourlyRollup.objects.get(hour=hour, name="late-signup").count == 2,
+             what="the late event's hour to be recounted")
+    assert recount_hour.get_result(job.task_id).return_value == 1

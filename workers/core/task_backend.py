@@ -1,0 +1,235 @@
+"""The platform as a backend of Django's standard task API (`TASKS` in settings).
+
+    from workers.core.standard_tasks import task
+
+    @task(queue_name="bulk")
+    def rebuild_thumbnails(album_id: int) -> int: ...
+
+    rebuild_thumbnails.enqueue(album_id=7)
+
+A standard task travels as one platform task, `workers.tasks.run_standard_task`, carrying
+the function's path and its call with every argument named by the function's signature
+(so redaction by name, dead-letter edits and replays see `password=`, not a list). The
+worker imports the function by its path: nothing registers it, and a module-level function
+of any installed package runs. Being a platform task it gets what every task gets:
+routing by `queue_name` (an unknown queue is refused at enqueue), retries with backoff for
+`TransientError` and a database outage, time limits, acks late, the redelivery cap, dead
+letters, redacted reprs, correlation ids and metrics; and its database writes commit once
+per enqueue (it is effect-once on its result id), which is what lets an enqueue inside a
+transaction go through the outbox: published after commit or swept, never lost, a
+double delivery harmless.
+
+Results live in Redis (workers/core/task_results.py); a job still in the outbox reads as
+READY from its row.
+"""
+
+import inspect
+import json
+import traceback as traceback_module
+from collections.abc import Callable
+from typing import Any
+
+from celery.utils import uuid
+from django.core import checks
+from django.db import transaction
+from django.dispatch import receiver
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from workers.core.base import delay_check
+from workers.core.routing import QUEUES
+from workers.core.signals import task_dead_lettered
+from workers.core.standard_tasks import (
+    BaseTaskBackend,
+    InvalidTaskError,
+    Task,
+    TaskContext,
+    TaskError,
+    TaskResult,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    task_enqueued,
+    task_finished,
+    task_started,
+)
+from workers.core.task_results import (
+    FAILED,
+    READY,
+    SUCCESSFUL,
+    ResultRecord,
+    result_enqueued,
+    result_finished,
+    result_load,
+    result_save,
+    result_started,
+)
+
+RUNNER = "workers.tasks.run_standard_task"
+
+AnyTask = Task[Any, Any]
+AnyResult = TaskResult[Any]
+
+
+class PlatformTaskBackend(BaseTaskBackend):
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    # Celery's priorities run backwards on Redis and need a queue argument on RabbitMQ
+    # that the template's quorum queues (RabbitMQ 3.10) do not take: a priority is
+    # refused at definition rather than silently ignored (docs/standard-tasks.md).
+    supports_priority = False
+
+    def validate_task(self, task: AnyTask) -> None:
+        super().validate_task(task)
+        if task.queue_name not in QUEUES:
+            raise InvalidTaskError(f"Queue {task.queue_name!r} is not one of the platform's "
+                                   f"queues: {', '.join(QUEUES)}.")
+
+    def enqueue(self, task: AnyTask, args: Any, kwargs: Any) -> AnyResult:
+        self.validate_task(task)
+        if task.run_after is not None:
+            try:
+                delay_check(name=task.module_path, eta=task.run_after)
+            except ValueError as error:
+                raise InvalidTaskError(str(error)) from error
+        result_id = uuid()
+        result: AnyResult = TaskResult(  # refuses what JSON cannot carry before any send
+            task=task, id=result_id, status=TaskResultStatus.READY, enqueued_at=timezone.now(),
+            started_at=None, finished_at=None, last_attempted_at=None, args=list(args),
+            kwargs=dict(kwargs), backend=self.alias, errors=[], worker_ids=[])
+        try:
+            call = named_call(task, result.args, result.kwargs)
+        except TypeError as error:
+            raise InvalidTaskError(f"{task.module_path}: {error}") from error
+        message = {"task_path": task.module_path, "call": call}
+
+        def record() -> None:
+            result_enqueued(result_id=result_id, task_path=task.module_path,
+                            args=result.args, kwargs=result.kwargs, at=result.enqueued_at)
+
+        if transaction.get_connection().in_atomic_block:
+            from workers.core.outbox import outbox_enqueue
+
+            transaction.on_commit(record)  # before the outbox's publish, which it precedes
+            outbox_enqueue(task_name=RUNNER, kwargs=message, queue=task.queue_name,
+                           task_id=result_id, eta=task.run_after)
+        else:
+            from workers.core.tasks import run_standard_task
+
+            record()
+            run_standard_task.apply_async(kwargs=message, task_id=result_id,
+                                          queue=task.queue_name, eta=task.run_after,
+                                          shadow=task.module_path)
+        task_enqueued.send(type(self), task_result=result)
+        return result
+
+    def get_result(self, result_id: str) -> AnyResult:
+        record = result_load(result_id=result_id) or _waiting_in_the_outbox(result_id)
+        if record is None:
+            raise TaskResultDoesNotExist(result_id)
+        return self._result(result_id, record)
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        unknown = sorted(set(self.queues) - set(QUEUES))
+        if not unknown:
+            return []
+        return [checks.Error(f"TASKS[{self.alias!r}]['QUEUES'] names {unknown}, which no "
+                             "worker consumes", hint=f"use some of {list(QUEUES)}",
+                             id="workers.E010")]
+
+    def _result(self, result_id: str, record: ResultRecord) -> AnyResult:
+        result: AnyResult = TaskResult(
+            task=task_at(record.task_path), id=result_id,
+            status=TaskResultStatus(record.status), enqueued_at=record.moment("enqueued_at"),
+            started_at=record.moment("started_at"), finished_at=record.moment("finished_at"),
+            last_attempted_at=record.moment("last_attempted_at"), args=record.args,
+            kwargs=record.kwargs, backend=self.alias,
+            errors=[TaskError(**error) for error in record.errors],
+            worker_ids=list(record.worker_ids))
+        object.__setattr__(result, "_return_value", record.return_value)
+        return result
+
+
+def task_at(path: str) -> AnyTask:
+    """The standard task a module-level name holds, imported if need be."""
+    found = import_string(path)
+    if not isinstance(found, Task):
+        raise TypeError(f"{path} is not a task (decorate it with @task)")
+    return found
+
+
+def named_call(task: AnyTask, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The call with every argument under its parameter's name (`*args` as a list under
+    its own); a call that does not fit the signature is refused as Python would."""
+    bound = _signature(task).bind(*args, **kwargs)
+    return dict(bound.arguments)
+
+
+def positional_call(task: AnyTask, call: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """`named_call` undone: what to call the function with."""
+    bound = inspect.BoundArguments(_signature(task), dict(call))
+    return bound.args, bound.kwargs
+
+
+def _signature(task: AnyTask) -> inspect.Signature:
+    signature = inspect.signature(task.func)
+    if task.takes_context:  # the first parameter is the context, which the worker passes
+        signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+    return signature
+
+
+def standard_task_run(*, result_id: str, task_path: str, call: dict[str, Any],
+                      worker_id: str, will_retry: Callable[[BaseException], bool]) -> None:
+    """Run one attempt, recording it for `get_result` and sending Django's signals."""
+    task = task_at(task_path)
+    backend = task.get_backend()
+    args, kwargs = positional_call(task, call)
+    record = result_started(result_id=result_id, task_path=task_path, args=list(args),
+                            kwargs=kwargs, worker_id=worker_id)
+    result = backend.get_result(result_id)
+    task_started.send(type(backend), task_result=result)
+    try:
+        if task.takes_context:
+            value = task.call(TaskContext(task_result=result), *args, **kwargs)
+        else:
+            value = task.call(*args, **kwargs)
+        returned = json.loads(json.dumps(value))  # what JSON cannot carry fails the run
+    except Exception as error:
+        retrying = will_retry(error)
+        result_finished(result_id=result_id, record=record,
+                        status=READY if retrying else FAILED, error=error,
+                        traceback=traceback_module.format_exc())
+        if not retrying:
+            task_finished.send(type(backend), task_result=backend.get_result(result_id))
+        raise
+    result_finished(result_id=result_id, record=record, status=SUCCESSFUL,
+                    return_value=returned)
+    task_finished.send(type(backend), task_result=backend.get_result(result_id))
+
+
+@receiver(task_dead_lettered, sender=RUNNER)
+def fail_dead_lettered_result(*, task_id: str, exception_type: str, message: str,
+                              **_: Any) -> None:
+    """A run its worker never reported on (a lost worker, a hard time limit, the
+    redelivery cap) is FAILED once it is a dead letter."""
+    record = result_load(result_id=task_id)
+    if record is None or record.status in (FAILED, SUCCESSFUL):
+        return
+    record.errors.append({"exception_class_path": exception_type, "traceback": message})
+    record.status, record.finished_at = FAILED, timezone.now().isoformat()
+    result_save(result_id=task_id, record=record)
+    backend = task_at(record.task_path).get_backend()
+    task_finished.send(type(backend), task_result=backend.get_result(task_id))
+
+
+def _waiting_in_the_outbox(result_id: str) -> ResultRecord | None:
+    """A job whose transaction committed but whose READY record was not written yet."""
+    from workers.core.models import OutboxMessage
+
+    row = OutboxMessage.objects.filter(task_id=result_id, task_name=RUNNER).first()
+    if row is None:
+        return None
+    task = task_at(row.kwargs["task_path"])
+    args, kwargs = positional_call(task, row.kwargs["call"])
+    return ResultRecord(task_path=task.module_path, args=list(args), kwargs=kwargs,
+                        enqueued_at=row.created_at.isoformat())

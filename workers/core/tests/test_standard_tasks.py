@@ -1,0 +1,236 @@
+"""Django's standard task API on the platform: functions of tests/standard_tasks.py, a
+module the workers never imported at start, run by real workers (on both brokers)."""
+
+from datetime import timedelta
+
+import pytest
+from celery.utils import uuid
+from django.db import transaction
+from django.utils import timezone
+
+from config.celery import app
+from tests import standard_tasks
+from tests.fixtures import FINISHED, wait_for
+from tests.ledger.models import Effect
+from tests.tasks import store
+from workers.core.models import OutboxMessage
+from workers.core.redaction import payload_html
+from workers.core.standard_tasks import (
+    InvalidTaskError,
+    TaskResult,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    task,
+    task_backends,
+    task_enqueued,
+    task_finished,
+    task_started,
+)
+from workers.core.task_backend import RUNNER
+from workers.core.task_results import KEY
+from workers.dead_letters.models import DeadLetter
+from workers.dead_letters.services import dead_letters_requeue
+
+
+def finished(result: TaskResult) -> TaskResult:
+    """The result once its run finished for good, read as another process would."""
+    def read() -> TaskResult | None:
+        now = result.task.get_result(result.id)
+        return now if now.is_finished else None
+    return wait_for(read, what=f"{result.task.name}[{result.id}] to finish")  # type: ignore[return-value]
+
+
+def runs(key: str) -> int:
+    return int(store().get(f"test:runs:{key}") or 0)
+
+
+def test_an_enqueue_runs_once_and_get_result_follows_it_from_running_to_its_value(
+        live_workers):
+    key = f"held-{uuid()}"
+    result = standard_tasks.held.enqueue(key)
+    assert result.status == TaskResultStatus.READY
+    assert result.enqueued_at is not None
+
+    running = wait_for(lambda: (now := standard_tasks.held.get_result(result.id)).status
+                       == TaskResultStatus.RUNNING and now, what="the run to start")
+    assert running.started_at >= running.enqueued_at
+    assert running.worker_ids == ["critical@test"]
+    store().set(f"test:release:{key}", 1)
+
+    done = finished(result)
+    assert done.status == TaskResultStatus.SUCCESSFUL
+    assert done.return_value == key
+    assert done.finished_at >= done.started_at
+    assert done.attempts == 1
+    assert not done.errors
+    assert task_backends["default"].get_result(result.id).args == [key]
+
+
+def test_a_rolled_back_transaction_runs_nothing_and_a_committed_one_runs_once(live_workers):
+    lost, kept = f"rolled-back-{uuid()}", f"committed-{uuid()}"
+    doomed: list[TaskResult] = []
+
+    def failing_service() -> None:
+        with transaction.atomic():
+            doomed.append(standard_tasks.record.enqueue(lost))
+            raise RuntimeError("the service failed after enqueueing")
+
+    with pytest.raises(RuntimeError):
+        failing_service()
+    with transaction.atomic():
+        result = standard_tasks.record.enqueue(kept, note="through the outbox")
+        assert OutboxMessage.objects.filter(task_id=result.id).exists()
+
+    assert finished(result).return_value == {"key": kept, "note": "through the outbox"}
+    row = OutboxMessage.objects.get(task_id=result.id)
+    # The outbox may publish a row twice (a crash before it marks it): the run is once.
+    app.send_task(RUNNER, kwargs=row.kwargs, task_id=row.task_id, queue=row.queue)
+    wait_for(lambda: int(store().hget(FINISHED, result.id) or 0) >= 2,
+             what="the second delivery to be handled")
+    assert Effect.objects.filter(key=kept).count() == 1
+    assert runs(kept) == 1
+    with pytest.raises(TaskResultDoesNotExist):
+        standard_tasks.record.get_result(doomed[0].id)
+    assert not OutboxMessage.objects.filter(task_id=doomed[0].id).exists()
+    assert not Effect.objects.filter(key=lost).exists()
+
+
+def test_a_transient_error_is_retried_and_the_context_counts_the_attempts(live_workers):
+    result = standard_tasks.flaky_once.enqueue(key=f"flaky-{uuid()}")
+
+    done = finished(result)
+
+    assert done.status == TaskResultStatus.SUCCESSFUL
+    assert done.return_value == 2
+    assert done.attempts == 2
+    [error] = done.errors
+    assert error.exception_class_path == "workers.core.exceptions.TransientError"
+    assert "the gateway timed out" in error.traceback
+
+
+def test_a_failure_is_a_redacted_dead_letter_that_redrives(live_workers):
+    key = f"broken-{uuid()}"
+    result = standard_tasks.broken.enqueue(key, "hunter2")
+
+    failed = finished(result)
+
+    assert failed.status == TaskResultStatus.FAILED
+    assert failed.errors[-1].exception_class_path == "workers.core.exceptions.PermanentError"
+    row = wait_for(lambda: DeadLetter.objects.filter(task_id=result.id).first(),
+                   what="the dead letter")
+    assert row.task_name == RUNNER
+    assert row.kwargs == {"task_path": "tests.standard_tasks.broken",
+                          "call": {"key": key, "password": "hunter2"}}  # exact, for replay
+    assert "hunter2" not in payload_html(task_name=row.task_name, args=row.args,
+                                         kwargs=row.kwargs)
+
+    store().set(f"test:fixed:{key}", 1)
+    outcome = dead_letters_requeue(dead_letter_ids=[row.pk], actor="operator")
+    assert list(outcome.requeued) == [row.pk]
+    row.refresh_from_db()
+    replay = wait_for(lambda: (r := task_backends["default"].get_result(row.replay_task_id))
+                      .is_finished and r, what="the replay to finish")
+    assert replay.status == TaskResultStatus.SUCCESSFUL
+    assert runs(key) == 2
+    wait_for(lambda: DeadLetter.objects.get(pk=row.pk).status == DeadLetter.Status.RESOLVED,
+             what="the dead letter to be resolved by its replay")
+
+
+def test_run_after_holds_the_run_until_then(live_workers):
+    key = f"later-{uuid()}"
+    run_after = timezone.now() + timedelta(seconds=4)
+    result = standard_tasks.in_bulk.using(run_after=run_after).enqueue(key)
+
+    done = finished(result)
+
+    assert done.status == TaskResultStatus.SUCCESSFUL
+    assert done.started_at >= run_after
+
+
+def test_the_signals_come_at_enqueue_start_and_finish(live_workers):
+    seen: list[tuple[str, str]] = []
+
+    def on_enqueued(sender, task_result, **_):
+        seen.append(("enqueued", task_result.status))
+
+    task_enqueued.connect(on_enqueued)
+    try:
+        result = standard_tasks.in_bulk.enqueue(f"signals-{uuid()}")
+    finally:
+        task_enqueued.disconnect(on_enqueued)
+    assert seen == [("enqueued", TaskResultStatus.READY)]
+    assert finished(result).status == TaskResultStatus.SUCCESSFUL
+
+
+@pytest.mark.django_db
+def test_the_worker_sends_started_and_finished_with_the_result_of_the_moment(test_redis):
+    """The worker side of the signals, run in this process (no broker)."""
+    from workers.core.task_backend import standard_task_run
+
+    seen: list[tuple[str, str]] = []
+
+    def on_started(sender, task_result, **_):
+        seen.append(("started", task_result.status))
+
+    def on_finished(sender, task_result, **_):
+        seen.append(("finished", task_result.status))
+
+    task_started.connect(on_started)
+    task_finished.connect(on_finished)
+    try:
+        standard_task_run(result_id=uuid(), task_path="tests.standard_tasks.in_bulk",
+                          call={"key": f"local-{uuid()}"}, worker_id="here",
+                          will_retry=lambda error: False)
+    finally:
+        task_started.disconnect(on_started)
+        task_finished.disconnect(on_finished)
+    assert seen == [("started", TaskResultStatus.RUNNING),
+                    ("finished", TaskResultStatus.SUCCESSFUL)]
+
+
+@pytest.mark.django_db
+def test_what_cannot_run_is_refused_at_definition_or_enqueue(test_redis):
+    def orphan(key: str) -> None: ...
+
+    def results() -> set[str]:
+        return set(store().scan_iter(KEY.format(id="*")))
+
+    before = results()
+    orphan.__qualname__ = "orphan"  # module-level in name, as a decorator would see it
+    with pytest.raises(InvalidTaskError, match="not valid"):
+        task(queue_name="default")(orphan)
+    with pytest.raises(InvalidTaskError, match="priority"):
+        task(queue_name="bulk", priority=10)(orphan)
+    with pytest.raises(InvalidTaskError, match="TASK_MAX_COUNTDOWN"):
+        standard_tasks.in_bulk.using(run_after=timezone.now() + timedelta(days=2)).enqueue("x")
+    with pytest.raises(InvalidTaskError, match="argument"):
+        standard_tasks.in_bulk.enqueue("x", "y")
+    with pytest.raises((TypeError, ValueError)):
+        standard_tasks.in_bulk.enqueue(object())
+    with pytest.raises(TaskResultDoesNotExist):
+        standard_tasks.in_bulk.get_result("never-enqueued")
+    assert results() == before
+    assert not OutboxMessage.objects.exists()
+
+
+def test_the_api_comes_from_the_backport_before_django_6():
+    """The import path this Django can run (Django 6's is taken once the project moves)."""
+    import django
+    import django_tasks
+
+    from workers.core import standard_tasks as api
+
+    assert django.VERSION < (6, 0)
+    assert api.SOURCE == "django_tasks"
+    assert api.task is django_tasks.task
+    assert api.task_backends["default"].__class__.__name__ == "PlatformTaskBackend"
+
+
+def test_a_backend_naming_a_queue_no_worker_reads_fails_the_system_check(settings):
+    from django.core import checks
+
+    settings.TASKS = {"default": {"BACKEND": "workers.core.task_backend.PlatformTaskBackend",
+                                  "QUEUES": ["critical", "emails"]}}
+    errors = [message for message in checks.run_checks() if message.id == "workers.E010"]
+    assert errors
+    assert "emails" in errors[0].msg
