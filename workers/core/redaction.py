@@ -14,7 +14,9 @@ events). Three rules, applied together:
   numbers (13 to 19 digits that pass the Luhn check).
 - **In text.** Messages, tracebacks, raw bodies and reprs get both: `key: value`,
   `key=value`, `"key": "value"` and `'key': 'value'` pairs whose key names a secret, at any
-  depth of escaping (`argsrepr` quoted inside a repr inside a string is still found).
+  depth of escaping (`argsrepr` quoted inside a repr inside a string is still found); and
+  the values of this process's own credential settings wherever they appear
+  (`workers.core.known_secrets`).
 
 Over-redaction is the side it errs on: a value whose end cannot be told (an unclosed or
 oddly escaped string) is hidden up to the end of its line.
@@ -30,6 +32,7 @@ from typing import Any
 
 from django.utils.html import format_html
 
+from workers.core.known_secrets import setting_secrets
 from workers.core.task_registry import project_task
 
 REDACTED = "[redacted]"
@@ -238,7 +241,16 @@ def redact_text(text: str) -> str:
         parts.append(replacement)
         position = max(end, match.end())
     parts.append(text[position:])
-    return _hide_secret_values("".join(parts))
+    return _hide_setting_secrets(_hide_secret_values("".join(parts)))
+
+
+def _hide_setting_secrets(text: str) -> str:
+    """This process's own credentials, found by value (a server quoting the password it
+    refused, a DSN in a message)."""
+    for secret in setting_secrets():
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
 
 
 # --- structured values ----------------------------------------------------------------------

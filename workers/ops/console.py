@@ -24,9 +24,11 @@ from django.urls import reverse
 from django.utils.safestring import SafeString
 from django_celery_beat.models import PeriodicTask
 
+from workers.core.broker_health import broker_reachable
 from workers.core.queue_stats import queue_stats
 from workers.core.redaction import redact_text
 from workers.core.routing import QUEUES
+from workers.core.task_registry import project_task
 from workers.ops.schedules import schedule_run_now
 from workers.ops.sparklines import sparkline
 from workers.runtime.attempts import retrying_now
@@ -123,15 +125,19 @@ class RetryRow:
 
 @dataclass(frozen=True)
 class ScheduleRow:
+    pk: int
     name: str
     task: str
     schedule: str
     enabled: bool
     last_run: datetime | None
     next_run: datetime | None
+    runnable: bool  # a task of this project: Run now can send it
 
 
 def console_queues(*, now: float) -> list[QueuePanel]:
+    if not broker_reachable():  # one quick try: kombu's retries would hold the page
+        raise ConnectionError("the broker does not answer")
     beats = read_worker_heartbeats()
     live = live_workers_by_queue(beats, queues=QUEUES, now=now)
     panels = {stats.name: QueuePanel(
@@ -190,10 +196,11 @@ def console_schedules(*, now: float) -> list[ScheduleRow]:
         if entry.enabled:
             next_run = moment + max(timedelta(0), schedule.remaining_estimate(
                 entry.last_run_at or moment))
-        rows.append(ScheduleRow(name=entry.name, task=entry.task,
+        rows.append(ScheduleRow(pk=entry.pk, name=entry.name, task=entry.task,
                                 schedule=_schedule_text(entry.scheduler),
                                 enabled=entry.enabled, last_run=entry.last_run_at,
-                                next_run=next_run))
+                                next_run=next_run,
+                                runnable=project_task(entry.task) is not None))
     return rows
 
 
@@ -218,16 +225,16 @@ def jobs_console(request: HttpRequest) -> HttpResponse:
         except ValueError as error:
             messages.error(request, str(error))
         else:
-            messages.success(request, f"{request.POST['run_now']} sent now: task {task_id}")
+            messages.success(request, f"Sent now: {request.POST['run_now']} (task {task_id})")
         return HttpResponseRedirect(request.path)
     now = time.time()
     panels = {name: _guarded(build, now=now) for name, build in (
         ("queues", console_queues), ("workers", console_workers),
-        ("schedules", console_schedules), ("retrying", console_retrying))}
+        ("schedules", console_schedules), ("retrying", console_retrying),
+        ("beat_holder", lambda now: beat_lock_holder()))}
     context: dict[str, Any] = {
         **{name: rows for name, (rows, _) in panels.items()},
         "unavailable": {name: error for name, (_, error) in panels.items() if error},
-        "beat_holder": _guarded(lambda now: beat_lock_holder(), now=now)[0],
         "retrying_shown": RETRYING_SHOWN,
         "may_run_now": request.user.has_perm(RUN_NOW_PERMISSION),
         "dead_letters_url": reverse("admin:workers_deadletter_changelist"),

@@ -9,7 +9,7 @@ any depth of escaping, and values shaped like secrets). This adds what only a re
   `kwargsrepr`, `params`), which have no keys of their own;
 - query parameters with short credential names (`?key=`, `?sig=`, OAuth's `?code=`);
 - a log template's own words: in `"refused api key %s"` the parameter is a secret;
-- `known`: the values `workers.ops.known_secrets` knows are secret, wherever they appear.
+- `known`: the values `workers.core.known_secrets` knows are secret, wherever they appear.
 
 Nothing here knows where in an event a value sits: `workers.ops.sentry` decides that.
 """

@@ -13,8 +13,8 @@ from sentry_sdk.integrations.redis import RedisIntegration
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 from sentry_sdk.types import Breadcrumb, BreadcrumbHint, Event
 
+from workers.core.known_secrets import known_secrets
 from workers.core.redaction import REDACTED
-from workers.ops.known_secrets import known_secrets
 from workers.ops.secret_scrubbing import (
     EXACT_NAMES,
     is_sensitive_name,

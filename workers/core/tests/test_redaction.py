@@ -265,3 +265,14 @@ def test_sensitive_values_inside_reprs_and_nested_strings_are_redacted():
     assert "hunter2" not in str(shown)
     assert "abc" not in str(shown)
     assert "Context" in shown["req"]
+
+
+def test_a_credential_setting_is_hidden_by_value_in_any_text(settings):
+    """An SMTP server that quotes the password it refused: no key, no shape, but the
+    process knows the value (EMAIL_URL's password becomes EMAIL_HOST_PASSWORD)."""
+    settings.EMAIL_HOST_PASSWORD = "SmtpPassw0rd123"
+    text = "451 4.3.0 mailuser SmtpPassw0rd123 not accepted"
+
+    assert redact_text(text) == f"451 4.3.0 mailuser {REDACTED} not accepted"
+    settings.EMAIL_HOST_PASSWORD = "short"  # under MIN_LENGTH: ordinary words stay
+    assert redact_text("a short reply") == "a short reply"

@@ -13,7 +13,10 @@ from django.contrib.auth.models import Permission, User
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from config.celery import app
 from tests import tasks
 from tests.fixtures import HANG, ROOT, wait_for
 from tests.ledger.models import Effect
@@ -64,6 +67,8 @@ def test_queues_workers_and_schedules_at_a_glance(admin_client, quiet_history):
     every_minute = IntervalSchedule.objects.create(every=60, period=IntervalSchedule.SECONDS)
     PeriodicTask.objects.create(name="console-entry", task="workers.tasks.sweep_outbox",
                                 interval=every_minute)
+    PeriodicTask.objects.create(name="celery.backend_cleanup", task="celery.backend_cleanup",
+                                interval=every_minute)  # beat adds it itself
     past_the_hour = CrontabSchedule.objects.create(minute="5", hour="*", timezone="UTC")
     PeriodicTask.objects.create(name="console-cron", task="workers.tasks.sweep_outbox",
                                 crontab=past_the_hour)
@@ -83,6 +88,8 @@ def test_queues_workers_and_schedules_at_a_glance(admin_client, quiet_history):
     every = row(html, "entry", "console-entry")
     assert cell(every, "schedule-text") == "every 60 seconds"
     assert re.search(r'class="next-run"><time datetime="\d{4}-', every)
+    assert "run-now" in every
+    assert "run-now" not in row(html, "entry", "celery.backend_cleanup")  # not ours to send
     cron = row(html, "entry", "console-cron")
     assert cell(cron, "schedule-text") == "At 5 minutes past the hour UTC"
     assert re.search(r'class="next-run"><time datetime="[-\d]+T\d\d:05:00\+00:00"', cron)
@@ -139,13 +146,54 @@ def test_run_now_sends_the_entry_once_per_minute_and_records_who(live_workers, a
     first = admin_client.post(CONSOLE, {"run_now": entry.name}, follow=True)
     second = admin_client.post(CONSOLE, {"run_now": entry.name}, follow=True)
 
-    assert "sent now: task" in first.content.decode()
-    assert "already run now this minute" in second.content.decode()
+    assert f"Sent now: {entry.name} (task" in first.content.decode()
+    assert f"Already run now this minute: {entry.name}" in second.content.decode()
     wait_for(lambda: Effect.objects.filter(key=key).exists(), what="the entry's job to run")
     logged = LogEntry.objects.get(object_id=str(entry.pk))
     assert logged.user == admin_user
     assert "Run now from the console: task" in logged.get_change_message()
     assert Effect.objects.filter(key=key).count() == 1  # the second click sent nothing
+
+
+@pytest.mark.django_db
+def test_run_now_the_broker_refuses_sends_nothing_and_leaves_the_minute_free(
+        admin_client, quiet_history, monkeypatch):
+    entry = entry_running(f"refused-{time.time_ns()}")
+
+    def refused(*args, **kwargs):
+        raise KombuOperationalError("connection refused")
+
+    with monkeypatch.context() as patch:  # the broker goes away between the check and the send
+        patch.setattr(app, "send_task", refused)
+        first = admin_client.post(CONSOLE, {"run_now": entry.name}, follow=True)
+    second = admin_client.post(CONSOLE, {"run_now": entry.name}, follow=True)
+
+    assert (f"Not sent ({entry.name}): the broker refused it (OperationalError)"
+            in first.content.decode())
+    assert f"Sent now: {entry.name} (task" in second.content.decode()
+    assert LogEntry.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_run_now_without_redis_says_so_and_sends_nothing(admin_client, quiet_history,
+                                                         monkeypatch):
+    entry = entry_running(f"no-redis-{time.time_ns()}")
+
+    def unreachable(**_):
+        raise RedisConnectionError("Connection refused")
+
+    monkeypatch.setattr("workers.ops.schedules.dedup_claim", unreachable)
+    html = admin_client.post(CONSOLE, {"run_now": entry.name}, follow=True).content.decode()
+
+    assert f"Not sent ({entry.name}): Redis, which keeps it to once a minute" in html
+    assert not LogEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_long_posted_name_is_echoed_cut_short(admin_client, quiet_history):
+    html = admin_client.post(CONSOLE, {"run_now": "x" * 100_000}, follow=True).content.decode()
+    assert "x" * 200 in html
+    assert "x" * 201 not in html
 
 
 @pytest.mark.django_db
@@ -198,23 +246,41 @@ def test_a_progress_bar_holds_its_figure_within_bounds():
     assert 'value="0"' in progress_bar(-5)
 
 
-def test_with_the_broker_down_the_console_shows_the_rest_and_says_why(process_env,
-                                                                      transactional_db):
-    """Opened because something is down: a dead broker empties its own panel only."""
-    User.objects.create_superuser("ops", password="ops-password")
+DOWN = "redis://127.0.0.1:1/0"  # nothing listens there
+
+
+def console_in_a_process_of_its_own(env: dict[str, str]) -> str:
     script = ("import django; django.setup(); from django.test import Client; "
               "from django.contrib.auth.models import User; "
               "client = Client(SERVER_NAME='localhost'); "
               "client.force_login(User.objects.get(username='ops')); "
               "response = client.get('/admin/workers/'); print(response.status_code); "
               "print(response.content.decode())")
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
-        timeout=HANG, check=False, env=process_env | {
-            "CELERY_BROKER_URL": "redis://127.0.0.1:1/0",  # nothing listens there
-            "REDIS_URL": django_settings.REDIS_URL})
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=HANG, check=False, env=env)
     status, _, html = done.stdout.partition("\n")
     assert status == "200", done.stderr[-2000:]
-    assert 'data-panel="queues">Not available: OperationalError' in html
+    return html
+
+
+def test_with_the_broker_down_the_console_shows_the_rest_and_says_why(process_env,
+                                                                      transactional_db):
+    """Opened because something is down: a dead broker empties its own panel only."""
+    User.objects.create_superuser("ops", password="ops-password")
+    html = console_in_a_process_of_its_own(process_env | {
+        "CELERY_BROKER_URL": DOWN, "REDIS_URL": django_settings.REDIS_URL})
+    assert ('data-panel="queues">Not available: ConnectionError: the broker does not answer'
+            in html)
     assert 'id="console-workers"' in html
     assert 'data-panel="workers"' not in html
+
+
+def test_with_redis_down_the_console_does_not_say_that_nothing_is_scheduled(
+        process_env, transactional_db):
+    User.objects.create_superuser("ops", password="ops-password")
+    html = console_in_a_process_of_its_own(process_env | {
+        "CELERY_BROKER_URL": django_settings.CELERY_BROKER_URL, "REDIS_URL": DOWN})
+    assert "Which beat holds the lock is not available: ConnectionError" in html
+    assert "No beat holds the lock" not in html
+    assert 'id="console-schedules"' in html
+    assert 'data-panel="workers">Not available' in html

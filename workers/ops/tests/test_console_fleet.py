@@ -97,7 +97,7 @@ def test_an_operator_watches_work_flow_back_up_and_a_worker_die(
     assert sweep.find_element(By.CSS_SELECTOR, ".next-run").text not in ("", "disabled")
     screenshot(browser, "console")
     sweep.find_element(By.CSS_SELECTOR, "button.run-now").click()
-    wait_until(browser, lambda d: "outbox-sweep sent now: task" in d.find_element(
+    wait_until(browser, lambda d: "sent now: workers-outbox-sweep (task" in d.find_element(
         By.CSS_SELECTOR, "ul.messagelist").text.lower(), "Run now's confirmation")
 
     os.killpg(session_leader("private-0@test"), signal.SIGKILL)  # as a lost host would

@@ -1,5 +1,6 @@
-"""Values known to be secret in this process when an error report is made, so the report can
-hide them wherever they turn up, whatever variable, key or message carries them.
+"""Values known to be secret in this process, so what a person sees (an error report, a
+dead letter's message, the console, a log line) can hide them wherever they turn up,
+whatever variable, key or message carries them.
 
 - The settings whose names end in a credential word (`SECRET_KEY`, `STRIPE_API_KEY`,
   `ANALYTICS_INGEST_TOKEN`, a database's `PASSWORD`...) and the password of any URL setting:
@@ -14,12 +15,15 @@ would blank out ordinary words, and a credential is longer than that.
 """
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
 from celery import current_task
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 MIN_LENGTH = 8
 
@@ -34,9 +38,26 @@ _CREDENTIAL_SETTING = re.compile(
 def known_secrets() -> tuple[str, ...]:
     """Every known secret value, longest first (so a secret that contains another is
     masked whole)."""
-    values = {value for value in (*_secret_settings(), *_running_task_arguments())
-              if len(value) >= MIN_LENGTH}
-    return tuple(sorted(values, key=len, reverse=True))
+    return _longest_first((*setting_secrets(), *_running_task_arguments()))
+
+
+@lru_cache(maxsize=1)
+def setting_secrets() -> tuple[str, ...]:
+    """The secret values of this process's settings, longest first: `redact_text` hides
+    them in any text, which is how an SMTP server that quotes the password it refused does
+    not show it on the console. Computed once (settings do not change while a process
+    runs; a test that changes them clears this)."""
+    return _longest_first(_secret_settings())
+
+
+@receiver(setting_changed)
+def _forget_setting_secrets(**_: Any) -> None:
+    setting_secrets.cache_clear()
+
+
+def _longest_first(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted({value for value in values if len(value) >= MIN_LENGTH},
+                        key=len, reverse=True))
 
 
 def _secret_settings() -> Iterator[str]:
