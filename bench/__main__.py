@@ -14,7 +14,7 @@ import time
 from bench.harness import RESULTS, ROOT, machine, print_table
 
 # bench.metrics (what metrics cost the workers) runs on its own: `python -m bench.metrics`.
-BENCHMARKS = ("throughput", "latency", "replay", "redrive", "newsletter")
+BENCHMARKS = ("throughput", "latency", "replay", "redrive", "newsletter", "standard_tasks")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from celery import shared_task
 
 from bench.probes import record_start
 from workers.core.routing import BULK, CRITICAL
+from workers.core.standard_tasks import task
 
 
 @shared_task(route=BULK)
@@ -31,3 +32,8 @@ def sleep(seconds: float) -> None:
 def probe(sent_at: float) -> None:
     """Sent through the outbox; a repeated delivery would only add a sample."""
     record_start(sent_at)
+
+
+@task(queue_name=BULK)
+def standard_noop() -> None:
+    """Nothing, written with Django's standard task API (`@task`)."""

@@ -112,7 +112,8 @@ class PlatformTaskBackend(BaseTaskBackend):
 
             transaction.on_commit(record)  # before the outbox's publish, which it precedes
             outbox_enqueue(task_name=RUNNER, kwargs=message, queue=task.queue_name,
-                           task_id=result_id, eta=task.run_after)
+                           task_id=result_id, eta=task.run_after,
+                           headers={"shadow": task.module_path})  # what logs name it by
         else:
             from workers.core.tasks import run_standard_task
 

@@ -4,6 +4,7 @@ module the workers never imported at start, run by real workers (on both brokers
 from datetime import timedelta
 
 import pytest
+from celery.signals import before_task_publish
 from celery.utils import uuid
 from django.db import transaction
 from django.utils import timezone
@@ -47,7 +48,17 @@ def runs(key: str) -> int:
 def test_an_enqueue_runs_once_and_get_result_follows_it_from_running_to_its_value(
         live_workers):
     key = f"held-{uuid()}"
-    result = standard_tasks.held.enqueue(key)
+    shadows: dict[str, str] = {}
+
+    def shadow(headers=None, **_):
+        shadows[headers["id"]] = headers.get("shadow")
+
+    before_task_publish.connect(shadow)
+    try:
+        result = standard_tasks.held.enqueue(key)
+    finally:
+        before_task_publish.disconnect(shadow)
+    assert shadows[result.id] == "tests.standard_tasks.held"  # what logs and Flower show
     assert result.status == TaskResultStatus.READY
     assert result.enqueued_at is not None
 
@@ -83,6 +94,7 @@ def test_a_rolled_back_transaction_runs_nothing_and_a_committed_one_runs_once(li
 
     assert finished(result).return_value == {"key": kept, "note": "through the outbox"}
     row = OutboxMessage.objects.get(task_id=result.id)
+    assert row.headers["shadow"] == "tests.standard_tasks.record"  # what logs and Flower show
     # The outbox may publish a row twice (a crash before it marks it): the run is once.
     app.send_task(RUNNER, kwargs=row.kwargs, task_id=row.task_id, queue=row.queue)
     wait_for(lambda: int(store().hget(FINISHED, result.id) or 0) >= 2,
