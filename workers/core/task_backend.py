@@ -25,11 +25,14 @@ READY from its row.
 
 import inspect
 import json
+import sys
 import traceback as traceback_module
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from celery.utils import uuid
+from django.apps import apps
 from django.core import checks
 from django.db import transaction
 from django.dispatch import receiver
@@ -37,6 +40,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from workers.core.base import delay_check
+from workers.core.exceptions import PermanentError
 from workers.core.routing import QUEUES
 from workers.core.signals import task_dead_lettered
 from workers.core.standard_tasks import (
@@ -152,11 +156,28 @@ class PlatformTaskBackend(BaseTaskBackend):
 
 
 def task_at(path: str) -> AnyTask:
-    """The standard task a module-level name holds, imported if need be."""
-    found = import_string(path)
+    """The standard task a module-level name holds, imported if need be: only from an
+    installed app's package or a module already imported, since a message names the path
+    and importing a module runs it."""
+    module = str(path).rpartition(".")[0]
+    if not (module in sys.modules or module.partition(".")[0] in _app_packages()):
+        raise UnknownStandardTask(f"{path!r} is not in an installed app's package")
+    try:
+        found = import_string(path)
+    except ImportError as error:
+        raise UnknownStandardTask(f"{path!r} cannot be imported: {error}") from error
     if not isinstance(found, Task):
-        raise TypeError(f"{path} is not a task (decorate it with @task)")
+        raise UnknownStandardTask(f"{path!r} is not a task (decorate it with @task)")
     return found
+
+
+class UnknownStandardTask(PermanentError):
+    """A message names a function that is not a standard task this codebase may run."""
+
+
+@lru_cache(maxsize=1)
+def _app_packages() -> frozenset[str]:
+    return frozenset(config.name.partition(".")[0] for config in apps.get_app_configs())
 
 
 def named_call(task: AnyTask, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:

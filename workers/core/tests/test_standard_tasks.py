@@ -246,3 +246,29 @@ def test_a_backend_naming_a_queue_no_worker_reads_fails_the_system_check(setting
     errors = [message for message in checks.run_checks() if message.id == "workers.E010"]
     assert errors
     assert "emails" in errors[0].msg
+
+
+@pytest.mark.django_db
+def test_a_message_naming_a_path_outside_the_apps_imports_nothing_and_runs_nothing(
+        test_redis):
+    """Whoever can publish names the path: importing a module runs it."""
+    import sys
+
+    from workers.core.task_backend import UnknownStandardTask, standard_task_run
+
+    assert "antigravity" not in sys.modules
+    for path, reason in (("antigravity.fly", "not in an installed app's package"),
+                         ("os.system", "is not a task"),
+                         ("tests.standard_tasks.nothing_here", "cannot be imported")):
+        with pytest.raises(UnknownStandardTask, match=reason):
+            standard_task_run(result_id=uuid(), task_path=path, call={"command": "true"},
+                              worker_id="here", will_retry=lambda error: False)
+    assert "antigravity" not in sys.modules
+
+
+def test_a_forged_message_becomes_a_dead_letter(live_workers):
+    forged = app.send_task(RUNNER, kwargs={"task_path": "os.system", "call": {"command": "id"}},
+                           queue="critical")
+    row = wait_for(lambda: DeadLetter.objects.filter(task_id=forged.id).first(),
+                   what="the forged message's dead letter")
+    assert row.exception_type == "workers.core.task_backend.UnknownStandardTask"
