@@ -11,13 +11,13 @@ A standard task travels as one platform task, `workers.tasks.run_standard_task`,
 the function's path and its call with every argument named by the function's signature
 (so redaction by name, dead-letter edits and replays see `password=`, not a list). The
 worker imports the function by its path: nothing registers it, and a module-level function
-of any installed package runs. Being a platform task it gets what every task gets:
-routing by `queue_name` (an unknown queue is refused at enqueue), retries with backoff for
-`TransientError` and a database outage, time limits, acks late, the redelivery cap, dead
-letters, redacted reprs, correlation ids and metrics; and its database writes commit once
-per enqueue (it is effect-once on its result id), which is what lets an enqueue inside a
-transaction go through the outbox: published after commit or swept, never lost, a
-double delivery harmless.
+of an installed app's package runs (or of a module the worker imported at start). Being a
+platform task it gets what every task gets: routing by `queue_name` (an unknown queue is
+refused at enqueue), retries with backoff for `TransientError` and a database outage, time
+limits, acks late, the redelivery cap, dead letters, redacted reprs, correlation ids and
+metrics; and its database writes commit once per enqueue (it is effect-once on its result
+id), which is what lets an enqueue inside a transaction go through the outbox: published
+after commit or swept, never lost, a double delivery harmless.
 
 Results live in Redis (workers/core/task_results.py); a job still in the outbox reads as
 READY from its row.
@@ -188,8 +188,13 @@ def named_call(task: AnyTask, args: list[Any], kwargs: dict[str, Any]) -> dict[s
 
 
 def positional_call(task: AnyTask, call: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """`named_call` undone: what to call the function with."""
-    bound = inspect.BoundArguments(_signature(task), dict(call))
+    """`named_call` undone: what to call the function with. A name the function does not
+    take (an edited dead letter's typo) is refused rather than dropped."""
+    signature = _signature(task)
+    unknown = sorted(set(call) - set(signature.parameters))
+    if unknown:
+        raise TypeError(f"{task.module_path} takes no argument named {', '.join(unknown)}")
+    bound = inspect.BoundArguments(signature, dict(call))
     return bound.args, bound.kwargs
 
 

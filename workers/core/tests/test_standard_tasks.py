@@ -272,3 +272,15 @@ def test_a_forged_message_becomes_a_dead_letter(live_workers):
     row = wait_for(lambda: DeadLetter.objects.filter(task_id=forged.id).first(),
                    what="the forged message's dead letter")
     assert row.exception_type == "workers.core.task_backend.UnknownStandardTask"
+
+
+def test_a_call_is_named_by_the_signature_and_undone_exactly():
+    from workers.core.task_backend import named_call, positional_call
+
+    call = named_call(standard_tasks.record, ["k"], {"note": "n"})
+    assert call == {"key": "k", "note": "n"}
+    assert positional_call(standard_tasks.record, call) == (("k",), {"note": "n"})
+    context_call = named_call(standard_tasks.flaky_once, ["k"], {})  # the context is not named
+    assert context_call == {"key": "k"}
+    with pytest.raises(TypeError, match="no argument named pasword"):
+        positional_call(standard_tasks.broken, {"key": "k", "pasword": "x"})
