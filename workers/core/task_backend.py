@@ -11,13 +11,15 @@ A standard task travels as one platform task, `workers.tasks.run_standard_task`,
 the function's path and its call with every argument named by the function's signature
 (so redaction by name, dead-letter edits and replays see `password=`, not a list). The
 worker imports the function by its path: nothing registers it, and a module-level function
-of an installed app's package runs (or of a module the worker imported at start). Being a
+of the project's packages or an installed app runs (or of a module imported at start). Being a
 platform task it gets what every task gets: routing by `queue_name` (an unknown queue is
 refused at enqueue), retries with backoff for `TransientError` and a database outage, time
 limits, acks late, the redelivery cap, dead letters, redacted reprs, correlation ids and
-metrics; and its database writes commit once per enqueue (it is effect-once on its result
-id), which is what lets an enqueue inside a transaction go through the outbox: published
-after commit or swept, never lost, a double delivery harmless.
+metrics. A delivery of a job that already succeeded is skipped (its result says so), which
+is what lets an enqueue inside a transaction go through the outbox: published after commit
+or swept, never lost, a second publish harmless. The run is not wrapped in a transaction
+(a long one would hold the database, and SQLite's whole file): like any at-least-once job,
+a run cut short by a lost worker runs again.
 
 Results live in Redis (workers/core/task_results.py); a job still in the outbox reads as
 READY from its row.
@@ -25,14 +27,17 @@ READY from its row.
 
 import inspect
 import json
+import logging
 import sys
 import traceback as traceback_module
 from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from celery.utils import uuid
 from django.apps import apps
+from django.conf import settings
 from django.core import checks
 from django.db import transaction
 from django.dispatch import receiver
@@ -67,6 +72,8 @@ from workers.core.task_results import (
     result_save,
     result_started,
 )
+
+logger = logging.getLogger(__name__)
 
 RUNNER = "workers.tasks.run_standard_task"
 
@@ -143,8 +150,12 @@ class PlatformTaskBackend(BaseTaskBackend):
                              id="workers.E010")]
 
     def _result(self, result_id: str, record: ResultRecord) -> AnyResult:
+        try:
+            task = task_at(record.task_path)
+        except UnknownStandardTask as error:  # renamed or removed since: no Task to show
+            raise TaskResultDoesNotExist(f"{result_id}: {error}") from error
         result: AnyResult = TaskResult(
-            task=task_at(record.task_path), id=result_id,
+            task=task, id=result_id,
             status=TaskResultStatus(record.status), enqueued_at=record.moment("enqueued_at"),
             started_at=record.moment("started_at"), finished_at=record.moment("finished_at"),
             last_attempted_at=record.moment("last_attempted_at"), args=record.args,
@@ -156,15 +167,16 @@ class PlatformTaskBackend(BaseTaskBackend):
 
 
 def task_at(path: str) -> AnyTask:
-    """The standard task a module-level name holds, imported if need be: only from an
-    installed app's package or a module already imported, since a message names the path
-    and importing a module runs it."""
+    """The standard task a module-level name holds, imported if need be: only from the
+    project's packages, an installed app or a module already imported, since a message
+    names the path and importing a module runs it."""
     module = str(path).rpartition(".")[0]
-    if not (module in sys.modules or module.partition(".")[0] in _app_packages()):
-        raise UnknownStandardTask(f"{path!r} is not in an installed app's package")
+    if not (module in sys.modules or any(module == app or module.startswith(f"{app}.")
+                                         for app in _app_modules())):
+        raise UnknownStandardTask(f"{path!r} is not in the project or an installed app")
     try:
         found = import_string(path)
-    except ImportError as error:
+    except Exception as error:  # a module that fails to import is not a task here either
         raise UnknownStandardTask(f"{path!r} cannot be imported: {error}") from error
     if not isinstance(found, Task):
         raise UnknownStandardTask(f"{path!r} is not a task (decorate it with @task)")
@@ -176,8 +188,17 @@ class UnknownStandardTask(PermanentError):
 
 
 @lru_cache(maxsize=1)
-def _app_packages() -> frozenset[str]:
-    return frozenset(config.name.partition(".")[0] for config in apps.get_app_configs())
+def _app_modules() -> tuple[str, ...]:
+    """The installed apps' own modules (`django.contrib.admin`, not `django.contrib.gis`,
+    which loads GDAL) and the whole top-level packages of the project's own apps, those
+    that sit in the project's directory (`apps`, `workers`, `tests`)."""
+    names = set()
+    for config in apps.get_app_configs():
+        names.add(config.name)
+        top = config.name.partition(".")[0]
+        if (Path(settings.BASE_DIR) / top / "__init__.py").is_file():
+            names.add(top)
+    return tuple(sorted(names))
 
 
 def named_call(task: AnyTask, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -198,6 +219,20 @@ def positional_call(task: AnyTask, call: dict[str, Any]) -> tuple[tuple[Any, ...
     return bound.args, bound.kwargs
 
 
+def standard_call_refusal(message: object) -> str:
+    """Why a runner message's kwargs cannot run here ("" if they can): what a dead-letter
+    edit or replay checks, as it checks a Celery task's arguments."""
+    if not isinstance(message, dict) or not isinstance(message.get("call"), dict):
+        return "a standard task's kwargs are {\"task_path\": ..., \"call\": {...}}"
+    try:
+        task = task_at(str(message.get("task_path")))
+        args, kwargs = positional_call(task, message["call"])
+        _signature(task).bind(*args, **kwargs)
+    except (UnknownStandardTask, TypeError) as error:
+        return str(error)
+    return ""
+
+
 def _signature(task: AnyTask) -> inspect.Signature:
     signature = inspect.signature(task.func)
     if task.takes_context:  # the first parameter is the context, which the worker passes
@@ -207,10 +242,17 @@ def _signature(task: AnyTask) -> inspect.Signature:
 
 def standard_task_run(*, result_id: str, task_path: str, call: dict[str, Any],
                       worker_id: str, will_retry: Callable[[BaseException], bool]) -> None:
-    """Run one attempt, recording it for `get_result` and sending Django's signals."""
+    """Run one attempt, recording it for `get_result` and sending Django's signals. A
+    delivery of a job that already succeeded (the outbox published it twice, or its ack
+    was lost) does nothing."""
     task = task_at(task_path)
     backend = task.get_backend()
     args, kwargs = positional_call(task, call)
+    earlier = result_load(result_id=result_id)
+    if earlier is not None and earlier.status == SUCCESSFUL:
+        logger.info("%s[%s] already succeeded: this delivery is a repeat, skipped",
+                    task_path, result_id)
+        return
     record = result_started(result_id=result_id, task_path=task_path, args=list(args),
                             kwargs=kwargs, worker_id=worker_id)
     result = backend.get_result(result_id)
@@ -245,7 +287,10 @@ def fail_dead_lettered_result(*, task_id: str, exception_type: str, message: str
     record.errors.append({"exception_class_path": exception_type, "traceback": message})
     record.status, record.finished_at = FAILED, timezone.now().isoformat()
     result_save(result_id=task_id, record=record)
-    backend = task_at(record.task_path).get_backend()
+    try:
+        backend = task_at(record.task_path).get_backend()
+    except UnknownStandardTask:
+        return  # the function is gone: no result object to send
     task_finished.send(type(backend), task_result=backend.get_result(task_id))
 
 
@@ -256,7 +301,10 @@ def _waiting_in_the_outbox(result_id: str) -> ResultRecord | None:
     row = OutboxMessage.objects.filter(task_id=result_id, task_name=RUNNER).first()
     if row is None:
         return None
-    task = task_at(row.kwargs["task_path"])
-    args, kwargs = positional_call(task, row.kwargs["call"])
+    try:
+        task = task_at(row.kwargs["task_path"])
+        args, kwargs = positional_call(task, row.kwargs["call"])
+    except (UnknownStandardTask, TypeError) as error:
+        raise TaskResultDoesNotExist(f"{result_id}: {error}") from error
     return ResultRecord(task_path=task.module_path, args=list(args), kwargs=kwargs,
                         enqueued_at=row.created_at.isoformat())

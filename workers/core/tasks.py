@@ -15,7 +15,7 @@ from django.utils import timezone
 from workers.core.effects import effects_purge_expired
 from workers.core.outbox import outbox_purge_published, outbox_sweep
 from workers.core.routing import BULK, CRITICAL
-from workers.core.task_backend import RUNNER, standard_task_run
+from workers.core.task_backend import standard_task_run
 
 
 @shared_task(name="workers.tasks.sweep_outbox", route=CRITICAL, soft_time_limit=60,
@@ -32,9 +32,9 @@ def purge_expired_records() -> None:
     outbox_purge_published(before=now - timedelta(hours=settings.OUTBOX_RETENTION_HOURS))
 
 
-# Effect-once on its id: an outbox publish or a redelivery that repeats a finished run
-# commits nothing twice. Every call names its queue (the function's `queue_name`).
-@shared_task(name=RUNNER, bind=True, route=BULK, effect_once=True)
+# Idempotent on its id (a repeat of a finished run is skipped), so the outbox may carry it.
+# Every call names its queue (the function's `queue_name`).
+@shared_task(name="workers.tasks.run_standard_task", bind=True, route=BULK, idempotent=True)
 def run_standard_task(self: Any, task_path: str, call: dict[str, Any]) -> None:
     standard_task_run(
         result_id=self.request.id, task_path=task_path, call=call,

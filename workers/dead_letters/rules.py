@@ -9,6 +9,7 @@ before asking.
 import inspect
 from enum import StrEnum
 
+from workers.core.task_backend import RUNNER, standard_call_refusal
 from workers.core.task_registry import project_task
 from workers.dead_letters.models import DeadLetter
 from workers.dead_letters.storable import call_was_escaped
@@ -105,4 +106,6 @@ def call_refusal(task_name: str, args: object, kwargs: object) -> str:
         signature.bind(*args, **kwargs)
     except TypeError as error:
         return f"{task_name}{signature} does not accept these arguments ({error})"
+    if task_name == RUNNER:  # the function it carries, and the call by its signature
+        return standard_call_refusal(kwargs)
     return ""

@@ -16,6 +16,7 @@ from workers.core.headers import REPLAY_HEADER
 from workers.core.models import OutboxMessage
 from workers.core.outbox import outbox_enqueue_many
 from workers.core.signals import task_dead_lettered
+from workers.core.task_backend import RUNNER
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.fingerprints import failure_fingerprint
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent
@@ -95,7 +96,7 @@ def dead_letter_store(*, fields: dict[str, Any]) -> DeadLetter:
     """
     fields = storable_fields(fields=fields)
     fields.setdefault("fingerprint", failure_fingerprint(
-        task_name=fields["task_name"], exception_type=fields["exception_type"],
+        task_name=_cause_task(fields), exception_type=fields["exception_type"],
         message=message_without_note(fields["message"])))
     replay_of_id = fields.get("replay_of_id")
     if replay_of_id is not None and not DeadLetter.objects.filter(pk=replay_of_id).exists():
@@ -112,6 +113,15 @@ def dead_letter_store(*, fields: dict[str, Any]) -> DeadLetter:
             row.task_name, dead_letter_id=row.pk, task_id=row.task_id, args=row.args,
             kwargs=row.kwargs, exception_type=row.exception_type, message=row.message))
     return row
+
+
+def _cause_task(fields: dict[str, Any]) -> str:
+    """What a cause is grouped by: the task, or for a standard task the function it ran
+    (two functions failing alike are two causes, redriven or discarded apart)."""
+    kwargs = fields.get("kwargs")
+    if fields["task_name"] == RUNNER and isinstance(kwargs, dict):
+        return str(kwargs.get("task_path") or RUNNER)
+    return str(fields["task_name"])
 
 
 def _supersede(*, original_id: int, replay_task_id: str) -> None:

@@ -35,8 +35,12 @@ _started: dict[str, float] = {}
 
 
 def _labels(request: Any, name: str) -> tuple[str, tuple[str, str]]:
+    """Host, then (task name, queue). The name is the message's shadow if it has one (a
+    standard task's function, which the worker's `received` already counts by)."""
     delivery_info = getattr(request, "delivery_info", None) or {}
-    return host_of(request.hostname), (name, queue_of_routing_key(delivery_info.get("routing_key")))
+    shown = getattr(request, "shadow", None) or name
+    queue = queue_of_routing_key(delivery_info.get("routing_key"))
+    return host_of(request.hostname), (shown, queue)
 
 
 @before_task_publish.connect

@@ -257,7 +257,7 @@ def test_a_message_naming_a_path_outside_the_apps_imports_nothing_and_runs_nothi
     from workers.core.task_backend import UnknownStandardTask, standard_task_run
 
     assert "antigravity" not in sys.modules
-    for path, reason in (("antigravity.fly", "not in an installed app's package"),
+    for path, reason in (("antigravity.fly", "not in the project or an installed app"),
                          ("os.system", "is not a task"),
                          ("tests.standard_tasks.nothing_here", "cannot be imported")):
         with pytest.raises(UnknownStandardTask, match=reason):
@@ -274,6 +274,12 @@ def test_a_forged_message_becomes_a_dead_letter(live_workers):
     assert row.exception_type == "workers.core.task_backend.UnknownStandardTask"
 
 
+def test_the_runner_is_registered_under_the_name_the_backend_sends():
+    from workers.core.tasks import run_standard_task
+
+    assert run_standard_task.name == RUNNER
+
+
 def test_a_call_is_named_by_the_signature_and_undone_exactly():
     from workers.core.task_backend import named_call, positional_call
 
@@ -284,3 +290,60 @@ def test_a_call_is_named_by_the_signature_and_undone_exactly():
     assert context_call == {"key": "k"}
     with pytest.raises(TypeError, match="no argument named pasword"):
         positional_call(standard_tasks.broken, {"key": "k", "pasword": "x"})
+
+
+def test_a_dead_letter_edit_is_checked_against_the_function_it_carries():
+    from workers.dead_letters.rules import call_refusal
+
+    def refusal(message: dict) -> str:
+        return call_refusal(RUNNER, [], message)
+
+    path = "tests.standard_tasks.broken"
+    assert refusal({"task_path": path, "call": {"key": "k", "password": "p"}}) == ""
+    assert "missing a required argument: 'password'" in refusal(
+        {"task_path": path, "call": {"key": "k"}})
+    assert "no argument named user" in refusal(
+        {"task_path": path, "call": {"key": "k", "password": "p", "user": "u"}})
+    assert "is not a task" in refusal({"task_path": "os.system", "call": {}})
+    assert "is not in the project or an installed app" in refusal(
+        {"task_path": "antigravity.x", "call": {}})
+    assert "is not in the project or an installed app" in refusal(
+        {"task_path": "django.contrib.gis.gdal.libgdal.lgdal", "call": {}})
+    assert "task_path" in refusal({"task_path": path, "call": ["k", "p"]})
+
+
+@pytest.mark.django_db
+def test_the_result_of_a_function_since_removed_does_not_exist_rather_than_crash(test_redis):
+    from workers.core.task_results import ResultRecord, result_save
+
+    gone = uuid()
+    result_save(result_id=gone, record=ResultRecord(
+        task_path="tests.standard_tasks.renamed_since", args=[], kwargs={}, status="FAILED"))
+    with pytest.raises(TaskResultDoesNotExist, match="renamed_since"):
+        task_backends["default"].get_result(gone)
+
+
+def test_metrics_name_the_function_not_the_runner(live_workers):
+    from workers.runtime.metric_store import parse_field, read_hosts
+
+    def started() -> float:
+        return sum(amount for series in read_hosts().values()
+                   for raw, amount in series.items()
+                   if parse_field(raw)[0] == "celery_task_started"
+                   and parse_field(raw)[1][0] == "tests.standard_tasks.in_bulk")
+
+    before = started()
+    finished(standard_tasks.in_bulk.enqueue(f"metrics-{uuid()}"))
+    wait_for(lambda: started() > before, what="the run counted under the function's name")
+
+
+@pytest.mark.django_db
+def test_two_functions_failing_alike_are_two_causes():
+    from workers.dead_letters.services import dead_letter_store
+
+    rows = [dead_letter_store(fields={
+        "task_id": uuid(), "task_name": RUNNER, "queue": "critical", "args": [],
+        "kwargs": {"task_path": path, "call": {}}, "exception_type": "builtins.ValueError",
+        "message": "after write", "traceback": ""})
+        for path in ("tests.standard_tasks.record", "tests.standard_tasks.in_bulk")]
+    assert rows[0].fingerprint != rows[1].fingerprint
