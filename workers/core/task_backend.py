@@ -154,22 +154,30 @@ class PlatformTaskBackend(BaseTaskBackend):
             task = task_at(record.task_path)
         except UnknownStandardTask as error:  # renamed or removed since: no Task to show
             raise TaskResultDoesNotExist(f"{result_id}: {error}") from error
-        result: AnyResult = TaskResult(
-            task=task, id=result_id,
-            status=TaskResultStatus(record.status), enqueued_at=record.moment("enqueued_at"),
-            started_at=record.moment("started_at"), finished_at=record.moment("finished_at"),
-            last_attempted_at=record.moment("last_attempted_at"), args=record.args,
-            kwargs=record.kwargs, backend=self.alias,
-            errors=[TaskError(**error) for error in record.errors],
-            worker_ids=list(record.worker_ids))
-        object.__setattr__(result, "_return_value", record.return_value)
-        return result
+        return result_of(task, result_id, record)
+
+
+def result_of(task: AnyTask, result_id: str, record: ResultRecord) -> AnyResult:
+    """The TaskResult a record describes."""
+    result: AnyResult = TaskResult(
+        task=task, id=result_id,
+        status=TaskResultStatus(record.status), enqueued_at=record.moment("enqueued_at"),
+        started_at=record.moment("started_at"), finished_at=record.moment("finished_at"),
+        last_attempted_at=record.moment("last_attempted_at"), args=record.args,
+        kwargs=record.kwargs, backend=task.backend,
+        errors=[TaskError(**error) for error in record.errors],
+        worker_ids=list(record.worker_ids))
+    object.__setattr__(result, "_return_value", record.return_value)
+    return result
 
 
 def task_at(path: str) -> AnyTask:
     """The standard task a module-level name holds, imported if need be: only from the
     project's packages, an installed app or a module already imported, since a message
     names the path and importing a module runs it."""
+    found = _tasks_found.get(path)
+    if found is not None:
+        return found
     module = str(path).rpartition(".")[0]
     if not (module in sys.modules or any(module == app or module.startswith(f"{app}.")
                                          for app in _app_modules())):
@@ -180,7 +188,11 @@ def task_at(path: str) -> AnyTask:
         raise UnknownStandardTask(f"{path!r} cannot be imported: {error}") from error
     if not isinstance(found, Task):
         raise UnknownStandardTask(f"{path!r} is not a task (decorate it with @task)")
+    _tasks_found[path] = found
     return found
+
+
+_tasks_found: dict[str, AnyTask] = {}  # a worker runs the same few functions over and over
 
 
 class UnknownStandardTask(PermanentError):
@@ -233,6 +245,7 @@ def standard_call_refusal(message: object) -> str:
     return ""
 
 
+@lru_cache(maxsize=1024)
 def _signature(task: AnyTask) -> inspect.Signature:
     signature = inspect.signature(task.func)
     if task.takes_context:  # the first parameter is the context, which the worker passes
@@ -246,17 +259,17 @@ def standard_task_run(*, result_id: str, task_path: str, call: dict[str, Any],
     delivery of a job that already succeeded (the outbox published it twice, or its ack
     was lost) does nothing."""
     task = task_at(task_path)
-    backend = task.get_backend()
+    sender = type(task.get_backend())
     args, kwargs = positional_call(task, call)
     earlier = result_load(result_id=result_id)
     if earlier is not None and earlier.status == SUCCESSFUL:
         logger.info("%s[%s] already succeeded: this delivery is a repeat, skipped",
                     task_path, result_id)
         return
-    record = result_started(result_id=result_id, task_path=task_path, args=list(args),
-                            kwargs=kwargs, worker_id=worker_id)
-    result = backend.get_result(result_id)
-    task_started.send(type(backend), task_result=result)
+    record = result_started(result_id=result_id, record=earlier, task_path=task_path,
+                            args=list(args), kwargs=kwargs, worker_id=worker_id)
+    result = result_of(task, result_id, record)
+    task_started.send(sender, task_result=result)
     try:
         if task.takes_context:
             value = task.call(TaskContext(task_result=result), *args, **kwargs)
@@ -265,15 +278,15 @@ def standard_task_run(*, result_id: str, task_path: str, call: dict[str, Any],
         returned = json.loads(json.dumps(value))  # what JSON cannot carry fails the run
     except Exception as error:
         retrying = will_retry(error)
-        result_finished(result_id=result_id, record=record,
-                        status=READY if retrying else FAILED, error=error,
-                        traceback=traceback_module.format_exc())
+        record = result_finished(result_id=result_id, record=record,
+                                 status=READY if retrying else FAILED, error=error,
+                                 traceback=traceback_module.format_exc())
         if not retrying:
-            task_finished.send(type(backend), task_result=backend.get_result(result_id))
+            task_finished.send(sender, task_result=result_of(task, result_id, record))
         raise
-    result_finished(result_id=result_id, record=record, status=SUCCESSFUL,
-                    return_value=returned)
-    task_finished.send(type(backend), task_result=backend.get_result(result_id))
+    record = result_finished(result_id=result_id, record=record, status=SUCCESSFUL,
+                             return_value=returned)
+    task_finished.send(sender, task_result=result_of(task, result_id, record))
 
 
 @receiver(task_dead_lettered, sender=RUNNER)

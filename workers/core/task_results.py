@@ -60,12 +60,12 @@ def result_enqueued(*, result_id: str, task_path: str, args: list[Any],
     return record
 
 
-def result_started(*, result_id: str, task_path: str, args: list[Any], kwargs: dict[str, Any],
-                   worker_id: str) -> ResultRecord:
-    """RUNNING, one more attempt by `worker_id`; a replay from the dead letters (a new id)
-    starts a record of its own."""
-    record = result_load(result_id=result_id) or ResultRecord(
-        task_path=task_path, args=args, kwargs=kwargs, enqueued_at=_now())
+def result_started(*, result_id: str, record: ResultRecord | None, task_path: str,
+                   args: list[Any], kwargs: dict[str, Any], worker_id: str) -> ResultRecord:
+    """RUNNING, one more attempt by `worker_id`, on the `record` just loaded; a replay from
+    the dead letters (a new id, no record) starts a record of its own."""
+    record = record or ResultRecord(task_path=task_path, args=args, kwargs=kwargs,
+                                    enqueued_at=_now())
     now = _now()
     record.status = RUNNING
     record.started_at = record.started_at or now
