@@ -15,7 +15,8 @@ A host that stops flushing has its hash expire after METRICS_HOST_TTL, so pods r
 an autoscaler do not stay in the scrape for ever.
 
 The same flush writes the per-minute history the admin draws (workers/runtime/task_history.py)
-from the started, succeeded, failed and retried counts and the runtime histogram.
+from the started, succeeded, failed and retried counts and the runtime histogram, and, on
+RabbitMQ, the counts of messages this process sent into each queue (workers/core/arrivals.py).
 """
 
 import atexit
