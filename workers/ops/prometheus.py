@@ -14,6 +14,7 @@ scrape failing as a whole.
 """
 
 import hmac
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -47,6 +48,8 @@ from workers.runtime.heartbeat_records import (
 )
 from workers.runtime.metric_store import FAMILIES, parse_field, read_hosts
 
+logger = logging.getLogger(__name__)
+
 
 class PlatformCollector(Collector):
     def collect(self) -> Iterator[Metric]:
@@ -63,6 +66,7 @@ def _guarded(read: Callable[[], list[Metric]]) -> tuple[list[Metric], float]:
     try:
         return read(), 1.0
     except Exception:  # any source error: report it down and serve the rest
+        logger.warning("/metrics: %s not read", read.__name__, exc_info=True)
         return [], 0.0
 
 

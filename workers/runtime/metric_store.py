@@ -225,7 +225,8 @@ def host_of(nodename: str | None) -> str:
 
 
 def read_hosts() -> dict[str, dict[str, float]]:
-    """Every live host's series (field: value), for the scrape; forgets expired hosts."""
+    """Every live host's series (field: value), for the scrape; forgets expired hosts. A
+    value that is not a number (written by something else) is left out, not the scrape."""
     client = redis_client()
     cutoff = time.time() - settings.METRICS_HOST_TTL
     client.zremrangebyscore(HOSTS_KEY, "-inf", cutoff)
@@ -233,5 +234,12 @@ def read_hosts() -> dict[str, dict[str, float]]:
     pipe = client.pipeline(transaction=False)
     for host in hosts:
         pipe.hgetall(HOST_KEY + host)
-    return {host: {redis_text(key): float(value) for key, value in series.items()}
-            for host, series in zip(hosts, pipe.execute(), strict=True)}
+    read: dict[str, dict[str, float]] = {}
+    for host, series in zip(hosts, pipe.execute(), strict=True):
+        read[host] = {}
+        for key, value in series.items():
+            try:
+                read[host][redis_text(key)] = float(value)
+            except ValueError:
+                logger.warning("metrics: %s of host %s is not a number", redis_text(key), host)
+    return read
