@@ -48,13 +48,14 @@ def project_tasks() -> list:
 
 
 def publish_task(broker_url: str, name: str, *args: object,
-                 headers: dict[str, object] | None = None, **kwargs: object) -> str:
+                 headers: dict[str, object] | None = None, priority: int | None = None,
+                 **kwargs: object) -> str:
     """Publish one `name` job by name to the critical queue at `broker_url`; return its id."""
     # kombu's own Connection: the app's would use this process's broker_transport.
     with Connection(broker_url) as connection, \
             app.amqp.Producer(connection) as producer:
         return app.send_task(name, args=args, kwargs=kwargs, queue="critical",
-                             producer=producer, headers=headers).id
+                             producer=producer, headers=headers, priority=priority).id
 
 
 def last_outbox_id() -> int:

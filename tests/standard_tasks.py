@@ -42,3 +42,9 @@ def held(key: str) -> str:
 def in_bulk(key: str) -> str:
     count_run(key)
     return key
+
+
+@task(queue_name="critical")
+def in_line(key: str, n: int) -> None:
+    """Appends `n` to `test:order:<key>`: the order the runs came in."""
+    store().rpush(f"test:order:{key}", n)

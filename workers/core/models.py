@@ -20,6 +20,7 @@ class OutboxMessage(models.Model):
     kwargs = models.JSONField(default=dict, blank=True)
     headers = models.JSONField(default=dict, blank=True)
     eta = models.DateTimeField(null=True, blank=True)  # run no earlier than this
+    priority = models.PositiveSmallIntegerField(null=True, blank=True)  # Celery's, 0-9
     created_at = models.DateTimeField(default=timezone.now)
     published_at = models.DateTimeField(null=True, blank=True)
     publish_attempts = models.PositiveIntegerField(default=0)

@@ -37,11 +37,12 @@ _last_publish = threading.local()
 def outbox_enqueue(*, task_name: str, args: list[Any] | tuple[Any, ...] = (),
                    kwargs: dict[str, Any] | None = None, queue: str | None = None,
                    task_id: str | None = None, headers: dict[str, Any] | None = None,
-                   eta: datetime | None = None) -> OutboxMessage:
+                   eta: datetime | None = None, priority: int | None = None) -> OutboxMessage:
     """Write the job in the current transaction and publish it once that commits."""
     (row,) = outbox_enqueue_many(jobs=[OutboxMessage(
         task_id=task_id or uuid(), task_name=task_name, queue=queue or queue_for(task_name),
-        args=list(args), kwargs=dict(kwargs or {}), headers=dict(headers or {}), eta=eta)])
+        args=list(args), kwargs=dict(kwargs or {}), headers=dict(headers or {}), eta=eta,
+        priority=priority)])
     return row
 
 
@@ -123,8 +124,8 @@ def _publish(rows: list[OutboxMessage]) -> int:
             for row in rows:
                 current_app.send_task(
                     row.task_name, args=row.args, kwargs=row.kwargs, queue=row.queue,
-                    task_id=row.task_id, headers=row.headers, eta=row.eta, ignore_result=True,
-                    producer=producer, retry=False)
+                    task_id=row.task_id, headers=row.headers, eta=row.eta, priority=row.priority,
+                    ignore_result=True, producer=producer, retry=False)
                 published.append(row.pk)
     except OperationalError as exc:
         _last_publish.at = 0.0

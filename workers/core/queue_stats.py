@@ -1,8 +1,9 @@
 """Reads queue depth and the age of the oldest waiting message straight from the broker.
 
-On Redis, kombu keeps each queue as a list (publish LPUSHes, consumers BRPOP), so the
-oldest waiting message is the last element; every publish is stamped with its time.
-The project publishes no message priorities, so each queue is exactly one list.
+On Redis, kombu keeps each queue as a list per priority step (publish LPUSHes, consumers
+pop from the right), so the oldest waiting message of a step is its list's last element;
+every publish is stamped with its time. Ordinary work is on the queue's own key, a job
+with a priority on `<queue><sep><step>`, kombu's naming.
 
 On RabbitMQ a queue declaration returns the number of messages ready; the head cannot be
 read without taking it (and a quorum queue would count that as a delivery), so the age is
@@ -12,6 +13,7 @@ estimated from when messages entered the queue (workers/core/arrivals.py).
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from celery import current_app
 from django.conf import settings
@@ -34,16 +36,22 @@ def queue_stats(*, queues: tuple[str, ...], now: float | None = None) -> list[Qu
     if settings.BROKER_IS_RABBITMQ:
         return _rabbitmq_stats(queues, now or time.time())
     with current_app.connection_for_read() as conn:
-        client = conn.default_channel.client  # type: ignore[attr-defined]  # Redis channel
-        pipe = client.pipeline(transaction=False)
-        for name in queues:
-            pipe.llen(name)
-            pipe.lindex(name, -1)
-        replies = pipe.execute()
-    return [
-        QueueStats(name, int(waiting), _oldest_age(oldest, now or time.time()))
-        for name, waiting, oldest in zip(queues, replies[::2], replies[1::2], strict=True)
-    ]
+        channel: Any = conn.default_channel  # a kombu Redis channel
+        keys = {name: [f"{name}{channel.sep}{step}" if step else name
+                       for step in channel.priority_steps] for name in queues}
+        pipe = channel.client.pipeline(transaction=False)
+        for key in (key for name in queues for key in keys[name]):
+            pipe.llen(key)
+            pipe.lindex(key, -1)
+        replies = iter(pipe.execute())
+    at = now or time.time()
+    stats = []
+    for name in queues:
+        lengths_and_tails = [(next(replies), next(replies)) for _ in keys[name]]
+        ages = [age for _, tail in lengths_and_tails if (age := _oldest_age(tail, at)) is not None]
+        stats.append(QueueStats(name, sum(int(length) for length, _ in lengths_and_tails),
+                                max(ages, default=None)))
+    return stats
 
 
 def _oldest_age(raw: bytes | None, now: float) -> float | None:

@@ -8,18 +8,19 @@
     rebuild_thumbnails.enqueue(album_id=7)
 
 A standard task travels as one platform task, `workers.tasks.run_standard_task`, carrying
-the function's path and its call with every argument named by the function's signature
-(so redaction by name, dead-letter edits and replays see `password=`, not a list). The
-worker imports the function by its path: nothing registers it, and a module-level function
-of the project's packages or an installed app runs (or of a module imported at start). Being a
+the function's path and its call with every argument named by the function's signature (so
+redaction by name, dead-letter edits and replays see `password=`, not a list). The worker
+imports the function by its path: nothing registers it, and a module-level function of the
+project's packages or an installed app runs (or of a module imported at start). Being a
 platform task it gets what every task gets: routing by `queue_name` (an unknown queue is
-refused at enqueue), retries with backoff for `TransientError` and a database outage, time
-limits, acks late, the redelivery cap, dead letters, redacted reprs, correlation ids and
-metrics. A delivery of a job that already succeeded is skipped (its result says so), which
-is what lets an enqueue inside a transaction go through the outbox: published after commit
-or swept, never lost, a second publish harmless. The run is not wrapped in a transaction
-(a long one would hold the database, and SQLite's whole file): like any at-least-once job,
-a run cut short by a lost worker runs again.
+refused at enqueue), `priority` as each broker reads it (workers/core/priorities.py),
+retries with backoff for `TransientError` and a database outage, time limits, acks late,
+the redelivery cap, dead letters, redacted reprs, correlation ids and metrics. A delivery
+of a job that already succeeded is skipped (its result says so), which is what lets an
+enqueue inside a transaction go through the outbox: published after commit or swept, never
+lost, a second publish harmless. The run is not wrapped in a transaction (a long one would
+hold the database, and SQLite's whole file): like any at-least-once job, a run cut short
+by a lost worker runs again.
 
 Results live in Redis (workers/core/task_results.py); a job still in the outbox reads as
 READY from its row.
@@ -46,6 +47,7 @@ from django.utils.module_loading import import_string
 
 from workers.core.base import delay_check
 from workers.core.exceptions import PermanentError
+from workers.core.priorities import celery_priority
 from workers.core.routing import QUEUES
 from workers.core.signals import task_dead_lettered
 from workers.core.standard_tasks import (
@@ -85,10 +87,7 @@ class PlatformTaskBackend(BaseTaskBackend):
     supports_defer = True
     supports_async_task = True
     supports_get_result = True
-    # Celery's priorities run backwards on Redis and need a queue argument on RabbitMQ
-    # that the template's quorum queues (RabbitMQ 3.10) do not take: a priority is
-    # refused at definition rather than silently ignored (docs/standard-tasks.md).
-    supports_priority = False
+    supports_priority = True  # mapped per broker by workers/core/priorities.py
 
     def validate_task(self, task: AnyTask) -> None:
         super().validate_task(task)
@@ -113,6 +112,7 @@ class PlatformTaskBackend(BaseTaskBackend):
         except TypeError as error:
             raise InvalidTaskError(f"{task.module_path}: {error}") from error
         message = {"task_path": task.module_path, "call": call}
+        priority = celery_priority(task.priority)
 
         def record() -> None:
             result_enqueued(result_id=result_id, task_path=task.module_path,
@@ -123,7 +123,7 @@ class PlatformTaskBackend(BaseTaskBackend):
 
             transaction.on_commit(record)  # before the outbox's publish, which it precedes
             outbox_enqueue(task_name=RUNNER, kwargs=message, queue=task.queue_name,
-                           task_id=result_id, eta=task.run_after,
+                           task_id=result_id, eta=task.run_after, priority=priority,
                            headers={"shadow": task.module_path})  # what logs name it by
         else:
             from workers.core.tasks import run_standard_task
@@ -131,7 +131,7 @@ class PlatformTaskBackend(BaseTaskBackend):
             record()
             run_standard_task.apply_async(kwargs=message, task_id=result_id,
                                           queue=task.queue_name, eta=task.run_after,
-                                          shadow=task.module_path)
+                                          priority=priority, shadow=task.module_path)
         task_enqueued.send(type(self), task_result=result)
         return result
 

@@ -11,6 +11,12 @@ primary key of its next queue: that moves the oldest message to where it already
 changing nothing, and returns as soon as there is one; its timeout (`fetch_wait`, 0.1 s)
 bounds how late a message on another key (a second queue, a priority step) is seen.
 
+Priorities read as on RabbitMQ: a higher number is more urgent. kombu's Redis transport
+has them backwards (0, which every message without a priority also gets, is the most
+urgent, so nothing could be put ahead of ordinary work); here the fetch takes the keys of
+`priority_steps` from the highest down, and ordinary messages, on the queue's primary key,
+come last (workers/core/priorities.py maps Django's priorities onto the steps).
+
 Everything here leans on kombu's Redis channel internals; every private name it uses is
 checked by workers/runtime/tests/test_celery_internals.py.
 """
@@ -166,7 +172,7 @@ class Channel(kombu_redis.Channel):
         if not queues:
             return
         if self._fetch_next:
-            self._fetch_keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps
+            self._fetch_keys = [self._q_for_pri(queue, pri) for pri in self._urgent_first()
                                 for queue in queues]
             command = self._fetch_command(self._fetch_keys,
                                           no_ack=[key.rsplit(self.sep, 1)[0]
@@ -220,7 +226,7 @@ class Channel(kombu_redis.Channel):
         return params
 
     def _fetch(self, client: Any, queue: str, *, record: bool) -> dict[str, Any] | None:
-        keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps]
+        keys = [self._q_for_pri(queue, pri) for pri in self._urgent_first()]
         while True:
             reply = client.execute_command(*self._fetch_command(keys,
                                                                 no_ack=[not record] * len(keys)))
@@ -229,6 +235,9 @@ class Channel(kombu_redis.Channel):
             payload = self._payload(reply[1], recorded=record)
             if payload is not None:
                 return payload
+
+    def _urgent_first(self) -> list[int]:
+        return sorted(self.priority_steps, reverse=True)
 
     def _fetch_command(self, keys: list[str], *, no_ack: list[bool]) -> list[Any]:
         # EVAL, not EVALSHA: the script cache is empty after a Redis restart.

@@ -1,17 +1,21 @@
 """Django's standard task API on the platform: functions of tests/standard_tasks.py, a
 module the workers never imported at start, run by real workers (on both brokers)."""
 
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
+import redis
 from celery.signals import before_task_publish
 from celery.utils import uuid
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from config.celery import app
 from tests import standard_tasks
-from tests.fixtures import FINISHED, wait_for
+from tests.fixtures import FINISHED, HANG, PRIVATE_BROKER, ROOT, wait_for
 from tests.ledger.models import Effect
 from tests.tasks import store
 from workers.core.models import OutboxMessage
@@ -88,13 +92,24 @@ def test_a_rolled_back_transaction_runs_nothing_and_a_committed_one_runs_once(li
 
     with pytest.raises(RuntimeError):
         failing_service()
-    with transaction.atomic():
-        result = standard_tasks.record.enqueue(kept, note="through the outbox")
-        assert OutboxMessage.objects.filter(task_id=result.id).exists()
+    priorities = {}
+
+    def priority(headers=None, properties=None, **_):
+        priorities[headers["id"]] = properties.get("priority")
+
+    before_task_publish.connect(priority)
+    try:
+        with transaction.atomic():
+            result = standard_tasks.record.using(priority=100).enqueue(kept,
+                                                                       note="through the outbox")
+            assert OutboxMessage.objects.filter(task_id=result.id).exists()
+    finally:
+        before_task_publish.disconnect(priority)
 
     assert finished(result).return_value == {"key": kept, "note": "through the outbox"}
     row = OutboxMessage.objects.get(task_id=result.id)
     assert row.headers["shadow"] == "tests.standard_tasks.record"  # what logs and Flower show
+    assert priorities[result.id] == row.priority == 9  # the highest on both brokers
     # The outbox may publish a row twice (a crash before it marks it): the run is once.
     app.send_task(RUNNER, kwargs=row.kwargs, task_id=row.task_id, queue=row.queue)
     wait_for(lambda: int(store().hget(FINISHED, result.id) or 0) >= 2,
@@ -212,7 +227,7 @@ def test_what_cannot_run_is_refused_at_definition_or_enqueue(test_redis):
     with pytest.raises(InvalidTaskError, match="not valid"):
         task(queue_name="default")(orphan)
     with pytest.raises(InvalidTaskError, match="priority"):
-        task(queue_name="bulk", priority=10)(orphan)
+        task(queue_name="bulk", priority=101)(orphan)
     with pytest.raises(InvalidTaskError, match="TASK_MAX_COUNTDOWN"):
         standard_tasks.in_bulk.using(run_after=timezone.now() + timedelta(days=2)).enqueue("x")
     with pytest.raises(InvalidTaskError, match="argument"):
@@ -347,3 +362,37 @@ def test_two_functions_failing_alike_are_two_causes():
         "message": "after write", "traceback": ""})
         for path in ("tests.standard_tasks.record", "tests.standard_tasks.in_bulk")]
     assert rows[0].fingerprint != rows[1].fingerprint
+
+
+#: Django priorities, enqueued in this order onto a queue no worker reads yet.
+BACKLOG = [0, 10, -5, 50, 100, 0, 40, 90]
+
+
+def rabbitmq_version() -> tuple[int, ...]:
+    with app.connection_for_read() as connection:
+        connection.connect()
+        version = connection.connection.server_properties["version"]  # type: ignore[attr-defined]
+    return tuple(int(part) for part in str(version).split(".")[:2])
+
+
+@pytest.mark.broker
+def test_a_backlog_runs_in_priority_order(celery_process, private_fleet_env, process_env):
+    """Enqueued from a process of its own, run by a one-child worker started afterwards."""
+    if settings.BROKER_IS_RABBITMQ and rabbitmq_version() < (4, 0):
+        pytest.skip("the quorum queues of RabbitMQ before 4.0 have no priorities")
+    key = uuid()
+    enqueue = ("from tests.standard_tasks import in_line\n"
+               f"for n, priority in enumerate({BACKLOG}):\n"
+               f"    in_line.using(priority=priority).enqueue({key!r}, n)\n")
+    sent = subprocess.run([sys.executable, "manage.py", "shell", "-c", enqueue], cwd=ROOT,
+                          env=process_env | private_fleet_env, capture_output=True, text=True,
+                          timeout=HANG, check=False)
+    assert sent.returncode == 0, sent.stderr
+    celery_process("worker", **private_fleet_env)
+    order = redis.Redis.from_url(PRIVATE_BROKER, decode_responses=True)
+    wait_for(lambda: order.llen(f"test:order:{key}") == len(BACKLOG), what="every run")
+    ran = [int(n) for n in order.lrange(f"test:order:{key}", 0, -1)]
+    if settings.BROKER_IS_RABBITMQ:  # two levels: a priority above the default, or none
+        assert ran == [1, 3, 4, 6, 7, 0, 2, 5]
+    else:  # 100 and 90, then 50 and 40, then 10, then the default and below, in order
+        assert ran == [4, 7, 3, 6, 1, 0, 2, 5]

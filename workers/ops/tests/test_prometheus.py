@@ -101,6 +101,7 @@ def test_platform_figures_and_promtool_accepts_the_exposition(celery_process, we
     # Waiting work: a message enqueued ten minutes ago that nobody consumes.
     publish_task(PRIVATE_BROKER, "tests.tasks.log_line", "stale",
                  headers={ENQUEUED_AT_HEADER: time.time() - 600})
+    publish_task(PRIVATE_BROKER, "tests.tasks.log_line", "urgent", priority=9)  # its own list
     OutboxMessage.objects.create(task_id="outbox-old", task_name="tests.tasks.log_line",
                                  queue="critical", created_at=timezone.now()
                                  - timedelta(minutes=5))
@@ -114,7 +115,7 @@ def test_platform_figures_and_promtool_accepts_the_exposition(celery_process, we
 
     status, text = scrape(web_process)
     assert status == 200
-    assert value(text, "celery_queue_length", queue_name="critical") == 1
+    assert value(text, "celery_queue_length", queue_name="critical") == 2
     assert value(text, "celery_queue_oldest_age_seconds", queue_name="critical") >= 600
     assert value(text, "celery_outbox_pending") == 1
     assert value(text, "celery_outbox_oldest_age_seconds") >= 300

@@ -131,8 +131,10 @@ def test_redis_channel_internals_the_atomic_fetch_replaces_or_calls():
 
 
 def test_redis_list_layout_queue_stats_reads():
-    """workers/core/queue_stats.py: a queue is a list, published with LPUSH (oldest last)."""
+    """workers/core/queue_stats.py: a queue is a list per priority step, published with
+    LPUSH (oldest last), named `<queue><sep><step>` above step 0."""
     assert "lpush" in inspect.getsource(kombu_redis.Channel._put)
+    assert 'f"{queue}{self.sep}{pri}"' in inspect.getsource(kombu_redis.Channel._q_for_pri)
 
 
 def test_flower_handlers_the_lockdown_guards():

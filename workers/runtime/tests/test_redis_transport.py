@@ -158,6 +158,19 @@ def test_priority_steps_and_the_global_key_prefix_are_respected(store, consumed)
         assert store.llen("tenant:rt\x06\x169") + store.llen("tenant:rt") == 1
 
 
+def test_a_higher_priority_is_fetched_first_and_ordinary_messages_last(store, consumed):
+    """As on RabbitMQ (kombu's stock Redis transport fetches 0, ordinary work, first)."""
+    sent = [None, 3, 9, None, 6, 9]
+    with connect(ATOMIC) as connection:
+        for n, priority in enumerate(sent):
+            publish(connection, {"n": n}, **({"priority": priority} if priority else {}))
+        with connection.Consumer(QUEUE, no_ack=True, callbacks=[
+                lambda body, message: consumed.append(body["n"])]):
+            wait_for(lambda: _drained(connection) and len(consumed) == len(sent),
+                     what="every message")
+    assert consumed == [2, 5, 4, 1, 0, 3]  # 9, 9, 6, 3, then ordinary; each level in order
+
+
 def test_a_queue_item_that_is_not_a_kombu_message_is_dropped_not_fatal(store, consumed,
                                                                        caplog):
     with connect(ATOMIC) as connection:
