@@ -3,9 +3,9 @@ no-op written as a Celery task on the platform.
 
     python -m bench.standard_tasks [--tasks 4000] [--rounds 3] [--enqueue 1000]
 
-A standard task runs as a platform task that keeps its result in Redis (a write at enqueue,
-a read and a write at start, a write at the end) and imports its function by path; its
-baseline is the same no-op as a Celery task on the platform. Drains: the queue
+A standard task runs as a platform task that keeps its result in Redis (a write at enqueue
+that travels beside the publish, a script at start, a pipeline at the end) and imports its
+function by path; its baseline is the same no-op as a Celery task on the platform. Drains: the queue
 is filled first (harness.fill), then one worker at the deployed pool size starts; rounds
 take turns and each figure is a median. Enqueue: one process, `enqueue()` against
 `apply_async()`, outside a transaction, rounds taking turns.

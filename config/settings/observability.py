@@ -24,7 +24,13 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
                              "filters": ["task_context"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # A standard task's start and success, which the worker's own lines (received,
+        # succeeded) already tell, with its id and function; its failures still show.
+        "django_tasks": {"level": "WARNING"},
+        "django.tasks": {"level": "WARNING"},
+    },
 }
 
 # Sentry: reports from web, workers and beat once a DSN is set (started by the workers

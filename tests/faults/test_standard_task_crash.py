@@ -25,9 +25,9 @@ def test_a_standard_task_killed_mid_run_runs_again_and_reports_both_attempts(
     assert sent.returncode == 0, sent.stderr
     result_id = sent.stdout.split()[-1]
 
-    def record() -> dict:
-        raw = store.get(KEY.format(id=result_id))
-        return json.loads(raw) if raw else {}
+    def record() -> dict:  # read from Redis as stored, as another process would
+        return {name.decode(): json.loads(value)
+                for name, value in store.hgetall(KEY.format(id=result_id)).items()}
 
     wait_for(lambda: record().get("status") == "RUNNING", what="the first attempt to start")
     processes.kill_group(first)  # main process and pool child, mid-run

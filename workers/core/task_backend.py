@@ -32,7 +32,7 @@ import logging
 import sys
 import traceback as traceback_module
 from collections.abc import Callable
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,7 @@ from workers.core.task_results import (
     SUCCESSFUL,
     ResultRecord,
     result_enqueued,
+    result_enqueued_while_publishing,
     result_finished,
     result_load,
     result_save,
@@ -114,24 +115,24 @@ class PlatformTaskBackend(BaseTaskBackend):
         message = {"task_path": task.module_path, "call": call}
         priority = celery_priority(task.priority)
 
-        def record() -> None:
-            result_enqueued(result_id=result_id, task_path=task.module_path,
-                            args=result.args, kwargs=result.kwargs, at=result.enqueued_at)
-
+        record: dict[str, Any] = {"result_id": result_id, "task_path": task.module_path,
+                                  "args": result.args, "kwargs": result.kwargs,
+                                  "at": result.enqueued_at}
         if transaction.get_connection().in_atomic_block:
             from workers.core.outbox import outbox_enqueue
 
-            transaction.on_commit(record)  # before the outbox's publish, which it precedes
+            # Before the outbox's publish, which it precedes.
+            transaction.on_commit(partial(result_enqueued, **record))
             outbox_enqueue(task_name=RUNNER, kwargs=message, queue=task.queue_name,
                            task_id=result_id, eta=task.run_after, priority=priority,
                            headers={"shadow": task.module_path})  # what logs name it by
         else:
             from workers.core.tasks import run_standard_task
 
-            record()
-            run_standard_task.apply_async(kwargs=message, task_id=result_id,
-                                          queue=task.queue_name, eta=task.run_after,
-                                          priority=priority, shadow=task.module_path)
+            with result_enqueued_while_publishing(**record):
+                run_standard_task.apply_async(kwargs=message, task_id=result_id,
+                                              queue=task.queue_name, eta=task.run_after,
+                                              priority=priority, shadow=task.module_path)
         task_enqueued.send(type(self), task_result=result)
         return result
 
@@ -261,13 +262,12 @@ def standard_task_run(*, result_id: str, task_path: str, call: dict[str, Any],
     task = task_at(task_path)
     sender = type(task.get_backend())
     args, kwargs = positional_call(task, call)
-    earlier = result_load(result_id=result_id)
-    if earlier is not None and earlier.status == SUCCESSFUL:
+    record = result_started(result_id=result_id, task_path=task_path, args=list(args),
+                            kwargs=kwargs, worker_id=worker_id)
+    if record.status == SUCCESSFUL:
         logger.info("%s[%s] already succeeded: this delivery is a repeat, skipped",
                     task_path, result_id)
         return
-    record = result_started(result_id=result_id, record=earlier, task_path=task_path,
-                            args=list(args), kwargs=kwargs, worker_id=worker_id)
     result = result_of(task, result_id, record)
     task_started.send(sender, task_result=result)
     try:

@@ -396,3 +396,26 @@ def test_a_backlog_runs_in_priority_order(celery_process, private_fleet_env, pro
         assert ran == [1, 3, 4, 6, 7, 0, 2, 5]
     else:  # 100 and 90, then 50 and 40, then 10, then the default and below, in order
         assert ran == [4, 7, 3, 6, 1, 0, 2, 5]
+
+
+@pytest.mark.django_db
+def test_the_enqueue_write_leaves_a_quicker_worker_s_record_and_goes_with_a_failed_publish(
+        test_redis):
+    from workers.core.task_results import (
+        RUNNING,
+        result_enqueued,
+        result_enqueued_while_publishing,
+        result_load,
+        result_started,
+    )
+
+    quick, failed = uuid(), uuid()
+    call = {"task_path": "tests.standard_tasks.in_bulk", "args": ["x"], "kwargs": {}}
+    result_started(result_id=quick, worker_id="bulk@test", **call)
+    result_enqueued(result_id=quick, at=None, **call)  # its publish was slower than the run
+    assert result_load(result_id=quick).status == RUNNING
+
+    with pytest.raises(ConnectionError), \
+            result_enqueued_while_publishing(result_id=failed, at=None, **call):
+        raise ConnectionError("the broker went away")
+    assert result_load(result_id=failed) is None
