@@ -1,6 +1,7 @@
 """Django's standard task API on the platform: functions of tests/standard_tasks.py, a
 module the workers never imported at start, run by real workers (on both brokers)."""
 
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -419,3 +420,29 @@ def test_the_enqueue_write_leaves_a_quicker_worker_s_record_and_goes_with_a_fail
             result_enqueued_while_publishing(result_id=failed, at=None, **call):
         raise ConnectionError("the broker went away")
     assert result_load(result_id=failed) is None
+
+
+@pytest.mark.django_db
+def test_a_success_whose_late_write_failed_is_written_again(test_redis, monkeypatch):
+    """Redis went away between two jobs under the late-write connection: the success whose
+    answer was not read yet, and the next one, are both written through the pool."""
+    from workers.core import task_results
+
+    earlier, next_one = uuid(), uuid()
+    for result_id in (earlier, next_one):
+        task_results.result_enqueued(result_id=result_id, task_path="tests.standard_tasks.in_bulk",
+                                     args=["x"], kwargs={}, at=None)
+        task_results.result_started(result_id=result_id, task_path="tests.standard_tasks.in_bulk",
+                                    args=["x"], kwargs={}, worker_id="bulk@test")
+    gone = task_results.redis_client().connection_pool.make_connection()
+    gone.send_command("CLIENT", "ID")
+    test_redis.client_kill_filter(_id=gone.read_response())
+    monkeypatch.setattr(task_results._late, "connection", gone)
+    monkeypatch.setattr(task_results._late, "pid", os.getpid())
+    monkeypatch.setattr(task_results._late, "unread", (earlier, {"status": "SUCCESSFUL"}))
+
+    record = task_results.result_load(result_id=next_one)
+    task_results.result_finished(result_id=next_one, record=record, status="SUCCESSFUL",
+                                 return_value="x")
+    assert task_results.result_load(result_id=earlier).status == "SUCCESSFUL"
+    assert task_results.result_load(result_id=next_one).return_value == "x"
