@@ -61,6 +61,10 @@ def test_each_step_of_the_chain_is_retried_on_its_own(live_workers, client, smtp
     post_event(client, invoice_event("invoice.paid", customer))
 
     wait_for(lambda: smtp_server.to(to), what="the receipt after its retry")
+    # The row is marked once the mail is out: wait for that commit, not the delivery alone
+    # (and leave no worker writing when the next test empties the tables).
+    wait_for(lambda: Notification.objects.filter(recipient=to, status="sent").exists(),
+             what="the receipt's row marked sent")
     assert Invoice.objects.get(customer=customer).status == Invoice.Status.PAID
     assert Notification.objects.get(recipient=to).attempts == 2
     assert len(smtp_server.to(to)) == 1
