@@ -199,4 +199,7 @@ def test_a_late_event_has_its_closed_hour_recounted_by_a_standard_task(client, l
     assert job.kwargs["call"] == {"hour": hour.isoformat()}
     wait_for(lambda: HourlyRollup.objects.get(hour=hour, name="late-signup").count == 2,
              what="the late event's hour to be recounted")
-    assert recount_hour.get_result(job.task_id).return_value == 1
+    # The result is written after the function's own commit: wait for it, not for the row.
+    done = wait_for(lambda: (result := recount_hour.get_result(job.task_id)).is_finished
+                    and result, what="the recount's result")
+    assert done.return_value == 1  # type: ignore[union-attr]
