@@ -32,7 +32,7 @@ def celery_priority(django_priority: int) -> int | None:
     ordinary work)."""
     if django_priority <= 0:
         return None
-    share = min(django_priority, 100) / 100
+    share = min(django_priority, 100) / 100  # in (0, 1]: each level below is in range
     if settings.BROKER_IS_RABBITMQ:
-        return min(HIGHEST, RABBITMQ_HIGH + math.ceil(share * (HIGHEST - RABBITMQ_HIGH + 1)) - 1)
-    return REDIS_STEPS[min(len(REDIS_STEPS), math.ceil(share * len(REDIS_STEPS))) - 1]
+        return RABBITMQ_HIGH - 1 + math.ceil(share * (HIGHEST - RABBITMQ_HIGH + 1))
+    return REDIS_STEPS[math.ceil(share * len(REDIS_STEPS)) - 1]

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from celery.signals import worker_process_shutdown
@@ -90,8 +90,7 @@ class ResultRecord:
     def fields(self) -> list[str]:
         """Field, JSON value, field, JSON value… as HSET takes them; a field still unset
         is left out (read back as unset)."""
-        return [item for name, value in vars(self).items() if value is not None
-                for item in (name, json.dumps(value))]
+        return _flat({name: value for name, value in vars(self).items() if value is not None})
 
 
 def result_load(*, result_id: str) -> ResultRecord | None:
@@ -149,14 +148,13 @@ def result_started(*, result_id: str, task_path: str, args: list[Any],
     record comes back SUCCESSFUL and untouched: this delivery is a repeat)."""
     key = KEY.format(id=result_id)
     now = _now()
-    start = _script(START_SCRIPT)
-    reply = start(keys=[key], args=[json.dumps(now), json.dumps(worker_id),
-                                    settings.TASK_RESULT_TTL])
+    start = partial(_script(START_SCRIPT), keys=[key],
+                    args=[json.dumps(now), json.dumps(worker_id), settings.TASK_RESULT_TTL])
+    reply = start()
     if reply is None:
         result_enqueued(result_id=result_id, task_path=task_path, args=args, kwargs=kwargs,
                         at=None)
-        reply = start(keys=[key], args=[json.dumps(now), json.dumps(worker_id),
-                                        settings.TASK_RESULT_TTL])
+        reply = start()
     if not isinstance(reply, list):  # a success: read the whole record, as rarely as that
         record = result_load(result_id=result_id)
         assert record is not None
@@ -191,7 +189,8 @@ def result_finished(*, result_id: str, record: ResultRecord, status: str,
 def _write(result_id: str, values: dict[str, Any]) -> None:
     key = KEY.format(id=result_id)
     with redis_client().pipeline(transaction=False) as pipe:
-        pipe.hset(key, mapping={name: json.dumps(value) for name, value in values.items()})
+        stored: dict[Any, Any] = _encoded(values)  # redis-py's Mapping takes no dict[str, str]
+        pipe.hset(key, mapping=stored)
         pipe.expire(key, settings.TASK_RESULT_TTL)
         pipe.execute()
 
@@ -214,12 +213,11 @@ def _write_late(result_id: str, values: dict[str, Any]) -> None:
     error (Redis restarted between two jobs) is made again through the pool, and so is one
     that cannot be sent; the last one a pool process sends is read when it ends."""
     key = KEY.format(id=result_id)
-    fields = [item for name, value in values.items() for item in (name, json.dumps(value))]
     try:
         _read_late()
         connection = _late_connection()
         connection.send_packed_command(connection.pack_commands(
-            [("HSET", key, *fields), ("EXPIRE", key, settings.TASK_RESULT_TTL)]))
+            [("HSET", key, *_flat(values)), ("EXPIRE", key, settings.TASK_RESULT_TTL)]))
         _late.unread = (result_id, values)
     except RedisError as error:
         logger.warning("result %s: written through the pool, the late write failed: %s",
@@ -254,6 +252,16 @@ def _read_late(**_: Any) -> None:
 def _script(source: str) -> Script:
     """Sent by its digest once Redis knows it (loaded again after a Redis restart)."""
     return redis_client().register_script(source)
+
+
+def _encoded(values: dict[str, Any]) -> dict[str, str]:
+    """A record's fields as stored: each value as JSON."""
+    return {name: json.dumps(value) for name, value in values.items()}
+
+
+def _flat(values: dict[str, Any]) -> list[str]:
+    """`_encoded` as the field, value, field, value… list that HSET and the scripts take."""
+    return [item for pair in _encoded(values).items() for item in pair]
 
 
 def _record(stored: dict[Any, Any]) -> ResultRecord | None:
