@@ -20,6 +20,7 @@ from config.celery import app
 from tests import tasks
 from tests.fixtures import HANG, ROOT, wait_for
 from tests.ledger.models import Effect
+from tests.polling import poll_until
 from workers.core.platform_redis import redis_client
 from workers.runtime.heartbeat_records import BEAT_LOCK_KEY, WORKERS_KEY
 from workers.runtime.metric_store import parse_field, read_hosts
@@ -111,24 +112,35 @@ def test_a_staff_member_without_a_jobs_permission_sees_no_console(client, quiet_
 def test_the_console_counts_what_metrics_count_on_a_live_worker(live_workers, admin_client):
     """The started figure of a queue is /metrics' celery_task_started_total for it."""
 
-    def figures() -> tuple[int, float]:
-        html = admin_client.get(CONSOLE).content.decode()
-        shown = int(cell(row(html, "queue", "critical"), "started"))
-        exposed = sum(amount for series in read_hosts().values()
-                      for raw, amount in series.items()
-                      if (name_labels := parse_field(raw))[0] == "celery_task_started"
-                      and name_labels[1][1] == "critical")
-        return shown, exposed
+    def exposed() -> float:
+        return sum(amount for series in read_hosts().values()
+                   for raw, amount in series.items()
+                   if (name_labels := parse_field(raw))[0] == "celery_task_started"
+                   and name_labels[1][1] == "critical")
 
-    shown_before, exposed_before = figures()
+    def figures() -> tuple[int, float] | None:
+        """Both figures, or None if a flush landed while the page was built (other tests'
+        jobs may still run on critical): the page and /metrics read the same moment."""
+        before = exposed()
+        shown = int(cell(row(admin_client.get(CONSOLE).content.decode(), "queue", "critical"),
+                         "started"))
+        return (shown, before) if exposed() == before else None
+
+    shown_before, exposed_before = wait_for(figures, what="a moment without a flush")
     for n in range(4):
         tasks.log_line.apply_async(args=[f"console-{n}"], queue="critical")
+    seen: list[tuple[int, float]] = [(0, 0)]
 
     def settled() -> bool:  # other tests' jobs may run on critical meanwhile: >= 4
-        shown, exposed = figures()
-        return exposed - exposed_before == shown - shown_before >= 4
+        read = figures()
+        if read is None:
+            return False
+        seen[0] = (read[0] - shown_before, read[1] - exposed_before)
+        return seen[0][0] == seen[0][1] >= 4
 
-    wait_for(settled, what="the four runs on the console and in /metrics")
+    if not poll_until(settled, timeout=HANG):
+        pytest.fail(f"the four runs never agreed on the console and in /metrics: last seen "
+                    f"console +{seen[0][0]}, /metrics +{seen[0][1]:g}")
 
 
 def entry_running(key: str) -> PeriodicTask:
