@@ -17,7 +17,7 @@ PLATFORM_TASK_PACKAGES = ["workers.core", "workers.dead_letters", "workers.ops",
 # The message builder redacts the argument reprs each message carries (Flower shows them).
 app = Celery("config", task_cls="workers.core.base:PlatformTask",
              amqp="workers.runtime.task_messages:RedactingAMQP")
-app.config_from_object("django.conf:settings", namespace="CELERY")
+app.config_from_object("config.celery_conf:SETTINGS", namespace="CELERY")
 app.autodiscover_tasks()  # each installed app's tasks.py
 app.autodiscover_tasks(PLATFORM_TASK_PACKAGES)
 install(app)

@@ -109,7 +109,8 @@ def outbox_publish(*, pending: QuerySet[OutboxMessage]) -> int:
 
 
 def _publish(rows: list[OutboxMessage]) -> int:
-    """Send the rows, then mark those sent; return how many were sent.
+    """Send the rows in one batch, then mark them sent; return how many were sent (all or
+    none: after a broker error the sweeper sends the batch again, doubles allowed).
 
     Never raises for a broker outage: the rows stay pending for the sweeper. The caller
     is often a request that has already committed and must neither fail nor wait for
@@ -118,27 +119,24 @@ def _publish(rows: list[OutboxMessage]) -> int:
     if not _broker_answering():
         logger.warning("outbox: broker unreachable, jobs left for the sweeper")
         return 0
-    published = []
     try:
-        with current_app.producer_or_acquire() as producer:
+        # The app's AMQP class is the runtime's RedactingAMQP (config/celery.py).
+        with current_app.amqp.publishing_batch() as producer:  # type: ignore[attr-defined]
             for row in rows:
                 current_app.send_task(
                     row.task_name, args=row.args, kwargs=row.kwargs, queue=row.queue,
                     task_id=row.task_id, headers=row.headers, eta=row.eta, priority=row.priority,
                     ignore_result=True, producer=producer, retry=False)
-                published.append(row.pk)
-    except OperationalError as exc:
+    except OperationalError as exc:  # some may have gone: sending them again is allowed
         _last_publish.at = 0.0
-        unsent = [row.pk for row in rows if row.pk not in published]
         logger.warning("outbox: %d job(s) left for the sweeper, broker unavailable: %s",
-                       len(unsent), exc)
-        OutboxMessage.objects.filter(pk__in=unsent).update(
+                       len(rows), exc)
+        OutboxMessage.objects.filter(pk__in=[row.pk for row in rows]).update(
             publish_attempts=F("publish_attempts") + 1, last_error=str(exc)[:2000])
-    else:
-        _last_publish.at = time.monotonic()
-    if published:
-        _mark_published(published)
-    return len(published)
+        return 0
+    _last_publish.at = time.monotonic()
+    _mark_published([row.pk for row in rows])
+    return len(rows)
 
 
 def _broker_answering() -> bool:

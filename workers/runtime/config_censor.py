@@ -1,11 +1,11 @@
 """Secrets kept out of the configuration a worker reports: `celery inspect conf` (what
 Flower's worker Config tab shows), `celery inspect report` and `celery report`.
 
-The app reads the whole Django settings module (config/celery.py), so every setting is in
+The app is configured from the `CELERY_*` settings (config/celery_conf.py), all of them in
 the table those commands send over the broker to whoever asks. Celery masks keys that name
 a secret (API, TOKEN, KEY, SECRET, PASS, SIGNATURE, DATABASE) and the password of the
-broker and backend URLs under their Celery names, but not CELERY_BROKER_URL, REDIS_URL, a
-cache's LOCATION, FLOWER_BASIC_AUTH, SENTRY_DSN or a webhook URL. `install()` puts a
+broker and backend URLs under their Celery names, but not CELERY_BROKER_URL or a
+credential in any other `CELERY_*` value. `install()` puts a
 stricter filter where Celery's `Settings.table()` looks its filter up: Celery's own first,
 then keys naming a credential masked whole, and the credentials of any URL in any value.
 The private name is checked by workers/runtime/tests/test_celery_internals.py.

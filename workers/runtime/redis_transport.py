@@ -143,6 +143,15 @@ class Channel(kombu_redis.Channel):
             client = self._command_client = super()._create_client()  # type: ignore[misc]
         return client
 
+    @property
+    def supports_batch_publish(self) -> bool:
+        """kombu turns its publish batches off when redis-py may send a pipeline twice
+        (`retry_on_timeout`, which the app sets so that one slow reply does not cost a
+        worker its connection). A pipeline sent twice puts its messages twice, as a single
+        publish retried after a timeout already does, and the platform's tasks allow that
+        (workers/runtime/batch_publish.py): batches are on."""
+        return True
+
     def basic_consume(self, queue: str, *args: Any, **kwargs: Any) -> Any:
         no_ack = kwargs.get("no_ack", args[0] if args else False)
         (self._no_ack_queues.add if no_ack else self._no_ack_queues.discard)(queue)

@@ -1,5 +1,6 @@
 """The app's task-message builder (`Celery(amqp=...)` in config/celery.py): the argument
-reprs every message carries are redacted; the arguments themselves stay exact.
+reprs every message carries are redacted; the arguments themselves stay exact. It also
+hands out the batch publisher (workers/runtime/batch_publish.py).
 
 Celery writes `argsrepr` and `kwargsrepr` into each message's headers and into its
 task-sent event. Workers log them, send them in their task-received events and answer
@@ -13,17 +14,25 @@ workers/runtime/tests/test_celery_internals.py.
 
 import logging
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from celery.app.amqp import AMQP
 from celery.utils.saferepr import saferepr
+from kombu import Producer
 
 from workers.core.redaction import REDACTED, redact_call, redact_text
+from workers.runtime.batch_publish import batch_publishing
 
 logger = logging.getLogger(__name__)
 
 
 class RedactingAMQP(AMQP):
+    def publishing_batch(self) -> AbstractContextManager[Producer]:
+        """A producer whose publishes go out together (workers/runtime/batch_publish.py):
+        here, where code that may not import the runtime (the outbox) finds it."""
+        return batch_publishing(app=self.app)
+
     def as_task_v2(self, task_id: str, name: str, args: Any = None, kwargs: Any = None,
                    *more: Any, **options: Any) -> Any:
         """Celery's, given the redacted reprs (a call of the wrong shape is left to

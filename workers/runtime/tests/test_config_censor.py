@@ -71,12 +71,9 @@ def test_the_config_a_worker_reports_carries_no_secret(worker_on_redis_with_pass
             assert secret.partition("@")[0].rpartition(":")[2] not in shown, name
             assert secret not in shown, name
     port = broker_url.rpartition(":")[2].partition("/")[0]
-    # Still what an operator needs: where the broker is, and the non-secret settings.
+    # Still what an operator needs: where the broker is, and the Celery settings. The app
+    # is configured from the CELERY_* settings alone (config/celery_conf.py): the others,
+    # Flower's login and Sentry's DSN among them, are not in the table at all.
     assert conf["CELERY_BROKER_URL"] == f"redis://:********@127.0.0.1:{port}/0"
-    assert conf["REDIS_URL"] == conf["CELERY_BROKER_URL"]
-    assert conf["FLOWER_BASIC_AUTH"] == "********"
-    assert conf["SENTRY_DSN"] == "********"
-    assert conf["ALERTS_SLACK_WEBHOOK_URL"] == "********"
-    assert conf["FLOWER_PUBLIC_URL"] == "https://ops:********@flower.example.com"
     assert conf["CELERY_TASK_DEFAULT_QUEUE"] == "critical"
-    assert conf["SECRET_KEY"] == "********"  # Celery's own mask still applies
+    assert not {"REDIS_URL", "SECRET_KEY", *SECRETS} & set(conf)

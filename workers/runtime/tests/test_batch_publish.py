@@ -1,0 +1,107 @@
+"""The batch publisher: Celery's own messages, sent together, on Redis and on RabbitMQ."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from kombu import Exchange, Message, Queue
+
+from config.celery import app
+from workers.core.headers import CORRELATION_HEADER, ENQUEUED_AT_HEADER
+from workers.runtime.batch_publish import BATCH_COMMANDS, batch_publishing
+
+# Set per message where it is sent, or by the channel: never equal between two sends.
+PER_SEND = {"id", "root_id", "task_id", "correlation_id", "delivery_tag", ENQUEUED_AT_HEADER,
+            CORRELATION_HEADER}
+
+pytestmark = [pytest.mark.broker, pytest.mark.django_db]  # run again on RabbitMQ
+
+
+@pytest.fixture
+def queue_name(test_redis):
+    """A queue made as the app's are (on RabbitMQ a quorum queue on a topic exchange) that
+    no worker consumes, removed afterwards."""
+    name = f"batch-check-{uuid.uuid4().hex[:8]}"
+    bulk = app.amqp.queues["bulk"]
+    queue = app.amqp.queues.add(Queue(name, Exchange(name, type=bulk.exchange.type),
+                                      routing_key=name, queue_arguments=bulk.queue_arguments))
+    with app.connection_for_write() as connection:
+        queue(connection.default_channel).declare()
+    yield name
+    with app.connection_for_write() as connection:
+        app.amqp.queues.pop(name)(connection.default_channel).delete()
+
+
+def drained(name: str) -> list[Message]:
+    with app.connection_for_read() as connection:
+        queue = app.amqp.queues[name](connection.default_channel)
+        messages = []
+        while (message := queue.get(no_ack=True)) is not None:
+            messages.append(message)
+        return messages
+
+
+def send(name: str, n: int, producer) -> str:
+    return app.send_task(
+        "tests.tasks.record_effect", args=[f"key-{n}"], kwargs={"password": "hunter2"},
+        queue=name, producer=producer, priority=n % 3 or None,
+        # On RabbitMQ a countdown goes through the delay exchanges, bound for consumed queues
+        countdown=30 if n % 2 and not rabbitmq() else None,
+        headers={"x-source": "batch-test"}, ignore_result=True, retry=False).id
+
+
+def comparable(message: Message) -> dict:
+    """Every field a worker, Flower or the transport reads, less what differs per send."""
+    properties = {key: value for key, value in message.properties.items()
+                  if key not in PER_SEND | {"delivery_info", "application_headers"}}
+    delivery = {key: value for key, value in message.delivery_info.items()
+                if key not in PER_SEND}
+    headers = {key: value for key, value in message.headers.items() if key not in PER_SEND}
+    eta = headers.pop("eta", None)
+    return {"headers": headers, "properties": properties, "delivery": delivery,
+            "body": message.decode(), "content_type": message.content_type,
+            "content_encoding": message.content_encoding, "has_eta": eta is not None,
+            "eta_soon": eta is None or datetime.fromisoformat(eta) - datetime.now(UTC)
+            < timedelta(seconds=31)}
+
+
+def test_a_batch_holds_the_very_messages_send_task_sends_one_by_one(queue_name):
+    app.finalize(auto=True)  # both ways know the task's own options (its time limits)
+    with app.producer_or_acquire() as producer:
+        one_by_one = [send(queue_name, n, producer) for n in range(6)]
+    singles = drained(queue_name)
+    with batch_publishing(app=app) as producer:
+        batched = [send(queue_name, n, producer) for n in range(6)]
+        if not rabbitmq():  # RabbitMQ has them already: the block waits for its confirms
+            assert drained(queue_name) == []  # Redis: nothing is sent before the block ends
+    together = drained(queue_name)
+
+    assert sorted(m.headers["id"] for m in singles) == sorted(one_by_one)
+    assert sorted(m.headers["id"] for m in together) == sorted(batched)
+    by_key = {m.decode()[0][0]: m for m in singles}
+    for message in together:
+        assert comparable(message) == comparable(by_key[message.decode()[0][0]])
+    assert all("hunter2" not in m.headers["kwargsrepr"] for m in together)
+
+
+def test_more_messages_than_one_pipeline_holds_all_arrive(queue_name):
+    with batch_publishing(app=app) as producer:
+        sent = {send(queue_name, n, producer) for n in range(BATCH_COMMANDS + 7)}
+    assert {m.headers["id"] for m in drained(queue_name)} == sent
+
+
+def rabbitmq() -> bool:
+    return app.conf.broker_url.startswith("amqp")
+
+
+def test_an_error_inside_the_block_leaves_what_was_not_yet_sent_unsent(queue_name):
+    """On Redis nothing before the block ends; on RabbitMQ each publish has gone out."""
+    def half_way() -> None:
+        with batch_publishing(app=app) as producer:
+            send(queue_name, 1, producer)
+            raise RuntimeError("the caller failed half-way")
+
+    with pytest.raises(RuntimeError):
+        half_way()
+    assert len(drained(queue_name)) == (1 if rabbitmq() else 0)
+
