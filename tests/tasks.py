@@ -198,8 +198,15 @@ def refuses_nul(key: str, text: str, note: str = "") -> None:
 
 
 @shared_task(bind=True, max_retries=1)
-def retries_once(self, key: str, countdown: float) -> None:
-    """Fail the first run with a secret in its error and retry after `countdown` s."""
+def retries_once(self, key: str, countdown: float, api_key: str = "") -> None:
+    """Fail the first run with secrets in its error (one shaped like a key, its own
+    `api_key` argument quoted bare) and retry after `countdown` s."""
     if count_run(key) == 1:
         raise self.retry(countdown=countdown, exc=TransientError(
-            "gateway refused key sk_live_51HabcdefghijklmnopQRSTUVWX"))
+            f"gateway refused key sk_live_51HabcdefghijklmnopQRSTUVWX and {api_key}"))
+
+
+@shared_task
+def quotes_its_password(username: str, password: str) -> None:
+    """Fails as careless code would, quoting its password bare in its message."""
+    raise PermanentError(f"auth refused for {username} using {password}")

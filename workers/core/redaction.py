@@ -247,10 +247,7 @@ def redact_text(text: str) -> str:
 def _hide_setting_secrets(text: str) -> str:
     """This process's own credentials, found by value (a server quoting the password it
     refused, a DSN in a message)."""
-    for secret in setting_secrets():
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
+    return hide_values(text, setting_secrets())
 
 
 # --- structured values ----------------------------------------------------------------------
@@ -285,6 +282,67 @@ def redact_call(*, task_name: str, args: Sequence[Any] | None,
     shown = [REDACTED if name is not None and sensitive_key(name) else redact(value)
              for name, value in zip(names, args, strict=True)]
     return shown, redact(dict(kwargs or {}))
+
+
+def call_secrets(*, task_name: str, args: Sequence[Any] | None,
+                 kwargs: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The strings a task call holds under a secret's name (a `password` parameter, an
+    `api_key` key at any depth), longest first: what `hide_values` takes out of the
+    call's error messages and log lines, where they turn up with no name beside them
+    (`f"login refused for {user} using {password}"`)."""
+    args = list(args or ())
+    found = [value for name, value in zip(_parameter_names(task_name, len(args)), args,
+                                          strict=True)
+             for value in (_strings_within(value) if name is not None and sensitive_key(name)
+                           else _named_secrets(value))]
+    found += _named_secrets(dict(kwargs or {}))
+    return tuple(sorted({value for value in found if len(value) >= MIN_CALL_SECRET},
+                        key=len, reverse=True))
+
+
+#: Shorter values are left in the text: masking "abc" wherever it occurs blanks out words.
+MIN_CALL_SECRET = 5
+
+
+def _named_secrets(value: Any) -> list[str]:
+    if isinstance(value, Mapping):
+        return [found for key, item in value.items()
+                for found in (_strings_within(item) if sensitive_key(str(key))
+                              else _named_secrets(item))]
+    if isinstance(value, list | tuple):
+        return [found for item in value for found in _named_secrets(item)]
+    return []
+
+
+def _strings_within(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [found for item in value.values() for found in _strings_within(item)]
+    if isinstance(value, list | tuple):
+        return [found for item in value for found in _strings_within(item)]
+    return [str(value)] if isinstance(value, int | float) and not isinstance(value, bool) \
+        else []
+
+
+# Control characters (but a newline and a tab) and the bidirectional formatting ones, which
+# make a page show text other than what it holds ("rtl" drawn as "ltr").
+_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e"
+                        "\u2066-\u2069]")
+
+
+def visible_text(text: str) -> str:
+    """`text` with the characters that hide or reorder what a person reads written out as
+    escapes (`\\u202e`): for error messages shown on a page."""
+    return _INVISIBLE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+def hide_values(text: str, values: Sequence[str]) -> str:
+    """`text` with each of `values` (longest first) replaced by the redaction mark."""
+    for value in values:
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return text
 
 
 def _parameter_names(task_name: str, count: int) -> list[str | None]:
@@ -329,5 +387,5 @@ def json_html(value: Any) -> str:
 
 
 def text_html(text: str) -> str:
-    """A message or traceback as the admin shows it, redacted."""
-    return format_html("<pre>{}</pre>", redact_text(text))
+    """A message or traceback as the admin shows it, redacted, nothing in it hidden."""
+    return format_html("<pre>{}</pre>", visible_text(redact_text(text)))

@@ -36,6 +36,7 @@ from workers.core.redaction import (
     redact_call,
     redact_text,
     text_html,
+    visible_text,
 )
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
@@ -185,7 +186,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
                                                     args=[row.pk]))
         context = {**self.admin_site.each_context(request), "opts": self.model._meta,
                    "title": f"Edit and requeue #{row.pk} {row.task_name}", "original": row,
-                   "message": redact_text(row.message),
+                   "message": visible_text(redact_text(row.message)),
                    "payload": text, "reason": reason, "error": error,
                    "redacted": not unredacted}
         return TemplateResponse(request, "admin/workers/deadletter/edit.html", context)
@@ -293,7 +294,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     @admin.display(description="message")
     def short_message(self, row: DeadLetter) -> str:
-        return redact_text(row.message)[:80]
+        return visible_text(redact_text(row.message))[:80]
 
     @admin.display(description="message (secrets redacted)")
     def shown_message(self, row: DeadLetter) -> str:
@@ -420,7 +421,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
                    "first_id": ids[0] if ids else "",
                    "action": action, "verb": str(action), "typed": typed,
                    "examples": [{"pk": row.pk, "task_name": row.task_name,
-                                 "message": redact_text(row.message)}
+                                 "message": visible_text(redact_text(row.message))}
                                 for row in DeadLetter.objects.filter(pk__in=ids[-5:])
                                 .order_by("-pk")]}
         return TemplateResponse(request, "admin/workers/deadletter/confirm.html", context)

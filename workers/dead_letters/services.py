@@ -15,6 +15,7 @@ from django.utils import timezone
 from workers.core.headers import REPLAY_HEADER
 from workers.core.models import OutboxMessage
 from workers.core.outbox import outbox_enqueue_many
+from workers.core.redaction import call_secrets, hide_values
 from workers.core.signals import task_dead_lettered
 from workers.core.task_backend import RUNNER
 from workers.dead_letters.audit import dead_letter_audit
@@ -61,6 +62,9 @@ def dead_letter_record(
     cannot take it either (then the acknowledgement cannot reach Redis and the message
     comes back).
     """
+    # Its error text may repeat a secret argument with no name beside it: kept out of the
+    # row (the arguments themselves stay exact for the replay, and are shown redacted).
+    hidden = call_secrets(task_name=task_name, args=args, kwargs=kwargs)
     fields = storable_fields(fields={
         "task_id": task_id,
         "task_name": task_name,
@@ -68,8 +72,8 @@ def dead_letter_record(
         "args": list(args or []),
         "kwargs": dict(kwargs or {}),
         "exception_type": f"{type(exception).__module__}.{type(exception).__qualname__}",
-        "message": str(exception),
-        "traceback": traceback,
+        "message": hide_values(str(exception), hidden),
+        "traceback": hide_values(traceback, hidden),
         "attempts": attempts,
         "worker": worker,
         "replay_of_id": replay_of_id,

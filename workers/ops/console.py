@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from celery.exceptions import ImproperlyConfigured
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -26,7 +27,7 @@ from django_celery_beat.models import PeriodicTask
 
 from workers.core.broker_health import broker_reachable
 from workers.core.queue_stats import queue_stats
-from workers.core.redaction import redact_text
+from workers.core.redaction import redact_text, visible_text
 from workers.core.routing import QUEUES
 from workers.core.task_registry import project_task
 from workers.ops.schedules import schedule_run_now
@@ -45,7 +46,10 @@ logger = logging.getLogger(__name__)
 HOUR_MINUTES = 60
 HISTORY_HOURS_SHOWN = 72
 STALLED_MINUTES = 10  # CeleryQueueStalled: messages wait, nothing started for this long
-FAILURE_RATE_LIMIT = 0.05  # CeleryTaskHighFailRate: more than 5 % of finished runs failed
+# CeleryTaskHighFailRate: a task failed more than 5 % of its runs finished on a queue in the
+# last 10 minutes.
+FAILURE_RATE_LIMIT = 0.05
+FAILURE_RATE_MINUTES = 10
 RETRYING_SHOWN = 50
 
 
@@ -61,6 +65,8 @@ class QueuePanel:
     failed: list[int] = field(default_factory=lambda: [0] * HOUR_MINUTES)
     started_hours: list[int] = field(default_factory=lambda: [0] * HISTORY_HOURS_SHOWN)
     failed_hours: list[int] = field(default_factory=lambda: [0] * HISTORY_HOURS_SHOWN)
+    #: (task, share of its runs that failed) over FAILURE_RATE_MINUTES, where over the limit
+    failing_tasks: list[tuple[str, float]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     state: str = "ok"  # ok, warn or bad: green, amber, red
 
@@ -76,6 +82,11 @@ class QueuePanel:
     def failure_rate(self) -> float | None:
         finished = sum(self.succeeded) + sum(self.failed)
         return sum(self.failed) / finished if finished else None
+
+    @property
+    def failure_percent(self) -> str:
+        """"4.9", not a "5" that reads as the alert's threshold."""
+        return f"{100 * (self.failure_rate or 0):.1f}"
 
     @property
     def started_line(self) -> SafeString:
@@ -133,6 +144,7 @@ class ScheduleRow:
     last_run: datetime | None
     next_run: datetime | None
     runnable: bool  # a task of this project: Run now can send it
+    problem: str = ""  # why beat cannot run it (the entry is still listed)
 
 
 def console_queues(*, now: float) -> list[QueuePanel]:
@@ -150,11 +162,16 @@ def console_queues(*, now: float) -> list[QueuePanel]:
         if queue not in panels:
             continue
         panel = panels[queue]
-        for index, minute in enumerate(history_minutes(queue=queue, task=task, since=since,
-                                                       until=now)):
+        minutes = history_minutes(queue=queue, task=task, since=since, until=now)
+        for index, minute in enumerate(minutes):
             panel.started[index] += minute.started
             panel.succeeded[index] += minute.succeeded
             panel.failed[index] += minute.failed
+        recent = minutes[-FAILURE_RATE_MINUTES:]
+        failed = sum(minute.failed for minute in recent)
+        if failed and failed / (failed + sum(m.succeeded for m in recent)) > FAILURE_RATE_LIMIT:
+            panel.failing_tasks.append(
+                (task, failed / (failed + sum(m.succeeded for m in recent))))
         for index, hour in enumerate(history_hours(queue=queue, task=task,
                                                    since=hours_since, until=now)):
             panel.started_hours[index] += hour.started
@@ -180,8 +197,8 @@ def console_workers(*, now: float) -> list[WorkerRow]:
 def console_retrying(*, now: float) -> list[RetryRow]:
     return [RetryRow(task_id=entry["task_id"], task=entry["task"], queue=entry["queue"],
                      attempt=entry["attempt"], due_in=entry["due_at"] - now,
-                     error=redact_text(f"{entry['exception_type'].rpartition('.')[2]}: "
-                                       f"{entry['message']}"))
+                     error=visible_text(redact_text(
+                         f"{entry['exception_type'].rpartition('.')[2]}: {entry['message']}")))
             for entry in retrying_now(now=now, limit=RETRYING_SHOWN)]
 
 
@@ -190,16 +207,19 @@ def console_schedules(*, now: float) -> list[ScheduleRow]:
     rows = []
     for entry in PeriodicTask.objects.select_related(
             "interval", "crontab", "solar", "clocked").order_by("name"):
-        schedule = entry.schedule
-        schedule.nowfun = lambda: moment  # due from this page's moment, to the second
-        next_run = None
-        if entry.enabled:
-            next_run = moment + max(timedelta(0), schedule.remaining_estimate(
-                entry.last_run_at or moment))
+        next_run, problem = None, ""
+        try:
+            schedule = entry.schedule
+            schedule.nowfun = lambda: moment  # due from this page's moment, to the second
+            if entry.enabled:
+                next_run = moment + max(timedelta(0), schedule.remaining_estimate(
+                    entry.last_run_at or moment))
+        except (ImproperlyConfigured, ValueError) as error:  # beat skips it (runtime/beat.py)
+            problem = f"beat cannot compute it: {redact_text(str(error))[:200]}"
         rows.append(ScheduleRow(pk=entry.pk, name=entry.name, task=entry.task,
                                 schedule=_schedule_text(entry.scheduler),
                                 enabled=entry.enabled, last_run=entry.last_run_at,
-                                next_run=next_run,
+                                next_run=next_run, problem=problem,
                                 runnable=project_task(entry.task) is not None))
     return rows
 
@@ -265,8 +285,7 @@ def _judge(panel: QueuePanel) -> None:
     if (panel.waiting and not sum(panel.started[-STALLED_MINUTES:])
             and (panel.oldest_age is None or panel.oldest_age >= STALLED_MINUTES * 60)):
         bad.append(f"messages wait and none started for {STALLED_MINUTES} minutes")
-    rate = panel.failure_rate
-    if rate is not None and rate > FAILURE_RATE_LIMIT:
-        warn.append(f"{rate:.0%} of the last hour's finished runs failed")
+    warn += [f"{task} failed {rate:.1%} of its runs in the last {FAILURE_RATE_MINUTES} minutes"
+             for task, rate in sorted(panel.failing_tasks, key=lambda item: -item[1])]
     panel.problems = bad + warn
     panel.state = "bad" if bad else "warn" if warn else "ok"

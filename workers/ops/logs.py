@@ -19,7 +19,7 @@ from typing import Any
 from celery import current_app
 
 from workers.core.correlation import correlation_id
-from workers.core.redaction import redact, redact_text
+from workers.core.redaction import call_secrets, hide_values, redact, redact_text
 from workers.core.routing import queue_of_routing_key
 
 #: A record's own attributes; any other one is extra data (`extra=`), which the JSON format
@@ -35,33 +35,38 @@ class TaskContextFilter(logging.Filter):
         record.task_id = record.task_name = record.queue = record.attempt = ""
         record.correlation_id = correlation_id()
         task = current_app.current_task
+        hidden: tuple[str, ...] = ()
         if task is not None and task.request.id:
             request = task.request
             record.task_id = request.id
             record.task_name = task.name
             record.queue = queue_of_routing_key((request.delivery_info or {}).get("routing_key"))
             record.attempt = (request.retries or 0) + 1
-        redact_record(record)
+            # Celery's "Retry in 6s: TransientError('… hunter2 …')" repeats the exception.
+            hidden = call_secrets(task_name=task.name, args=request.args,
+                                  kwargs=request.kwargs)
+        redact_record(record, hidden=hidden)
         return True
 
 
-def redact_record(record: logging.LogRecord) -> None:
-    """The record's message, traceback and extra data, redacted in place. A record whose
-    message cannot be formatted is left for the handler to report as it would."""
+def redact_record(record: logging.LogRecord, *, hidden: tuple[str, ...] = ()) -> None:
+    """The record's message, traceback and extra data, redacted in place, `hidden` (the
+    running task's secret arguments) taken out of the text. A record whose message cannot
+    be formatted is left for the handler to report as it would."""
     try:
         message = record.getMessage()
     except Exception:  # the logging call's own bug: the handler reports it
         return
-    shown = redact_text(message)
+    shown = redact_text(hide_values(message, hidden))
     if shown != message:
         record.msg, record.args = shown, None
     if record.exc_info:
         record.exc_text = _TRACEBACKS.formatException(record.exc_info)
         record.exc_info = None  # formatters print exc_text instead
     if record.exc_text:
-        record.exc_text = redact_text(record.exc_text)
+        record.exc_text = redact_text(hide_values(record.exc_text, hidden))
     if record.stack_info:
-        record.stack_info = redact_text(record.stack_info)
+        record.stack_info = redact_text(hide_values(record.stack_info, hidden))
     extra: dict[str, Any] = {name: value for name, value in vars(record).items()
                              if name not in _RECORD_ATTRIBUTES}
     for name, value in extra.items():

@@ -40,6 +40,7 @@ from workers.core.queue_stats import queue_stats
 from workers.core.routing import QUEUES
 from workers.dead_letters.models import DeadLetter
 from workers.dead_letters.spool import dead_letter_spool_set_aside_size, dead_letter_spool_size
+from workers.runtime.attempts import retrying_by_queue
 from workers.runtime.heartbeat_records import (
     live_workers_by_queue,
     read_beat_tick,
@@ -113,6 +114,10 @@ def _worker_families(beats: dict[str, dict[str, Any]]) -> list[Metric]:
                                "at its last heartbeat.", labels=["hostname"])
     last = GaugeMetricFamily("celery_worker_last_heartbeat_timestamp_seconds", "When the "
                              "worker last beat (Unix time).", labels=["hostname"])
+    concurrency = GaugeMetricFamily("celery_worker_concurrency", "Pool processes (or "
+                                    "threads) the worker runs tasks in.", labels=["hostname"])
+    started = GaugeMetricFamily("celery_worker_started_timestamp_seconds", "When the worker "
+                                "started (Unix time).", labels=["hostname"])
     workers = GaugeMetricFamily("celery_queue_active_workers", "Live workers consuming the "
                                 "queue.", labels=["queue_name"])
     for name, beat in sorted(beats.items()):
@@ -120,9 +125,13 @@ def _worker_families(beats: dict[str, dict[str, Any]]) -> list[Metric]:
         up.add_metric([name], 1.0 if alive else 0.0)
         active.add_metric([name], beat["active"] if alive else 0.0)
         last.add_metric([name], beat["at"])
+        if beat.get("concurrency") is not None:
+            concurrency.add_metric([name], beat["concurrency"])
+        if beat.get("started_at"):
+            started.add_metric([name], beat["started_at"])
     for queue, count in sorted(live_workers_by_queue(beats, queues=QUEUES, now=now).items()):
         workers.add_metric([queue], count)
-    return [up, active, last, workers]
+    return [up, active, last, concurrency, started, workers]
 
 
 def _queue_families() -> list[Metric]:
@@ -131,11 +140,16 @@ def _queue_families() -> list[Metric]:
     age = GaugeMetricFamily("celery_queue_oldest_age_seconds", "Age of the oldest waiting "
                             "message (0 when the queue is empty; on RabbitMQ an estimate from "
                             "when messages entered it, to 10 s).", labels=["queue_name"])
+    retrying = GaugeMetricFamily("celery_queue_retrying", "Jobs of the queue that failed "
+                                 "and wait for their next attempt.", labels=["queue_name"])
     for stats in queue_stats(queues=QUEUES):
         length.add_metric([stats.name], stats.waiting)
         if stats.oldest_age_seconds is not None or not stats.waiting:
             age.add_metric([stats.name], stats.oldest_age_seconds or 0.0)
-    return [length, age]
+    counts = retrying_by_queue(now=time.time())
+    for queue in QUEUES:
+        retrying.add_metric([queue], counts.get(queue, 0))
+    return [length, age, retrying]
 
 
 def _beat_tick_families() -> list[Metric]:

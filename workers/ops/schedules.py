@@ -36,6 +36,14 @@ def schedule_run_now(*, entry_name: str, user_id: int, now: float | None = None)
         raise ValueError(f"no beat entry named {shown!r}")
     if project_task(entry.task) is None:
         raise ValueError(f"{entry.task!r} is not a task of this project")
+    try:  # what beat would send, refused before the minute is claimed
+        args, kwargs = json.loads(entry.args or "[]"), json.loads(entry.kwargs or "{}")
+    except ValueError as error:
+        raise ValueError(f"Not sent ({shown}): its arguments are not valid JSON "
+                         f"({error})") from error
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise ValueError(f"Not sent ({shown}): its arguments must be a JSON list and its "
+                         "keyword arguments a JSON object")
     if not broker_reachable():
         raise ValueError(f"Not sent ({shown}): the broker does not answer")
     slot = int((now or time.time()) // SLOT_SECONDS)
@@ -50,8 +58,7 @@ def schedule_run_now(*, entry_name: str, user_id: int, now: float | None = None)
     options = {key: value for key, value in (("queue", entry.queue),
                                               ("priority", entry.priority)) if value}
     try:
-        current_app.send_task(entry.task, args=json.loads(entry.args or "[]"),
-                              kwargs=json.loads(entry.kwargs or "{}"), task_id=task_id,
+        current_app.send_task(entry.task, args=args, kwargs=kwargs, task_id=task_id,
                               retry=False, **options)
     except (OperationalError, OSError) as error:
         with contextlib.suppress(RedisError):

@@ -20,6 +20,7 @@ import socket
 from datetime import UTC, datetime
 from typing import Any
 
+from celery.exceptions import ImproperlyConfigured
 from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 from redis.exceptions import LockNotOwnedError, RedisError
@@ -33,7 +34,24 @@ logger = logging.getLogger(__name__)
 BEAT_SLOT_PREFIX = "workers:beat:slot:"
 
 
+class GuardedEntry(ModelEntry):
+    """An entry whose schedule cannot be computed in this process (a solar schedule
+    without the `ephem` library) is skipped with an error in the log, as
+    django-celery-beat already skips one it finds invalid (a ValueError): raised from
+    the schedule, it stopped beat and with it every other entry."""
+
+    def __init__(self, model: Any, app: Any = None) -> None:
+        try:
+            super().__init__(model, app=app)
+        except ImproperlyConfigured as error:
+            logger.error("beat: entry %r skipped, its schedule cannot be computed: %s",
+                         model.name, error)
+            raise ValueError(str(error)) from error
+
+
 class LockedDatabaseScheduler(DatabaseScheduler):
+    Entry = GuardedEntry
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._lock = redis_client().lock(BEAT_LOCK_KEY, timeout=settings.BEAT_LOCK_TTL,
                                          thread_local=False)

@@ -12,7 +12,8 @@ broker connection is up; beat on every tick (holder and standby alike). Each bea
   workers/ops/alerts): any live process can run them, so a dead beat or a dead pool is
   still noticed by the others.
 
-A stuck event loop, a lost broker or a hung beat stops the beats.
+A stuck event loop, a lost broker or a hung beat stops the beats; a worker that shuts
+down deletes its record, so only one that died is shown as lost.
 """
 
 import logging
@@ -26,7 +27,7 @@ from django.conf import settings
 from django.dispatch import Signal
 from redis.exceptions import RedisError
 
-from workers.runtime.heartbeat_records import write_worker_heartbeat
+from workers.runtime.heartbeat_records import forget_worker_heartbeat, write_worker_heartbeat
 from workers.runtime.metric_store import set_node_name
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,15 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
         if self.tref is not None:
             self.tref.cancel()
             self.tref = None
+
+    def shutdown(self, consumer: Any) -> None:
+        """The worker stops (warm or cold shutdown; a lost connection only stops the
+        step): its record goes, so it is not taken for a worker that died."""
+        self.stop(consumer)
+        try:
+            forget_worker_heartbeat(nodename=consumer.hostname)
+        except RedisError as exc:
+            logger.warning("worker heartbeat left in Redis at shutdown: %s", exc)
 
     def _beat(self, consumer: Any) -> None:
         connection = consumer.connection

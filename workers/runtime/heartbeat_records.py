@@ -23,6 +23,12 @@ def write_worker_heartbeat(*, nodename: str, queues: Sequence[str], active: int,
          "concurrency": concurrency, "pool": pool, "started_at": started_at}))
 
 
+def forget_worker_heartbeat(*, nodename: str) -> None:
+    """A worker that stopped on purpose (a deploy, a scale-down) is gone, not lost: no red
+    row on the console, no `celery_worker_up 0` for a day."""
+    redis_client().hdel(WORKERS_KEY, nodename)
+
+
 def read_worker_heartbeats() -> dict[str, dict[str, Any]]:
     """Each worker's last heartbeat (at, queues, active); forgets workers silent for longer
     than METRICS_HOST_TTL."""

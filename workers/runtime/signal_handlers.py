@@ -39,6 +39,7 @@ from workers.core.headers import (
     ENQUEUED_AT_HEADER,
     REPLAY_HEADER,
 )
+from workers.core.redaction import call_secrets
 from workers.core.routing import queue_for, queue_of_routing_key
 from workers.dead_letters.services import (
     dead_letter_record,
@@ -137,7 +138,9 @@ def remember_attempt_error(sender: Any = None, request: Any = None, reason: Any 
             attempt_error_push(task_id=request.id, task_name=sender.name,
                                queue=queue_of_routing_key(delivery_info.get("routing_key")),
                                attempt=(request.retries or 0) + 1, exception=error,
-                               due_at=due_at)
+                               due_at=due_at,
+                               hidden=call_secrets(task_name=sender.name, args=request.args,
+                                                   kwargs=request.kwargs))
 
 
 @task_postrun.connect

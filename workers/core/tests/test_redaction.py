@@ -4,6 +4,7 @@ that names one, or shaped like one, never show; in data, in every textual notati
 message carries. What is not a secret is kept as it was."""
 
 import json
+import re
 import string
 from urllib.parse import quote
 
@@ -14,11 +15,14 @@ from hypothesis import strategies as st
 from tests import tasks  # noqa: F401  # registers tests.tasks.login, whose signature names
 from workers.core.redaction import (
     REDACTED,
+    call_secrets,
+    hide_values,
     redact,
     redact_call,
     redact_everywhere,
     redact_text,
     sensitive_key,
+    visible_text,
 )
 
 # Each planted secret starts and ends with a marker: neither may survive, whatever the
@@ -277,3 +281,24 @@ def test_a_credential_setting_is_hidden_by_value_in_any_text(settings):
     assert redact_text(text) == f"451 4.3.0 mailuser {REDACTED} not accepted"
     settings.EMAIL_HOST_PASSWORD = "short"  # under MIN_LENGTH: ordinary words stay
     assert redact_text("a short reply") == "a short reply"
+
+
+@given(text=st.text())
+def test_shown_text_holds_no_character_that_hides_or_reorders_what_is_read(text):
+    shown = visible_text(text)
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]",
+                         shown)
+    assert shown.count("\n") == text.count("\n")
+
+
+def test_a_reversed_word_is_shown_as_written_with_the_override_spelled_out():
+    assert visible_text("user \u202eltr\x00 done") == "user \\u202eltr\\u0000 done"
+
+
+def test_a_call_s_secret_arguments_are_found_by_name_wherever_they_nest():
+    found = call_secrets(task_name="tests.tasks.login", args=["ann", "Plain-Pw-3141"],
+                         kwargs={"options": {"api_key": "key-6c1b9a", "region": "eu-west"},
+                                 "pin": 4321, "session": ["sess-0a1b2c"]})
+    assert set(found) == {"Plain-Pw-3141", "key-6c1b9a", "sess-0a1b2c"}  # 4321: too short
+    assert hide_values("refused Plain-Pw-3141 in eu-west", found) == \
+        "refused [redacted] in eu-west"

@@ -1,5 +1,6 @@
 """`/metrics` scraped from a real web process while a real prefork worker runs tasks."""
 
+import json
 import shutil
 import subprocess
 import time
@@ -18,7 +19,8 @@ from tests.fixtures import PRIVATE_BROKER, publish_task, wait_for
 from workers.core.headers import ENQUEUED_AT_HEADER
 from workers.core.models import OutboxMessage
 from workers.dead_letters.spool import SET_ASIDE_KEY, SPOOL_KEY
-from workers.runtime.heartbeat_records import BEAT_TICK_KEY
+from workers.runtime.attempts import RETRYING_INFO_KEY, RETRYING_KEY
+from workers.runtime.heartbeat_records import BEAT_TICK_KEY, WORKERS_KEY
 
 TOKEN = "test-metrics-token"  # tests/settings.py
 
@@ -112,6 +114,15 @@ def test_platform_figures_and_promtool_accepts_the_exposition(celery_process, we
     PeriodicTask.objects.create(name="metrics entry", task="tests.tasks.log_line",
                                 interval=every_minute, last_run_at=sent)
     broker.set(BEAT_TICK_KEY, time.time())
+    # A job waiting for its retry, and a worker's heartbeat: what the console lists.
+    broker.zadd(RETRYING_KEY, {"retry-1": time.time() + 60})
+    broker.hset(RETRYING_INFO_KEY, "retry-1", json.dumps({
+        "task_id": "retry-1", "task": "tests.tasks.log_line", "queue": "critical",
+        "attempt": 1, "due_at": time.time() + 60, "exception_type": "x.Y", "message": "m"}))
+    started_at = time.time() - 60
+    broker.hset(WORKERS_KEY, "critical@metrics", json.dumps({
+        "at": time.time(), "queues": ["critical"], "active": 1, "concurrency": 3,
+        "pool": "prefork", "started_at": started_at}))
 
     status, text = scrape(web_process)
     assert status == 200
@@ -125,6 +136,11 @@ def test_platform_figures_and_promtool_accepts_the_exposition(celery_process, we
     assert value(text, "celery_beat_entry_last_run_timestamp_seconds",
                  entry="metrics entry") == pytest.approx(sent.timestamp())
     assert value(text, "celery_beat_last_tick_timestamp_seconds") > 0
+    assert value(text, "celery_queue_retrying", queue_name="critical") == 1
+    assert value(text, "celery_queue_retrying", queue_name="bulk") == 0
+    assert value(text, "celery_worker_concurrency", hostname="critical@metrics") == 3
+    assert value(text, "celery_worker_started_timestamp_seconds",
+                 hostname="critical@metrics") == pytest.approx(started_at)
 
     promtool = shutil.which("promtool")
     assert promtool, "promtool is missing: apt-get install prometheus (.ci/run does)"

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from celery.signals import before_task_publish
 from django.utils import timezone
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_beat.models import IntervalSchedule, PeriodicTask, SolarSchedule
 
 from config.celery import app
 from workers.runtime.beat import BEAT_LOCK_KEY, LockedDatabaseScheduler
@@ -71,3 +71,17 @@ def test_a_standby_skips_the_slot_a_dead_holder_sent_but_did_not_record(due_entr
     assert "already sent" in caplog.text
     # The standby advanced the entry past the slot, so the next one is sent on time.
     assert PeriodicTask.objects.get(pk=due_entry.pk).last_run_at > due_entry.last_run_at
+
+
+def test_an_entry_beat_cannot_compute_is_skipped_and_the_others_still_run(due_entry, sends,
+                                                                          caplog):
+    """A solar schedule needs the `ephem` library, which the template does not ship."""
+    sunrise = SolarSchedule.objects.create(event="sunrise", latitude=48.85, longitude=2.35)
+    PeriodicTask.objects.create(name="at-sunrise", task="tests.tasks.beat_tick", solar=sunrise)
+
+    scheduler = LockedDatabaseScheduler(app=app)
+    ticks(scheduler)
+    scheduler.close()
+
+    assert len(sends) == 1  # the due entry, sent as ever
+    assert "entry 'at-sunrise' skipped, its schedule cannot be computed" in caplog.text

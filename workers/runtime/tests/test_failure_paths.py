@@ -88,3 +88,13 @@ def test_task_that_kills_its_worker_is_dead_lettered_after_the_delivery_cap(
     # the worker is still serving: its pool replaced the killed children
     follow_up = tasks.permanent.apply_async(args=[uuid()], queue=CRITICAL)
     dead_letter(follow_up.id)
+
+
+def test_a_secret_argument_quoted_bare_in_the_error_stays_out_of_the_dead_letter(
+        live_workers, test_redis):
+    result = tasks.quotes_its_password.apply_async(args=["ann", "Plain-Pw-3141"],
+                                                   queue=CRITICAL)
+    row = dead_letter(result.id)
+    assert row.message == "auth refused for ann using [redacted]"
+    assert "Plain-Pw-3141" not in row.traceback
+    assert row.args == ["ann", "Plain-Pw-3141"]  # exact, for the replay; shown redacted

@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.fixtures import ROOT, wait_for
+import redis
+
+from tests.fixtures import PRIVATE_BROKER, ROOT, wait_for
+from workers.runtime.heartbeat_records import WORKERS_KEY
 
 
 def alive(path: Path, *, max_age: float) -> bool:
@@ -50,3 +53,16 @@ def test_beat_is_alive_while_it_ticks(celery_process, tmp_path):
 
     os.kill(pid_of(log), signal.SIGSTOP)
     wait_for(lambda: not alive(heartbeat, max_age=3), what="the probe to fail")
+
+
+def test_a_worker_that_shuts_down_leaves_no_heartbeat_to_be_taken_for_lost(celery_process,
+                                                                           tmp_path):
+    platform = redis.Redis.from_url(PRIVATE_BROKER)
+    log = celery_process("worker", "--pidfile", str(tmp_path / "worker-0.pid"),
+                         REDIS_URL=PRIVATE_BROKER)
+    wait_for(lambda: platform.hexists(WORKERS_KEY, "private-0@test"), what="its heartbeat")
+
+    worker = pid_of(log)
+    os.kill(worker, signal.SIGTERM)  # a deploy or a scale-down: a warm shutdown
+    wait_for(lambda: not platform.hexists(WORKERS_KEY, "private-0@test"),
+             what="the worker to take its heartbeat away as it stops")
