@@ -202,6 +202,11 @@ def console_retrying(*, now: float) -> list[RetryRow]:
             for entry in retrying_now(now=now, limit=RETRYING_SHOWN)]
 
 
+def console_beat_holder(*, now: float) -> str | None:
+    """Which beat holds the lock (`now`: every panel is built for the same moment)."""
+    return beat_lock_holder()
+
+
 def console_schedules(*, now: float) -> list[ScheduleRow]:
     moment = datetime.fromtimestamp(now, UTC)
     rows = []
@@ -251,12 +256,13 @@ def jobs_console(request: HttpRequest) -> HttpResponse:
     panels = {name: _guarded(build, now=now) for name, build in (
         ("queues", console_queues), ("workers", console_workers),
         ("schedules", console_schedules), ("retrying", console_retrying),
-        ("beat_holder", lambda now: beat_lock_holder()))}
+        ("beat_holder", console_beat_holder))}
     context: dict[str, Any] = {
         **{name: rows for name, (rows, _) in panels.items()},
         "unavailable": {name: error for name, (_, error) in panels.items() if error},
         "retrying_shown": RETRYING_SHOWN,
         "may_run_now": request.user.has_perm(RUN_NOW_PERMISSION),
+        "may_view_schedules": request.user.has_perm("django_celery_beat.view_periodictask"),
         "dead_letters_url": reverse("admin:workers_deadletter_changelist"),
         "flower_url": settings.FLOWER_PUBLIC_URL.rstrip("/"),
     }
