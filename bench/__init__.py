@@ -24,5 +24,6 @@ os.environ.update({
     "LOG_LEVEL": "INFO",  # as deployed: a line per task received and per task done
     "SENTRY_DSN": "",
     "PYTHONPATH": str(ROOT),
+    "TASK_MODULES": "bench.tasks",  # what `manage.py dlq` replays by name
 })
 django.setup()

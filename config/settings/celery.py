@@ -49,6 +49,10 @@ CELERY_EVENT_SERIALIZER = "json"
 # Two declared queues and nothing else: a typo in a route fails loudly instead of
 # creating a queue that no worker consumes.
 # On RabbitMQ, quorum queues whose delivery limit is TASK_MAX_DELIVERIES (workers.core.routing).
+# Task modules outside the installed apps' tasks.py, imported by every process that looks
+# a task up by name (workers, `manage.py dlq`, the admin): a replay or an edit of one of
+# their tasks needs it (bench/ sets bench.tasks).
+CELERY_IMPORTS = env.list("TASK_MODULES", default=[])
 CELERY_TASK_QUEUES = declared_queues(rabbitmq=BROKER_IS_RABBITMQ,
                                      delivery_limit=TASK_MAX_DELIVERIES)
 CELERY_TASK_CREATE_MISSING_QUEUES = False
