@@ -7,6 +7,8 @@ import pytest
 from django.db import OperationalError as DjangoOperationalError
 from django.db import transaction
 from django.utils import timezone
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.fixtures import wait_for
 from tests.ledger.models import Effect
@@ -122,3 +124,34 @@ def test_only_jobs_whose_transaction_committed_are_published(monkeypatch):
         enqueue_effect("kept-too")
 
     assert sent == ["kept", "kept-too"]
+
+
+JSON_TEXT = st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]),
+                    max_size=20)  # what jsonb can hold
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**53, 2**53) | JSON_TEXT
+    | st.floats(-1e15, 1e15),  # beyond, jsonb writes a whole float as an integer
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(JSON_TEXT, inner, max_size=4),
+    max_leaves=12)
+
+
+@pytest.mark.django_db
+@settings(max_examples=40, deadline=None)
+@given(args=st.lists(JSON_VALUES, max_size=4), kwargs=st.dictionaries(JSON_TEXT, JSON_VALUES,
+                                                                        max_size=4),
+       priority=st.none() | st.integers(0, 9), later=st.booleans())
+def test_a_job_is_stored_as_the_orm_reads_it_back(args, kwargs, priority, later):
+    """The outbox's raw INSERT keeps every field exactly (the rows are published from
+    what it wrote: a sweeper reads them back through the ORM)."""
+    eta = timezone.now() + timedelta(minutes=5) if later else None
+    with transaction.atomic():
+        job = outbox_enqueue(task_name="tests.tasks.record_effect", args=args, kwargs=kwargs,
+                             queue="bulk", headers={"x-note": "é"}, eta=eta,
+                             priority=priority)
+        stored = OutboxMessage.objects.get(pk=job.pk)
+        transaction.set_rollback(True)  # nothing is published
+    assert (stored.task_id, stored.task_name, stored.queue) == (job.task_id, job.task_name,
+                                                                "bulk")
+    assert (stored.args, stored.kwargs, stored.headers) == (args, kwargs, {"x-note": "é"})
+    assert (stored.eta, stored.priority, stored.published_at) == (eta, priority, None)
+    assert stored.created_at == job.created_at
