@@ -291,13 +291,24 @@ def call_secrets(*, task_name: str, args: Sequence[Any] | None,
     call's error messages and log lines, where they turn up with no name beside them
     (`f"login refused for {user} using {password}"`)."""
     args = list(args or ())
-    found = [value for name, value in zip(_parameter_names(task_name, len(args)), args,
-                                          strict=True)
+    names = _parameter_names(task_name, len(args), discover=False)  # a worker knows its own
+    found = [value for name, value in zip(names, args, strict=True)
              for value in (_strings_within(value) if name is not None and sensitive_key(name)
                            else _named_secrets(value))]
     found += _named_secrets(dict(kwargs or {}))
-    return tuple(sorted({value for value in found if len(value) >= MIN_CALL_SECRET},
-                        key=len, reverse=True))
+    return tuple(sorted({form for value in found if len(value) >= MIN_CALL_SECRET
+                         for form in _written_forms(value)}, key=len, reverse=True))
+
+
+def _written_forms(value: str) -> set[str]:
+    """The value as a message may hold it: itself, and as a repr or JSON writes it inside
+    its quotes (`back\\slash` for `back\\slash`), once or twice over (a repr of an exception
+    whose message holds a repr: Celery's "Retry in 6s: TransientError('…')")."""
+    forms = {value}
+    for _ in range(2):
+        forms |= {written for form in forms
+                  for written in (repr(form)[1:-1], json.dumps(form)[1:-1])}
+    return forms
 
 
 #: Shorter values are left in the text: masking "abc" wherever it occurs blanks out words.
@@ -327,8 +338,8 @@ def _strings_within(value: Any) -> list[str]:
 
 # Control characters (but a newline and a tab) and the bidirectional formatting ones, which
 # make a page show text other than what it holds ("rtl" drawn as "ltr").
-_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e"
-                        "\u2066-\u2069]")
+_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u180e\u200b-\u200f"
+                        "\u2028-\u202e\u2060-\u2069\ufeff]")
 
 
 def visible_text(text: str) -> str:
@@ -345,10 +356,10 @@ def hide_values(text: str, values: Sequence[str]) -> str:
     return text
 
 
-def _parameter_names(task_name: str, count: int) -> list[str | None]:
+def _parameter_names(task_name: str, count: int, *, discover: bool = True) -> list[str | None]:
     """The parameter each of `count` positional arguments binds to (None past the end)."""
     try:
-        task = project_task(task_name) if task_name else None
+        task = project_task(task_name, discover=discover) if task_name else None
         positional, rest = _positional_parameters(task.run) if task is not None else ((), None)
     except Exception:  # an app whose tasks do not import: the names are unknown
         positional, rest = (), None

@@ -16,13 +16,17 @@ from celery import Task, current_app
 BUILT_IN_PREFIX = "celery."
 
 
-def project_task(name: str) -> Task[Any, Any] | None:
+def project_task(name: str, *, discover: bool = True) -> Task[Any, Any] | None:
     """The project's task called `name`, or None (Celery's own built-ins, such as
-    `celery.starmap`, are not the project's: they replay any call they are given)."""
+    `celery.starmap`, are not the project's: they replay any call they are given).
+
+    `discover=False` where the process has imported them all already and importing again
+    would do harm: a worker's main process handling a message of an unknown task (the
+    discovery sets Django up again, which replaces the logging Celery redirected)."""
     if name.startswith(BUILT_IN_PREFIX):
         return None
     tasks = current_app.tasks
-    if name not in tasks:
+    if name not in tasks and discover:
         _discover_every_task()
     return tasks.get(name)
 

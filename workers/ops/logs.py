@@ -19,7 +19,7 @@ from typing import Any
 from celery import current_app
 
 from workers.core.correlation import correlation_id
-from workers.core.redaction import call_secrets, hide_values, redact, redact_text
+from workers.core.redaction import call_secrets, hide_values, redact, redact_text, visible_text
 from workers.core.routing import queue_of_routing_key
 
 #: A record's own attributes; any other one is extra data (`extra=`), which the JSON format
@@ -57,14 +57,14 @@ def redact_record(record: logging.LogRecord, *, hidden: tuple[str, ...] = ()) ->
         message = record.getMessage()
     except Exception:  # the logging call's own bug: the handler reports it
         return
-    shown = redact_text(hide_values(message, hidden))
+    shown = visible_text(redact_text(hide_values(message, hidden)))  # no log injection
     if shown != message:
         record.msg, record.args = shown, None
     if record.exc_info:
         record.exc_text = _TRACEBACKS.formatException(record.exc_info)
         record.exc_info = None  # formatters print exc_text instead
     if record.exc_text:
-        record.exc_text = redact_text(hide_values(record.exc_text, hidden))
+        record.exc_text = visible_text(redact_text(hide_values(record.exc_text, hidden)))
     if record.stack_info:
         record.stack_info = redact_text(hide_values(record.stack_info, hidden))
     extra: dict[str, Any] = {name: value for name, value in vars(record).items()

@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from amqp import Channel as AmqpChannel
 from celery import Celery
 from kombu import Producer
 from kombu.exceptions import BatchPublishError, OperationalError
@@ -47,7 +46,7 @@ def batch_publishing(*, app: Celery) -> Iterator[Producer]:
                     yield producer
             except BatchPublishError as error:  # what callers already handle for a publish
                 raise OperationalError(str(error)) from error
-        elif isinstance(channel, AmqpChannel):
+        elif producer.connection.transport.driver_type == "amqp":  # py-amqp, RabbitMQ
             with _confirmed_together(producer) as batch_producer:
                 yield batch_producer
         else:  # a transport with neither: one by one, as send_task does

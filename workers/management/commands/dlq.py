@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from workers.core.redaction import redact_call, redact_text
+from workers.core.redaction import redact_call, redact_text, visible_text
 from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
 from workers.dead_letters.export import FORMATS, dead_letters_export
 from workers.dead_letters.lifecycle import (
@@ -199,7 +199,7 @@ class Command(BaseCommand):
                 ("status", row.status + (f" until {row.snoozed_until:%Y-%m-%d %H:%M}"
                                          if row.snoozed_until else "")),
                 ("cause", f"{row.fingerprint} {row.exception_type}: "
-                          f"{redact_text(row.message)}"),
+                          f"{visible_text(redact_text(row.message))}"),
                 ("failed", f"{row.failed_at:%Y-%m-%d %H:%M:%S} after {row.attempts} "
                            f"attempt(s) on {row.worker or '?'}"),
                 ("payload", _payload(row)),
@@ -207,7 +207,8 @@ class Command(BaseCommand):
             self.stdout.write(f"{label:>10}  {value}")
         for entry in row.attempt_errors:
             self.stdout.write(f"{'attempt ' + str(entry['attempt']):>10}  "
-                              f"{entry['exception_type']}: {redact_text(entry['message'])}")
+                              f"{entry['exception_type']}: "
+                              f"{visible_text(redact_text(entry['message']))}")
         for event in row.events.order_by("at"):
             self.stdout.write(f"{event.at:%Y-%m-%d %H:%M}  {event.actor}: "
                               f"{event.get_action_display()} {event.text}".rstrip())

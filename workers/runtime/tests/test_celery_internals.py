@@ -6,7 +6,6 @@ turned off). The pins in pyproject.toml stay; this is what tells a bump is safe.
 import inspect
 import weakref
 
-from amqp import Channel as AmqpChannel
 from celery.fixups import django as celery_django_fixup
 from celery.worker import request as celery_request
 from celery.worker import state as worker_state
@@ -17,10 +16,11 @@ from celery.worker.consumer.delayed_delivery import DelayedDelivery
 from celery.worker.consumer.events import Events
 from celery.worker.consumer.tasks import Tasks
 from django_celery_beat import schedulers as beat_schedulers
-from kombu import Producer
+from kombu import Connection, Producer
 from kombu.asynchronous.timer import Timer
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
+from kombu.transport.pyamqp import Channel as AmqpChannel
 
 from config.celery import app
 from workers.ops.tasks import probe
@@ -241,7 +241,9 @@ def test_consumer_knows_its_worker_and_pool_as_the_heartbeat_reads_them():
 
 def test_the_publish_batches_and_confirms_the_batch_publisher_relies_on():
     """workers/runtime/batch_publish.py: kombu's Redis publish batch (which the transport
-    turns on) and py-amqp's publish that does not wait, with the confirm events."""
+    turns on) and py-amqp's publish that does not wait, with the confirm events (kombu's
+    RabbitMQ channel is py-amqp's, whose names it inherits)."""
+    assert Connection("amqp://").transport.driver_type == "amqp"
     assert parameters(Producer.batch) == ["self", "max_size"]
     assert "supports_batch_publish" in inspect.getsource(Producer)
     assert parameters(kombu_redis.Channel.create_publish_batch) == ["self", "max_size"]
@@ -250,5 +252,5 @@ def test_the_publish_batches_and_confirms_the_batch_publisher_relies_on():
                                                           "routing_key"]
     assert "self.basic_publish = self.basic_publish_confirm" in inspect.getsource(
         AmqpChannel.__init__)  # the per-message wait the batch's channel sets aside
-    for event in ("basic_ack", "basic_nack"):
-        assert f"self.events['{event}']" in inspect.getsource(AmqpChannel)
+    for handler, event in (("_on_basic_ack", "basic_ack"), ("_on_basic_nack", "basic_nack")):
+        assert f"self.events['{event}']" in inspect.getsource(getattr(AmqpChannel, handler))
