@@ -275,13 +275,26 @@ def redact_call(*, task_name: str, args: Sequence[Any] | None,
     """A task call as people may see it: each positional argument named by the task's
     signature and hidden whole if that name is a secret's (`login("ann", "hunter2")`
     shows `["ann", "[redacted]"]`), the keyword arguments by their keys, and secret-looking
-    values anywhere. A task this process cannot find has its positional arguments
-    redacted by shape only."""
+    values anywhere. A task this process cannot find (removed, renamed, or not among the
+    modules it imports) has no names for its positional arguments: every string in them
+    is hidden, since any might be the password."""
     args = list(args or ())
     names = _parameter_names(task_name, len(args))
+    if args and task_name and project_task(task_name) is None:
+        return [redact(_strings_hidden(value)) for value in args], redact(dict(kwargs or {}))
     shown = [REDACTED if name is not None and sensitive_key(name) else redact(value)
              for name, value in zip(names, args, strict=True)]
     return shown, redact(dict(kwargs or {}))
+
+
+def _strings_hidden(value: Any) -> Any:
+    if isinstance(value, str):
+        return REDACTED
+    if isinstance(value, Mapping):
+        return {key: _strings_hidden(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strings_hidden(item) for item in value]
+    return value
 
 
 def call_secrets(*, task_name: str, args: Sequence[Any] | None,

@@ -192,12 +192,14 @@ def test_a_positional_argument_is_redacted_by_its_parameter_name(username, passw
     assert positional == ["k", REDACTED]
 
 
-def test_a_call_of_a_task_nobody_defines_is_redacted_by_shape_and_key():
+def test_a_call_of_a_task_nobody_defines_shows_no_string_of_its_positional_arguments():
+    """Without the task's signature any positional string may be its password: fail closed
+    (a web process without the module, a task removed since it failed)."""
     args, kwargs = redact_call(task_name="elsewhere.tasks.unknown",
-                               args=["visible", "sk_live_abcdefghijklmnop", {"pin": 1234}],
-                               kwargs={"token": "t", "page": 2})
-    assert args == ["visible", REDACTED, {"pin": REDACTED}]
-    assert kwargs == {"token": REDACTED, "page": 2}
+                               args=["maybe-a-password", 7, {"pin": 1234, "note": "n"}],
+                               kwargs={"token": "t", "page": 2, "user": "ann"})
+    assert args == [REDACTED, 7, {"pin": REDACTED, "note": REDACTED}]
+    assert kwargs == {"token": REDACTED, "page": 2, "user": "ann"}  # named: by their keys
 
 
 @pytest.mark.parametrize(("key", "sensitive"), [
