@@ -9,7 +9,7 @@ from apps.billing.models import PaymentEvent
 from apps.billing.tasks import process_payment_event
 from tests import tasks
 from tests.fixtures import wait_for
-from tests.waits import dead_letter, ran_on, runs
+from tests.waits import dead_letter, dead_letter_handed_off, ran_on, runs
 from workers.core.routing import BULK, CRITICAL
 from workers.dead_letters.models import DeadLetter
 
@@ -40,7 +40,7 @@ def test_exhausted_retries_are_dead_lettered_with_the_attempt_count(live_workers
     key = uuid()
     result = tasks.transient_until.apply_async(args=[key, 99], queue=BULK)
 
-    row = dead_letter(result.id)
+    row = dead_letter_handed_off(test_redis, result.id)
     assert row.exception_type == "workers.core.exceptions.TransientError"
     assert row.attempts == 3  # the first run and max_retries=2 retries
     assert runs(test_redis, key) == 3
@@ -59,7 +59,7 @@ def test_permanent_errors_bugs_and_rejected_messages_skip_retries(live_workers, 
     key = uuid()
     result = task.apply_async(args=[key], queue=CRITICAL)
 
-    row = dead_letter(result.id)
+    row = dead_letter_handed_off(test_redis, result.id)
     assert (row.exception_type, row.attempts, runs(test_redis, key)) == (exception_type, 1, 1)
 
 
@@ -94,7 +94,7 @@ def test_a_secret_argument_quoted_bare_in_the_error_stays_out_of_the_dead_letter
         live_workers, test_redis):
     result = tasks.quotes_its_password.apply_async(args=["ann", "Plain-Pw-3141"],
                                                    queue=CRITICAL)
-    row = dead_letter(result.id)
+    row = dead_letter_handed_off(test_redis, result.id)
     assert row.message == "auth refused for ann using [redacted]"
     assert "Plain-Pw-3141" not in row.traceback
     assert row.args == ["ann", "Plain-Pw-3141"]  # exact, for the replay; shown redacted
