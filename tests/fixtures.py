@@ -290,5 +290,23 @@ def _answers(url: str) -> bool:
 
 @pytest.fixture
 def live_workers(celery_workers, transactional_db, test_redis):
-    """Real workers plus a committed-data database the workers can see."""
-    return celery_workers
+    """Real workers plus a committed-data database the workers can see. At the end, the
+    tables are emptied once no worker is inside a transaction: a test ends at the row it
+    waited for, while the worker may still write what follows it (a dead letter's alert),
+    and TRUNCATE against that write deadlocked."""
+    yield celery_workers
+    poll_until(_no_other_transaction, timeout=WRITES_SETTLE)  # then the flush, regardless
+
+
+#: At most this long for the workers' transactions to end before the tables are emptied (a
+#: test's job may hold one open for good: a hung task; the flush then goes ahead).
+WRITES_SETTLE = 10.0
+
+
+def _no_other_transaction() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                       "current_database() AND pid <> pg_backend_pid() AND backend_type = "
+                       "'client backend' AND xact_start IS NOT NULL")
+        (open_transactions,) = cursor.fetchone()
+    return open_transactions == 0
