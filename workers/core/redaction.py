@@ -280,7 +280,7 @@ def redact_call(*, task_name: str, args: Sequence[Any] | None,
     is hidden, since any might be the password."""
     args = list(args or ())
     names = _parameter_names(task_name, len(args))
-    if args and task_name and project_task(task_name) is None:
+    if names is None:
         return [redact(_strings_hidden(value)) for value in args], redact(dict(kwargs or {}))
     shown = [REDACTED if name is not None and sensitive_key(name) else redact(value)
              for name, value in zip(names, args, strict=True)]
@@ -304,7 +304,8 @@ def call_secrets(*, task_name: str, args: Sequence[Any] | None,
     call's error messages and log lines, where they turn up with no name beside them
     (`f"login refused for {user} using {password}"`)."""
     args = list(args or ())
-    names = _parameter_names(task_name, len(args), discover=False)  # a worker knows its own
+    # A worker knows its own tasks; unknown names: the named secrets of its values only.
+    names = _parameter_names(task_name, len(args), discover=False) or [None] * len(args)
     found = [value for name, value in zip(names, args, strict=True)
              for value in (_strings_within(value) if name is not None and sensitive_key(name)
                            else _named_secrets(value))]
@@ -369,10 +370,14 @@ def hide_values(text: str, values: Sequence[str]) -> str:
     return text
 
 
-def _parameter_names(task_name: str, count: int, *, discover: bool = True) -> list[str | None]:
-    """The parameter each of `count` positional arguments binds to (None past the end)."""
+def _parameter_names(task_name: str, count: int, *,
+                     discover: bool = True) -> list[str | None] | None:
+    """The parameter each of `count` positional arguments binds to (None past the end);
+    None for a task this process cannot find."""
     try:
         task = project_task(task_name, discover=discover) if task_name else None
+        if task is None and task_name:
+            return None
         positional, rest = _positional_parameters(task.run) if task is not None else ((), None)
     except Exception:  # an app whose tasks do not import: the names are unknown
         positional, rest = (), None

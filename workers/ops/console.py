@@ -169,9 +169,9 @@ def console_queues(*, now: float) -> list[QueuePanel]:
             panel.failed[index] += minute.failed
         recent = minutes[-FAILURE_RATE_MINUTES:]
         failed = sum(minute.failed for minute in recent)
-        if failed and failed / (failed + sum(m.succeeded for m in recent)) > FAILURE_RATE_LIMIT:
-            panel.failing_tasks.append(
-                (task, failed / (failed + sum(m.succeeded for m in recent))))
+        rate = failed / (failed + sum(minute.succeeded for minute in recent)) if failed else 0.0
+        if rate > FAILURE_RATE_LIMIT:
+            panel.failing_tasks.append((task, rate))
         for index, hour in enumerate(history_hours(queue=queue, task=task,
                                                    since=hours_since, until=now)):
             panel.started_hours[index] += hour.started
