@@ -224,3 +224,25 @@ def test_a_viewer_under_gunicorn_reads_but_requeues_nothing(gunicorn_server):
         action=DeadLetterEvent.Action.VIEWED_PAYLOAD).exists()
     assert not OutboxMessage.objects.exists()
     assert not Redrive.objects.exists()
+
+
+def test_a_viewer_under_gunicorn_sees_no_call_secret_quoted_bare_in_an_error(gunicorn_server):
+    """Rows stored unhidden (by a process that did not know the task, or before workers
+    hid such values) quote a positional password bare in their error text; gunicorn's
+    workers hide it again, for a task they must import first and for one that is gone."""
+    staff_user("viewer", "Dead-letter viewers")
+    secret = "tb-bare-gunicorn-5e2c"
+    rows = [DeadLetterFactory(task_name=name, args=["alice", secret],
+                              message=f"login refused for alice using {secret}",
+                              traceback=f"PermanentError: login refused using {secret}")
+            for name in ("tests.tasks.login", "tests.tasks.removed_since")]
+    session = admin_session(gunicorn_server, "viewer", PASSWORD)
+    changelist = f"{gunicorn_server}/admin/workers/deadletter/"
+
+    pages = [session.get(url, timeout=HANG) for url in (
+        changelist, f"{changelist}groups/",
+        *(f"{changelist}{row.pk}/change/" for row in rows))]
+
+    assert [page.status_code for page in pages] == [200] * len(pages)
+    assert all("login refused" in page.text for page in pages)
+    assert not [page.url for page in pages if secret in page.text]

@@ -298,17 +298,23 @@ def _strings_hidden(value: Any) -> Any:
 
 
 def call_secrets(*, task_name: str, args: Sequence[Any] | None,
-                 kwargs: Mapping[str, Any] | None) -> tuple[str, ...]:
+                 kwargs: Mapping[str, Any] | None, discover: bool = False) -> tuple[str, ...]:
     """The strings a task call holds under a secret's name (a `password` parameter, an
     `api_key` key at any depth), longest first: what `hide_values` takes out of the
     call's error messages and log lines, where they turn up with no name beside them
-    (`f"login refused for {user} using {password}"`)."""
+    (`f"login refused for {user} using {password}"`). A task this process cannot find
+    has no names for its positional arguments: every string in them counts, as in
+    `redact_call`. A worker knows its own tasks and must not import modules again
+    (`project_task`); a web process showing a stored call passes `discover`."""
     args = list(args or ())
-    # A worker knows its own tasks; unknown names: the named secrets of its values only.
-    names = _parameter_names(task_name, len(args), discover=False) or [None] * len(args)
-    found = [value for name, value in zip(names, args, strict=True)
-             for value in (_strings_within(value) if name is not None and sensitive_key(name)
-                           else _named_secrets(value))]
+    names = _parameter_names(task_name, len(args), discover=discover)
+    if names is None:
+        found = _strings_within(args)
+    else:
+        found = [value for name, value in zip(names, args, strict=True)
+                 for value in (_strings_within(value)
+                               if name is not None and sensitive_key(name)
+                               else _named_secrets(value))]
     found += _named_secrets(dict(kwargs or {}))
     return tuple(sorted({form for value in found if len(value) >= MIN_CALL_SECRET
                          for form in _written_forms(value)}, key=len, reverse=True))

@@ -30,14 +30,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from workers.core.redaction import (
-    json_html,
-    payload_html,
-    redact_call,
-    redact_text,
-    text_html,
-    visible_text,
-)
+from workers.core.redaction import json_html, payload_html, redact_call, redact_text
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
 from workers.dead_letters.export import dead_letters_export
@@ -58,6 +51,7 @@ from workers.dead_letters.services import (
     dead_letters_purge,
     dead_letters_requeue,
 )
+from workers.dead_letters.shown import shown_text
 
 # What the pages show redacted: never a filter in the list's address bar.
 PAYLOAD_FIELDS = {"args", "kwargs", "original_args", "original_kwargs", "message", "traceback",
@@ -186,7 +180,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
                                                     args=[row.pk]))
         context = {**self.admin_site.each_context(request), "opts": self.model._meta,
                    "title": f"Edit and requeue #{row.pk} {row.task_name}", "original": row,
-                   "message": visible_text(redact_text(row.message)),
+                   "message": shown_text(row=row, text=row.message),
                    "payload": text, "reason": reason, "error": error,
                    "redacted": not unredacted}
         return TemplateResponse(request, "admin/workers/deadletter/edit.html", context)
@@ -294,11 +288,11 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     @admin.display(description="message")
     def short_message(self, row: DeadLetter) -> str:
-        return visible_text(redact_text(row.message))[:80]
+        return shown_text(row=row, text=row.message)[:80]
 
     @admin.display(description="message (secrets redacted)")
     def shown_message(self, row: DeadLetter) -> str:
-        return text_html(row.message)
+        return _text_html(row, row.message)
 
     @admin.display(description="cause")
     def group(self, row: DeadLetter) -> str:
@@ -332,15 +326,15 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     @admin.display(description="errors of the earlier attempts (secrets redacted)")
     def earlier_errors(self, row: DeadLetter) -> str:
-        return text_html(_earlier_errors(row)) if row.attempt_errors else "-"
+        return _text_html(row, _earlier_errors(row)) if row.attempt_errors else "-"
 
     @admin.display(description="raw message body (poison messages; secrets redacted)")
     def raw_message(self, row: DeadLetter) -> str:
-        return text_html(row.raw_body) if row.raw_body else "-"
+        return _text_html(row, row.raw_body) if row.raw_body else "-"
 
     @admin.display(description="traceback (secrets redacted)")
     def formatted_traceback(self, row: DeadLetter) -> str:
-        return text_html(row.traceback)
+        return _text_html(row, row.traceback)
 
     @admin.display(description="notes and history")
     def history(self, row: DeadLetter) -> str:
@@ -421,7 +415,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
                    "first_id": ids[0] if ids else "",
                    "action": action, "verb": str(action), "typed": typed,
                    "examples": [{"pk": row.pk, "task_name": row.task_name,
-                                 "message": visible_text(redact_text(row.message))}
+                                 "message": shown_text(row=row, text=row.message)}
                                 for row in DeadLetter.objects.filter(pk__in=ids[-5:])
                                 .order_by("-pk")]}
         return TemplateResponse(request, "admin/workers/deadletter/confirm.html", context)
@@ -458,6 +452,10 @@ class DeadLetterAdmin(admin.ModelAdmin):
             self.message_user(request, str(error), messages.WARNING)
             return HttpResponseRedirect(request.get_full_path())
         return HttpResponseRedirect(reverse("admin:workers_redrive_change", args=[redrive.pk]))
+
+
+def _text_html(row: DeadLetter, text: str) -> str:
+    return format_html("<pre>{}</pre>", shown_text(row=row, text=text))
 
 
 def _earlier_errors(row: DeadLetter) -> str:

@@ -9,9 +9,10 @@ from typing import Any
 from django.db.models import QuerySet
 
 from workers.core.csv_cells import spreadsheet_safe
-from workers.core.redaction import redact_call, redact_text
+from workers.core.redaction import redact_call
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent
+from workers.dead_letters.shown import redacted_text
 
 COLUMNS = ("id", "task_id", "task_name", "queue", "status", "fingerprint", "exception_type",
            "message", "attempts", "failed_at", "worker", "requeue_count", "replay_of_id",
@@ -23,7 +24,8 @@ def _record(row: DeadLetter) -> dict[str, object]:
     args, kwargs = redact_call(task_name=row.task_name, args=row.args, kwargs=row.kwargs)
     return {"id": row.pk, "task_id": row.task_id, "task_name": row.task_name,
             "queue": row.queue, "status": row.status, "fingerprint": row.fingerprint,
-            "exception_type": row.exception_type, "message": redact_text(row.message),
+            "exception_type": row.exception_type,
+            "message": redacted_text(row=row, text=row.message),
             "attempts": row.attempts, "failed_at": row.failed_at.isoformat(),
             "worker": row.worker, "requeue_count": row.requeue_count,
             "replay_of_id": row.replay_of_id, "args": args, "kwargs": kwargs}

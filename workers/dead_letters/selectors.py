@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
-from workers.core.redaction import redact_text, visible_text
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent
 from workers.dead_letters.rules import OPEN, replay_blocker
+from workers.dead_letters.shown import shown_text
 
 GROUPS_SHOWN = 200
 
@@ -114,7 +114,8 @@ def dead_letter_groups(*, open_only: bool = True, search: str = "", order: str =
         notes[fingerprint] = text  # the latest wins
     return [Group(fingerprint=row["fingerprint"], task_name=examples[row["latest"]].task_name,
                   exception_type=examples[row["latest"]].exception_type,
-                  example=visible_text(redact_text(examples[row["latest"]].message))[:300],
+                  example=shown_text(row=examples[row["latest"]],
+                                     text=examples[row["latest"]].message)[:300],
                   count=row["count"],
                   new=row["new"], acknowledged=row["acknowledged"], snoozed=row["snoozed"],
                   first_seen=row["first"], last_seen=row["last"],

@@ -21,6 +21,7 @@ from workers.core.redaction import REDACTED_CHANGED
 from workers.core.routing import BULK
 from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent
+from workers.ops.alerts.services import alert_on_dead_letter
 
 CHANGELIST = "admin:workers_deadletter_changelist"
 SECRETS = {
@@ -34,12 +35,15 @@ SECRETS = {
 }
 
 
-def planted_row(*, poison: bool = False) -> DeadLetter:
+def planted_row(*, poison: bool = False, task_name: str = "tests.tasks.login") -> DeadLetter:
     """A failed call of tests.tasks.login with a secret everywhere; `poison`: a message
-    no task could be built from, stored with its raw body."""
-    message = f"login failed for {{'username': 'alice', 'password': '{SECRETS['message']}'}}"
+    no task could be built from, stored with its raw body. The message also quotes the
+    positional password bare, as a row stored by a process that did not know the task's
+    signature (or stored before the worker hid such values) holds it."""
+    message = (f"login failed for {{'username': 'alice', 'password': '{SECRETS['message']}'}}"
+               f" using {SECRETS['positional']}")
     return DeadLetterFactory(
-        task_name="tests.tasks.login", queue=BULK,
+        task_name=task_name, queue=BULK,
         args=["alice", SECRETS["positional"]],
         kwargs={"session": SECRETS["keyword"], "hold": SECRETS["shaped"]},
         exception_type="workers.core.exceptions.PermanentError", message=message,
@@ -116,6 +120,29 @@ def test_a_viewer_sees_no_secret_on_any_page_or_export(viewer):
     assert "login failed for" in shown["groups"]
     assert "PermanentError: login failed for" in shown["detail"]  # the traceback
     assert "&quot;username&quot;: &quot;alice&quot;" not in shown["detail"]  # no raw payload
+
+
+@pytest.mark.django_db
+def test_a_task_this_process_cannot_find_shows_none_of_its_positional_strings(viewer):
+    """A row of a task renamed or removed since it failed: no signature names its
+    arguments, so every string of them is hidden, in the payload and in the error text."""
+    row = planted_row(task_name="tests.tasks.removed_since")
+
+    shown = pages(viewer, row)
+
+    assert {name: shown_secrets(html) for name, html in shown.items()} == {
+        name: [] for name in shown}
+    assert "login failed for" in shown["detail"]
+
+
+@pytest.mark.django_db
+def test_a_new_failure_alert_holds_no_secret_of_the_call():
+    row = planted_row()
+
+    alert = alert_on_dead_letter(dead_letter_id=row.pk)
+
+    assert "login failed for" in alert.text
+    assert shown_secrets(alert.text + alert.title) == []
 
 
 @pytest.mark.django_db

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from workers.core.redaction import redact_call, redact_text, visible_text
+from workers.core.redaction import redact_call, redact_text
 from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
 from workers.dead_letters.export import FORMATS, dead_letters_export
 from workers.dead_letters.lifecycle import (
@@ -46,6 +46,7 @@ from workers.dead_letters.services import (
     dead_letters_purge,
     dead_letters_requeue,
 )
+from workers.dead_letters.shown import shown_text
 from workers.dead_letters.tasks import dead_letter_drill
 
 DURATION = re.compile(r"^(\d+)([smhd])$")
@@ -199,7 +200,7 @@ class Command(BaseCommand):
                 ("status", row.status + (f" until {row.snoozed_until:%Y-%m-%d %H:%M}"
                                          if row.snoozed_until else "")),
                 ("cause", f"{row.fingerprint} {row.exception_type}: "
-                          f"{visible_text(redact_text(row.message))}"),
+                          f"{shown_text(row=row, text=row.message)}"),
                 ("failed", f"{row.failed_at:%Y-%m-%d %H:%M:%S} after {row.attempts} "
                            f"attempt(s) on {row.worker or '?'}"),
                 ("payload", _payload(row)),
@@ -208,7 +209,7 @@ class Command(BaseCommand):
         for entry in row.attempt_errors:
             self.stdout.write(f"{'attempt ' + str(entry['attempt']):>10}  "
                               f"{entry['exception_type']}: "
-                              f"{visible_text(redact_text(entry['message']))}")
+                              f"{shown_text(row=row, text=entry['message'])}")
         for event in row.events.order_by("at"):
             self.stdout.write(f"{event.at:%Y-%m-%d %H:%M}  {event.actor}: "
                               f"{event.get_action_display()} {event.text}".rstrip())
@@ -293,7 +294,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{row.pk:>6}  {row.status:9}  {row.queue:8}  "
                 f"{row.failed_at:%Y-%m-%d %H:%M:%S}  {row.attempts:>5}  {row.task_name}\n"
-                f"{'':>58}{row.exception_type}: {redact_text(row.message)[:100]}\n"
+                f"{'':>58}{row.exception_type}: {shown_text(row=row, text=row.message)[:100]}\n"
                 f"{'':>58}{_payload(row)}"
             )
 

@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from workers.core.outbox import outbox_enqueue
-from workers.core.redaction import redact_text
 from workers.dead_letters.models import DeadLetter
+from workers.dead_letters.shown import redacted_text
 from workers.ops.alerts.channels import DeliveryError, configured_channels, send
 from workers.ops.alerts.models import Alert
 from workers.ops.alerts.windows import window_open_or_count, windows_close_due
@@ -48,11 +48,14 @@ def alert_raise(*, kind: str, key: str, title: str, text: str, link: str = "",
 def alert_on_dead_letter(*, dead_letter_id: int) -> Alert | None:
     """A new dead letter alerts if its fingerprint has no open window."""
     row = DeadLetter.objects.get(pk=dead_letter_id)
+    # Called where the row was stored: often a worker's main process (a lost worker, a
+    # poison message), which must not import its tasks again.
+    message = redacted_text(row=row, text=row.message, discover=False)
     exception = row.exception_type.rpartition(".")[2]
     return alert_raise(
         kind=Alert.Kind.FAILURE, key=FAILURE_KEY + row.fingerprint,
         title=f"New failure: {row.task_name or 'unknown task'} raised {exception}",
-        text=(f"{redact_text(row.message)[:1000]}\nqueue {row.queue or '?'}, "
+        text=(f"{message[:1000]}\nqueue {row.queue or '?'}, "
               f"{row.attempts} attempt(s), worker {row.worker or '?'}; "
               f"similar failures are counted for {settings.ALERTS_REPEAT_MINUTES:g} minutes "
               "and sent as one digest."),
