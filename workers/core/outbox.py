@@ -153,15 +153,11 @@ def _publish(rows: list[OutboxMessage]) -> int:
         return 0
     try:
         # The app's AMQP class is the runtime's RedactingAMQP (config/celery.py).
-        with current_app.amqp.publishing_batch() as producer:  # type: ignore[attr-defined]
-            declared: set[str] = set()  # a queue declared once a batch, not once a message
+        with current_app.amqp.publishing_batch() as batch:  # type: ignore[attr-defined]
             for row in rows:
-                current_app.send_task(
-                    row.task_name, args=row.args, kwargs=row.kwargs, queue=row.queue,
-                    task_id=row.task_id, headers=row.headers, eta=row.eta, priority=row.priority,
-                    ignore_result=True, producer=producer, retry=False,
-                    declare=[] if row.queue in declared else None)
-                declared.add(row.queue)
+                batch.send(row.task_name, args=row.args, kwargs=row.kwargs, queue=row.queue,
+                           task_id=row.task_id, headers=row.headers, eta=row.eta,
+                           priority=row.priority)
     except OperationalError as exc:  # some may have gone: sending them again is allowed
         _last_publish.at = 0.0
         logger.warning("outbox: %d job(s) left for the sweeper, broker unavailable: %s",

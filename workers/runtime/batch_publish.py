@@ -1,9 +1,17 @@
 """Publishing many task messages in one go: the outbox's batches and dead-letter requeues.
 
-The messages are Celery's own: callers go on calling `send_task(..., producer=producer)`
-with the producer given here, so each message is built, stamped, redacted and routed as
-any other (workers/runtime/task_messages.py, the `before_task_publish` handlers). Only
-the sending is grouped:
+The messages are Celery's own. The first call of each kind in a batch (task, queue,
+priority) goes through `send_task`, which builds, stamps, redacts and routes it as any
+other (workers/runtime/task_messages.py, the `before_task_publish` handlers); what Celery
+decided for it is recorded on the way (the arguments its message builder got, and what
+it handed kombu to publish). The other calls of that kind reuse those decisions: each
+message is still built by Celery's builder (its own id, arguments, redacted reprs), the
+publish signals still fire for it, and it is handed to kombu at the point send_task's
+publish reaches, so a batch skips only the routing and option merging that would come
+out the same (about two thirds of a send; docs/performance.md). A call with an ETA always
+takes the whole way (on RabbitMQ it is routed by its delay).
+
+Only the sending is grouped:
 
 - On Redis, kombu's publish batch queues the LPUSHes on one pipeline, sent every
   BATCH_COMMANDS commands and when the block ends: one round trip instead of one per
@@ -15,18 +23,23 @@ the sending is grouped:
 Either way a message counts as sent only when the block has ended without an error. An
 error means some of the batch may have reached the broker: a caller that sends them
 again sends those twice, which the platform allows (its tasks are effect-once or
-idempotent), never none. The py-amqp names used here are checked by
+idempotent), never none. The kombu and py-amqp names used here are checked by
 workers/runtime/tests/test_celery_internals.py.
 """
 
 import contextlib
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from celery import Celery
+from celery.signals import after_task_publish, before_task_publish
 from kombu import Producer
 from kombu.exceptions import BatchPublishError, OperationalError
+from kombu.serialization import dumps
 
 #: Redis commands queued before the pipeline is sent (one LPUSH a message).
 BATCH_COMMANDS = 1000
@@ -35,22 +48,130 @@ CONFIRM_TIMEOUT = 30.0
 
 
 @contextmanager
-def batch_publishing(*, app: Celery) -> Iterator[Producer]:
-    """A producer whose publishes are sent together when the block ends; raises kombu's
+def batch_publishing(*, app: Celery) -> Iterator["BatchSender"]:
+    """A sender whose messages are sent together when the block ends; raises kombu's
     OperationalError if the broker may not hold them all."""
     with app.producer_or_acquire() as producer:
         channel = producer.channel  # the producer's own answer reads the transport's
         if getattr(channel, "supports_batch_publish", False):
             try:
                 with producer.batch(max_size=BATCH_COMMANDS):
-                    yield producer
+                    yield BatchSender(app=app, producer=producer)
             except BatchPublishError as error:  # what callers already handle for a publish
                 raise OperationalError(str(error)) from error
         elif producer.connection.transport.driver_type == "amqp":  # py-amqp, RabbitMQ
             with _confirmed_together(producer) as batch_producer:
-                yield batch_producer
+                yield BatchSender(app=app, producer=batch_producer)
         else:  # a transport with neither: one by one, as send_task does
-            yield producer
+            yield BatchSender(app=app, producer=producer)
+
+
+#: While a batch records its first call of a kind: what `send_task` gave Celery's message
+#: builder (workers/runtime/task_messages.py appends to it).
+built = threading.local()
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """What send_task decided for the first call of a kind, kept for the others."""
+    builder_arguments: tuple[Any, ...]  # create_task_message's, after the call's own
+    builder_options: dict[str, Any]
+    serializer: str
+    publish: dict[str, Any]  # kombu's `Producer._publish` arguments but the message's
+    transport_properties: dict[str, Any]  # properties added on the way (delivery mode)
+    signal: dict[str, Any]  # what the publish signals get besides the message
+
+
+class BatchSender:
+    """Sends task calls on a batch producer (`batch_publishing`)."""
+
+    def __init__(self, *, app: Celery, producer: Producer) -> None:
+        self.app = app
+        self.producer = producer
+        self._decided: dict[tuple[str, str, int | None], _Decided] = {}
+
+    def send(self, name: str, *, args: list[Any], kwargs: dict[str, Any], queue: str,
+             task_id: str, headers: Mapping[str, Any], eta: datetime | None,
+             priority: int | None) -> None:
+        """Send one call (its result ignored, no publish retry: the batch is the unit)."""
+        kind = (name, queue, priority)
+        decided = self._decided.get(kind)
+        if decided is None or eta is not None:
+            recorded = self._send_task(name, args=args, kwargs=kwargs, queue=queue,
+                                       task_id=task_id, headers=headers, eta=eta,
+                                       priority=priority)
+            if eta is None and recorded is not None:
+                self._decided[kind] = recorded
+            return
+        self._send_decided(decided, name=name, args=args, kwargs=kwargs, task_id=task_id,
+                           headers=headers)
+
+    def _send_task(self, name: str, *, args: list[Any], kwargs: dict[str, Any], queue: str,
+                   task_id: str, headers: Mapping[str, Any], eta: datetime | None,
+                   priority: int | None) -> _Decided | None:
+        """The whole way, recording what Celery decided (None if it went another way)."""
+        producer = self.producer
+        seen: dict[str, Any] = {}
+
+        def publish(body: Any, **options: Any) -> Any:
+            seen["serializer"] = options.get("serializer")
+            seen["signal"] = {key: options.get(key) for key in (
+                "exchange", "routing_key", "declare", "retry_policy")}
+            return type(producer).publish(producer, body, **options)
+
+        def transport(body: Any, priority: Any, content_type: Any, content_encoding: Any,
+                      headers: Any, properties: Any, *rest: Any) -> Any:
+            seen["publish"] = dict(zip(_PUBLISH_REST, (priority, *rest), strict=True))
+            seen["properties"] = dict(properties)
+            return type(producer)._publish(producer, body, priority, content_type,
+                                           content_encoding, headers, properties, *rest)
+
+        built.calls = []
+        producer.publish = publish  # type: ignore[method-assign,assignment]
+        producer._publish = transport  # type: ignore[method-assign,assignment]
+        try:
+            self.app.send_task(name, args=args, kwargs=kwargs, queue=queue, task_id=task_id,
+                               headers=dict(headers), eta=eta, priority=priority,
+                               ignore_result=True, producer=producer, retry=False)
+            calls = built.calls
+        finally:
+            del built.calls, producer.publish, producer._publish
+        if len(calls) != 1 or set(seen) != {"serializer", "signal", "publish", "properties"}:
+            return None
+        arguments, options, message_properties = calls[0]
+        return _Decided(
+            builder_arguments=arguments, builder_options=options,
+            serializer=seen["serializer"], publish=seen["publish"],
+            transport_properties={key: value for key, value in seen["properties"].items()
+                                  if key not in message_properties},
+            signal=seen["signal"])
+
+    def _send_decided(self, decided: _Decided, *, name: str, args: list[Any],
+                      kwargs: dict[str, Any], task_id: str,
+                      headers: Mapping[str, Any]) -> None:
+        """What send_task would do for this call, given what it decided for the first."""
+        message = self.app.amqp.create_task_message(
+            task_id, name, args, kwargs, *decided.builder_arguments,
+            **decided.builder_options)
+        sent_headers, properties, body = message.headers, message.properties, message.body
+        sent_headers.update(headers)
+        properties.update(decided.transport_properties)
+        signal = decided.signal
+        before_task_publish.send(sender=name, body=body, headers=sent_headers,
+                                 properties=properties, **signal)
+        content_type, content_encoding, data = dumps(body, serializer=decided.serializer)
+        publish = decided.publish
+        self.producer._publish(  # its queue was declared by the first call of its kind
+            data, publish["priority"], content_type, content_encoding,  # type: ignore[arg-type]
+            sent_headers, properties, *(publish[key] if key != "declare" else []
+                                        for key in _PUBLISH_REST[1:]))
+        after_task_publish.send(sender=name, body=body, headers=sent_headers,
+                                exchange=signal["exchange"], routing_key=signal["routing_key"])
+
+
+#: `Producer._publish`'s arguments after the message's own (checked by the internals test).
+_PUBLISH_REST = ("priority", "routing_key", "mandatory", "immediate", "exchange", "declare",
+                 "timeout", "confirm_timeout", "retry", "retry_policy")
 
 
 @contextmanager

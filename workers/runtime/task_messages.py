@@ -20,16 +20,15 @@ from typing import Any
 
 from celery.app.amqp import AMQP
 from celery.utils.saferepr import saferepr
-from kombu import Producer
 
 from workers.core.redaction import REDACTED, redact_call, redact_text
-from workers.runtime.batch_publish import batch_publishing
+from workers.runtime.batch_publish import BatchSender, batch_publishing, built
 
 logger = logging.getLogger(__name__)
 
 
 class RedactingAMQP(AMQP):
-    def publishing_batch(self) -> AbstractContextManager[Producer]:
+    def publishing_batch(self) -> AbstractContextManager[BatchSender]:
         """A producer whose publishes go out together (workers/runtime/batch_publish.py):
         here, where code that may not import the runtime (the outbox) finds it."""
         return batch_publishing(app=self.app)
@@ -37,11 +36,17 @@ class RedactingAMQP(AMQP):
     def as_task_v2(self, task_id: str, name: str, args: Any = None, kwargs: Any = None,
                    *more: Any, **options: Any) -> Any:
         """Celery's, given the redacted reprs (a call of the wrong shape is left to
-        Celery to refuse)."""
+        Celery to refuse). While a batch records a call, what it was given is kept for
+        the calls like it (workers/runtime/batch_publish.py)."""
+        recording = getattr(built, "calls", None)
+        given = (more, dict(options))
         if isinstance(args, list | tuple | None) and isinstance(kwargs, Mapping | None):
             options["argsrepr"], options["kwargsrepr"] = self._shown(
                 name, args, kwargs, options.get("argsrepr"), options.get("kwargsrepr"))
-        return super().as_task_v2(task_id, name, args, kwargs, *more, **options)
+        message = super().as_task_v2(task_id, name, args, kwargs, *more, **options)
+        if recording is not None:
+            recording.append((*given, dict(message.properties)))
+        return message
 
     def _shown(self, name: str, args: list[Any] | tuple[Any, ...] | None,
                kwargs: Mapping[str, Any] | None, argsrepr: str | None,

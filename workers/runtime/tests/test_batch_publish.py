@@ -41,13 +41,26 @@ def drained(name: str) -> list[Message]:
         return messages
 
 
+def call(name: str, n: int) -> dict:
+    """The n-th of a mix of calls: three priorities, some with an ETA (not on RabbitMQ,
+    where an ETA goes through the delay exchanges, bound for consumed queues only)."""
+    eta = (datetime.now(UTC) + timedelta(seconds=30)) if n % 2 and not rabbitmq() else None
+    return {"args": [f"key-{n}"], "kwargs": {"password": "hunter2", "n": n}, "queue": name,
+            "task_id": str(uuid.uuid4()), "priority": n % 3 or None, "eta": eta,
+            "headers": {"x-source": "batch-test"}}
+
+
 def send(name: str, n: int, producer) -> str:
-    return app.send_task(
-        "tests.tasks.record_effect", args=[f"key-{n}"], kwargs={"password": "hunter2"},
-        queue=name, producer=producer, priority=n % 3 or None,
-        # On RabbitMQ a countdown goes through the delay exchanges, bound for consumed queues
-        countdown=30 if n % 2 and not rabbitmq() else None,
-        headers={"x-source": "batch-test"}, ignore_result=True, retry=False).id
+    """One call through `send_task`, the way every other publish goes."""
+    options = call(name, n)
+    return app.send_task("tests.tasks.record_effect", producer=producer, ignore_result=True,
+                         retry=False, **options).id
+
+
+def send_batched(name: str, n: int, batch) -> str:
+    options = call(name, n)
+    batch.send("tests.tasks.record_effect", **options)
+    return options["task_id"]
 
 
 def comparable(message: Message) -> dict:
@@ -68,10 +81,10 @@ def comparable(message: Message) -> dict:
 def test_a_batch_holds_the_very_messages_send_task_sends_one_by_one(queue_name):
     app.finalize(auto=True)  # both ways know the task's own options (its time limits)
     with app.producer_or_acquire() as producer:
-        one_by_one = [send(queue_name, n, producer) for n in range(6)]
+        one_by_one = [send(queue_name, n, producer) for n in range(12)]
     singles = drained(queue_name)
-    with batch_publishing(app=app) as producer:
-        batched = [send(queue_name, n, producer) for n in range(6)]
+    with batch_publishing(app=app) as batch:  # the first of each kind, then the others
+        batched = [send_batched(queue_name, n, batch) for n in range(12)]
         if not rabbitmq():  # RabbitMQ has them already: the block waits for its confirms
             assert drained(queue_name) == []  # Redis: nothing is sent before the block ends
     together = drained(queue_name)
@@ -82,11 +95,12 @@ def test_a_batch_holds_the_very_messages_send_task_sends_one_by_one(queue_name):
     for message in together:
         assert comparable(message) == comparable(by_key[message.decode()[0][0]])
     assert all("hunter2" not in m.headers["kwargsrepr"] for m in together)
+    assert len({m.headers[ENQUEUED_AT_HEADER] for m in together}) > 1  # stamped each
 
 
 def test_more_messages_than_one_pipeline_holds_all_arrive(queue_name):
-    with batch_publishing(app=app) as producer:
-        sent = {send(queue_name, n, producer) for n in range(BATCH_COMMANDS + 7)}
+    with batch_publishing(app=app) as batch:
+        sent = {send_batched(queue_name, n, batch) for n in range(BATCH_COMMANDS + 7)}
     assert {m.headers["id"] for m in drained(queue_name)} == sent
 
 
@@ -97,8 +111,8 @@ def rabbitmq() -> bool:
 def test_an_error_inside_the_block_leaves_what_was_not_yet_sent_unsent(queue_name):
     """On Redis nothing before the block ends; on RabbitMQ each publish has gone out."""
     def half_way() -> None:
-        with batch_publishing(app=app) as producer:
-            send(queue_name, 1, producer)
+        with batch_publishing(app=app) as batch:
+            send_batched(queue_name, 1, batch)
             raise RuntimeError("the caller failed half-way")
 
     with pytest.raises(RuntimeError):

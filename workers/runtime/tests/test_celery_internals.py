@@ -6,6 +6,7 @@ turned off). The pins in pyproject.toml stay; this is what tells a bump is safe.
 import inspect
 import weakref
 
+from celery.app.amqp import AMQP
 from celery.fixups import django as celery_django_fixup
 from celery.worker import request as celery_request
 from celery.worker import state as worker_state
@@ -24,6 +25,7 @@ from kombu.transport.pyamqp import Channel as AmqpChannel
 
 from config.celery import app
 from workers.ops.tasks import probe
+from workers.runtime.batch_publish import _PUBLISH_REST
 
 
 def parameters(function) -> list[str]:
@@ -254,3 +256,16 @@ def test_the_publish_batches_and_confirms_the_batch_publisher_relies_on():
         AmqpChannel.__init__)  # the per-message wait the batch's channel sets aside
     for handler, event in (("_on_basic_ack", "basic_ack"), ("_on_basic_nack", "basic_nack")):
         assert f"self.events['{event}']" in inspect.getsource(getattr(AmqpChannel, handler))
+
+
+def test_the_publish_steps_a_batch_reuses_for_calls_like_the_first():
+    """workers/runtime/batch_publish.py hands kombu each message where `Producer.publish`
+    does, with the arguments `Producer.publish` passes on (in this order)."""
+    assert parameters(Producer._publish) == [
+        "self", "body", "priority", "content_type", "content_encoding", "headers",
+        "properties", *_PUBLISH_REST[1:]]
+    assert "return _publish(\n            body, priority, content_type, content_encoding," \
+        in inspect.getsource(Producer.publish)
+    assert "send_before_publish(" in inspect.getsource(AMQP._create_task_sender)
+    assert "producer.publish(body, **publish_kwargs)" in inspect.getsource(
+        AMQP._create_task_sender)
