@@ -21,6 +21,7 @@ from workers.core.task_backend import RUNNER
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.fingerprints import failure_fingerprint
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent
+from workers.dead_letters.replay_resolutions import replays_resolve
 from workers.dead_letters.rules import Action, refusal
 from workers.dead_letters.spool import (
     dead_letter_spool_drain,
@@ -139,8 +140,12 @@ def _supersede(*, original_id: int, replay_task_id: str) -> None:
 
 
 def dead_letters_drain_spool() -> int:
-    """Store what the spool kept while the database was down; return how many rows."""
-    return dead_letter_spool_drain(store=dead_letter_store)
+    """Store what the spool kept while the database was down, and resolve the rows whose
+    replays succeeded (for workers that stopped before doing it); return how many rows
+    were stored."""
+    stored = dead_letter_spool_drain(store=dead_letter_store)
+    replays_resolve()
+    return stored
 
 
 def dead_letter_record_message(*, task_id: str, task_name: str, queue: str, raw_body: str,
@@ -286,16 +291,6 @@ def dead_letters_discard(*, dead_letter_ids: Iterable[int], actor: str,
                       detail={"ids": ids[:AUDITED_IDS], "refused": len(outcome.refused),
                               **(detail or {})})
     return outcome
-
-
-def dead_letter_resolve_replay(*, dead_letter_id: int, replay_task_id: str) -> None:
-    """Close the original row once its replay has succeeded."""
-    DeadLetter.objects.filter(
-        pk=dead_letter_id, replay_task_id=replay_task_id, status=DeadLetter.Status.REQUEUED
-    ).update(
-        status=DeadLetter.Status.RESOLVED, closed_at=timezone.now(), closed_by="replay",
-        updated_at=timezone.now(),
-    )
 
 
 @transaction.atomic

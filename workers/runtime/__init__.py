@@ -30,6 +30,7 @@ def install(app: Celery) -> None:
     app.steps["consumer"].add(WorkerHeartbeat)
     # By name: it imports the dead-letter models, which need Django's registry first.
     app.steps["consumer"].add("workers.runtime.broker_dead_letters:BrokerDeadLetters")
+    app.steps["worker"].add("workers.runtime.replay_resolution:ReplayResolution")
 
 
 def connect_signal_handlers() -> None:

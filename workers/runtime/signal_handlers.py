@@ -41,9 +41,9 @@ from workers.core.headers import (
 )
 from workers.core.redaction import call_secrets
 from workers.core.routing import queue_for, queue_of_routing_key
+from workers.dead_letters.replay_resolutions import replay_succeeded
 from workers.dead_letters.services import (
     dead_letter_record,
-    dead_letter_resolve_replay,
 )
 from workers.runtime.attempts import attempt_error_push, attempt_errors_take, retry_over
 
@@ -167,7 +167,7 @@ def resolve_replayed_dead_letter(sender: Any = None, **_: Any) -> None:
     request = sender.request
     dead_letter_id = request.get(REPLAY_HEADER)
     if dead_letter_id is not None:
-        dead_letter_resolve_replay(dead_letter_id=dead_letter_id, replay_task_id=request.id)
+        replay_succeeded(dead_letter_id=dead_letter_id, replay_task_id=request.id)
 
 
 def _routed_queue(task_name: str) -> str:

@@ -1,0 +1,104 @@
+"""Closing replayed dead letters in batches: a replay that succeeds is noted in Redis, and
+its row is resolved with others in one UPDATE.
+
+Resolving each row as its replay succeeded cost an UPDATE and a durable commit per job,
+half a requeue's time (docs/performance.md). Now the success is an RPUSH; whoever pushes
+the RESOLVE_BATCH-th note resolves a batch, each worker's main process resolves what is
+noted every RESOLVE_EVERY seconds (workers/runtime/replay_resolution.py), and beat's spool
+drain does too, for a worker that has stopped.
+
+A batch is claimed by moving its notes to a claim list of its own in one step, and the
+claim is deleted once its UPDATE has committed; a process killed in between leaves the
+claim, which is resolved again once it is CLAIM_ABANDONED seconds old. Resolving is
+idempotent (only a row still "requeued" by that very replay changes), so a claim
+resolved twice does no harm. Redis losing the notes (it keeps no copy on disk here)
+leaves those rows "requeued", their replays run: the note is the only record of that.
+"""
+
+import json
+import time
+import uuid
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from workers.core.platform_redis import redis_client, redis_text
+from workers.dead_letters.models import DeadLetter
+
+# One hash tag: the script touches all three keys (a Redis Cluster keeps them together).
+PENDING_KEY = "{workers:replays}:succeeded"
+CLAIMS_KEY = "{workers:replays}:claims"  # claim list name: when it was claimed
+CLAIM_PREFIX = "{workers:replays}:claim:"
+#: Notes resolved together; the pusher of a full batch resolves it.
+RESOLVE_BATCH = 200
+#: Seconds after which a claim is taken for the work of a process that died.
+CLAIM_ABANDONED = 60
+
+# Moves up to ARGV[1] notes from the pending list to a new claim list, atomically.
+_CLAIM = """
+local notes = redis.call('LPOP', KEYS[1], ARGV[1])
+if notes then
+  redis.call('RPUSH', KEYS[2], unpack(notes))
+  redis.call('ZADD', KEYS[3], ARGV[2], KEYS[2])
+end
+return notes
+"""
+
+
+def replay_succeeded(*, dead_letter_id: int, replay_task_id: str) -> None:
+    """Note that a dead letter's replay succeeded; resolve a batch if this one fills it."""
+    pending = redis_client().rpush(PENDING_KEY, json.dumps([dead_letter_id, replay_task_id]))
+    if pending >= RESOLVE_BATCH:
+        replays_resolve(limit=RESOLVE_BATCH)
+
+
+def replays_resolve(*, limit: int | None = None) -> int:
+    """Resolve the rows of noted successes (up to about `limit` notes, else all) and of
+    abandoned claims; return how many rows changed. A DatabaseError leaves the claim to
+    be resolved once it is abandoned."""
+    client = redis_client()
+    resolved = 0
+    for stale in client.zrangebyscore(CLAIMS_KEY, "-inf", time.time() - CLAIM_ABANDONED):
+        claim = redis_text(stale)
+        resolved += _resolve_claim(claim, client.lrange(claim, 0, -1))
+    taken = 0
+    while limit is None or taken < limit:
+        claim = f"{CLAIM_PREFIX}{uuid.uuid4().hex}"
+        notes = client.eval(_CLAIM, 3, PENDING_KEY, claim, CLAIMS_KEY,
+                            RESOLVE_BATCH, time.time())
+        if not notes:
+            break
+        taken += len(notes)
+        resolved += _resolve_claim(claim, notes)
+    return resolved
+
+
+def _resolve_claim(claim: str, notes: list[Any]) -> int:
+    pairs = [json.loads(note) for note in notes]
+    resolved = _resolve(ids=[int(pair[0]) for pair in pairs],
+                        task_ids=[str(pair[1]) for pair in pairs]) if pairs else 0
+    client = redis_client()
+    client.delete(claim)
+    client.zrem(CLAIMS_KEY, claim)
+    return resolved
+
+
+@transaction.atomic
+def _resolve(*, ids: list[int], task_ids: list[str]) -> int:
+    """One UPDATE for the batch: each row closed if it is still requeued by that replay."""
+    now = timezone.now()
+    if connection.vendor != "postgresql":
+        return sum(DeadLetter.objects.filter(
+            pk=pk, replay_task_id=task_id, status=DeadLetter.Status.REQUEUED).update(
+            status=DeadLetter.Status.RESOLVED, closed_at=now, closed_by="replay",
+            updated_at=now) for pk, task_id in zip(ids, task_ids, strict=True))
+    table = DeadLetter._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, closed_at = %s, closed_by = 'replay', "  # noqa: S608
+            "updated_at = %s FROM unnest(%s::bigint[], %s::varchar[]) AS done(id, task_id) "
+            f"WHERE {table}.id = done.id AND {table}.replay_task_id = done.task_id "
+            f"AND {table}.status = %s",
+            [DeadLetter.Status.RESOLVED, now, now, ids, task_ids, DeadLetter.Status.REQUEUED])
+        return cursor.rowcount

@@ -1,0 +1,44 @@
+"""A worker bootstep that resolves, every RESOLVE_EVERY seconds, the dead letters whose
+replays this worker's pool (or any other) noted as succeeded
+(workers/dead_letters/replay_resolutions.py): so a replay's row shows "resolved" about a
+second after it ran, and a burst of replays costs an UPDATE a batch."""
+
+import logging
+from typing import Any
+
+from celery import bootsteps
+from django.db import close_old_connections
+
+from workers.dead_letters.replay_resolutions import replays_resolve
+
+logger = logging.getLogger(__name__)
+
+RESOLVE_EVERY = 1.0  # seconds
+
+
+def resolve_noted() -> None:
+    """One pass; an outage is logged and left for the next one (the notes stay)."""
+    close_old_connections()  # the main process's connection may have gone stale
+    try:
+        replays_resolve()
+    except Exception as error:  # the worker's event loop must go on
+        logger.warning("could not resolve replayed dead letters yet: %r", error)
+
+
+class ReplayResolution(bootsteps.StartStopStep):
+    requires = ("celery.worker.components:Hub",)
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        self.tref: Any = None
+        super().__init__(worker, **kwargs)
+
+    def include_if(self, worker: Any) -> bool:
+        return worker.use_eventloop
+
+    def start(self, worker: Any) -> None:
+        self.tref = worker.hub.call_repeatedly(RESOLVE_EVERY, resolve_noted)
+
+    def stop(self, worker: Any) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
