@@ -2,12 +2,18 @@
 
 Django's email backend does the sending (console in dev, SMTP from EMAIL_URL in
 production, locmem in tests); this module only decides which failures are worth a retry.
+A backend that takes a batch of recipients in one call, with variables and a result per
+recipient, as every large provider's API does (Amazon SES `SendBulkEmail`, SendGrid's
+personalizations, Postmark's batch endpoint, Mailgun's recipient variables), gets the
+campaigns' batches that way (apps/notifications/mail_backends.py); any other is sent a
+message per recipient.
 """
 
 import smtplib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from string import Template
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
@@ -39,6 +45,34 @@ class OutgoingEmail:
     message_id: str
 
 
+@dataclass(frozen=True)
+class BatchRecipient:
+    """One recipient of a batch: `$name` in the subject and body reads its `variables`."""
+    to: str
+    message_id: str
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecipientOutcome:
+    """What the provider did with one recipient: accepted (its message id) or rejected."""
+    message_id: str = ""
+    rejected: str = ""  # why, for a recipient no retry will help (a refused address)
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """Outcomes for the first recipients, in order; `error` stopped the batch after them
+    (the provider is down or slowing us: those left were not sent)."""
+    outcomes: list[RecipientOutcome]
+    error: TransientError | None = None
+
+
+def personalised(text: str, variables: Mapping[str, str]) -> str:
+    """`text` with `$name` replaced by the recipient's variable (unknown names left)."""
+    return Template(text).safe_substitute(variables) if variables else text
+
+
 class EmailProvider:
     """Sends through Django's configured email backend on one reused connection."""
 
@@ -65,6 +99,33 @@ class EmailProvider:
             self.connection.close()  # reconnect on the next send
             raise
         return email.message_id
+
+    def send_batch(self, *, subject: str, body: str,
+                   recipients: Sequence[BatchRecipient]) -> BatchOutcome:
+        """The same message to many recipients: one call to a backend that takes batches,
+        else one message each. A recipient refused for good is an outcome, not an error."""
+        send_batch = getattr(self.connection, "send_batch", None)
+        if send_batch is not None:
+            try:
+                with classified_errors():
+                    answered = send_batch(subject=subject, body=body,
+                                          from_email=settings.DEFAULT_FROM_EMAIL,
+                                          recipients=recipients)
+            except TransientError as error:  # one call: none of them went
+                return BatchOutcome(outcomes=[], error=error)
+            return BatchOutcome(outcomes=list(answered))
+        outcomes: list[RecipientOutcome] = []
+        for recipient in recipients:
+            try:
+                outcomes.append(RecipientOutcome(message_id=self.send(OutgoingEmail(
+                    to=recipient.to, subject=personalised(subject, recipient.variables),
+                    body=personalised(body, recipient.variables),
+                    message_id=recipient.message_id))))
+            except PermanentError as refused:
+                outcomes.append(RecipientOutcome(rejected=str(refused)))
+            except TransientError as error:
+                return BatchOutcome(outcomes=outcomes, error=error)
+        return BatchOutcome(outcomes=outcomes)
 
 
 @contextmanager

@@ -4,8 +4,8 @@ from datetime import date
 from typing import TypeVar
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from apps.notifications.models import (
@@ -15,7 +15,12 @@ from apps.notifications.models import (
     Kind,
     Notification,
 )
-from apps.notifications.providers import EmailProvider, OutgoingEmail, message_id_for
+from apps.notifications.providers import (
+    BatchRecipient,
+    EmailProvider,
+    OutgoingEmail,
+    message_id_for,
+)
 from apps.notifications.selectors import campaign_audience
 from workers.core.exceptions import PermanentError, TransientError
 from workers.core.rate_limit import rate_limit_acquire
@@ -215,31 +220,51 @@ def _record_failure(notification: Notification, error: _Error) -> _Error:
 
 def _deliver_batch(provider: EmailProvider,
                    batch: list[Notification]) -> tuple[int, TransientError | None]:
-    """Send a batch; bad addresses fail alone, a provider outage stops the batch."""
-    sent, error = 0, None
+    """Send a batch, one provider call per distinct message (a campaign's batch is one):
+    a refused address fails alone, a provider outage stops the batch. The outcomes are
+    written with a statement for the sent and one for the refused, whatever the size."""
+    by_message: dict[tuple[str, str], list[Notification]] = {}
     for notification in batch:
-        try:
-            _deliver(provider, notification)
-            sent += 1
-        except PermanentError as exc:
-            _record_failure(notification, exc)
-        except TransientError as exc:
-            error = _record_failure(notification, exc)
+        by_message.setdefault((notification.subject, notification.body), []).append(
+            notification)
+    sent, refused, error = [], [], None
+    for (subject, body), notifications in by_message.items():
+        result = provider.send_batch(subject=subject, body=body, recipients=[
+            BatchRecipient(to=n.recipient, message_id=message_id_for(n.pk),
+                           variables={"email": n.recipient}) for n in notifications])
+        for notification, outcome in zip(notifications, result.outcomes, strict=False):
+            if outcome.rejected:
+                refused.append((notification.pk, outcome.rejected[:2000]))
+            else:
+                sent.append((notification.pk, outcome.message_id))
+        if result.error is not None:
+            error = result.error
+            left = notifications[len(result.outcomes):]
+            Notification.objects.filter(pk__in=[n.pk for n in left]).update(
+                last_error=str(error)[:2000], updated_at=timezone.now())
             break
-    delivered = [n for n in batch if n.status == Notification.Status.SENT]
-    if delivered:
-        # What the delivered share in one UPDATE, and only their provider ids row by row:
-        # bulk_update's CASE per row and field is costly (docs/performance.md).
-        last = delivered[-1]
-        Notification.objects.filter(pk__in=[n.pk for n in delivered]).update(
-            status=Notification.Status.SENT, attempts=F("attempts") + 1, last_error="",
-            sent_at=last.sent_at, updated_at=last.updated_at)
-        Notification.objects.bulk_update(delivered, ["provider_message_id"])
-    others = [n for n in batch if n.status != Notification.Status.SENT]
-    if others:
-        Notification.objects.bulk_update(
-            others, ["status", "attempts", "last_error", "updated_at"])
-    return sent, error
+    _write_outcomes(sent=sent, refused=refused)
+    return len(sent), error
+
+
+def _write_outcomes(*, sent: list[tuple[int, str]], refused: list[tuple[int, str]]) -> None:
+    """SENT with each provider id, FAILED with each reason: one UPDATE from arrays each
+    (the ORM's bulk_update writes a CASE per row and field, docs/performance.md)."""
+    now = timezone.now()
+    table = Notification._meta.db_table
+    for rows, assignments, values in (
+            (sent, "status = %s, sent_at = %s, last_error = '', "
+                   "provider_message_id = outcome.value", [Notification.Status.SENT, now]),
+            (refused, "status = %s, last_error = outcome.value",
+             [Notification.Status.FAILED])):
+        if not rows:
+            continue
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET {assignments}, attempts = attempts + 1, "  # noqa: S608
+                "updated_at = %s FROM unnest(%s::bigint[], %s::text[]) AS outcome(id, value) "
+                f"WHERE {table}.id = outcome.id",
+                [*values, now, [pk for pk, _ in rows], [value for _, value in rows]])
 
 
 def digest_start_for_day(*, day: date) -> Campaign:

@@ -140,7 +140,14 @@ STORAGES = {
 # One URL for the email backend and its server (smtp://user:password@host:587/?tls=True).
 _email = env.email_url("EMAIL_URL", default="memorymail://" if DJANGO_ENV == "test"
                        else "consolemail://")
-EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+# The console and in-memory backends, as the notifications app extends them: they take a
+# campaign's batch of recipients in one call, as a provider's batch API does.
+EMAIL_BACKEND = {
+    "django.core.mail.backends.console.EmailBackend":
+        "apps.notifications.mail_backends.ConsoleBatchBackend",
+    "django.core.mail.backends.locmem.EmailBackend":
+        "apps.notifications.mail_backends.InMemoryBatchBackend",
+}.get(_email["EMAIL_BACKEND"], _email["EMAIL_BACKEND"])
 EMAIL_HOST = _email.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = _email.get("EMAIL_PORT", 25)
 EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")

@@ -1,0 +1,113 @@
+"""Campaigns through a provider's batch API: one call per batch with a variable per
+recipient, a refused address failing alone with its reason, an outage leaving the whole
+batch to the retry, the outcomes written set-wise; and the per-message fallback for a
+backend without batches (Django's own)."""
+
+import smtplib
+import time
+from collections.abc import Sequence
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from apps.notifications.mail_backends import InMemoryBatchBackend
+from apps.notifications.models import Campaign, Kind, Notification
+from apps.notifications.providers import BatchRecipient, ProviderUnavailable, message_id_for
+from apps.notifications.services import campaign_create, campaign_send_chunk
+
+BATCH_BACKEND = "apps.notifications.mail_backends.InMemoryBatchBackend"
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def unlimited(settings, test_redis):
+    """The shared rate limit out of the way: batches as large as asked for."""
+    settings.NOTIFICATIONS_RATE_PER_SECOND = 1_000_000
+
+
+def campaign_to(emails: Sequence[str], body: str = "Hello $email, what is new") -> tuple:
+    users = get_user_model().objects.bulk_create(
+        get_user_model()(username=f"b{time.time_ns()}-{i}", email=email)
+        for i, email in enumerate(emails))
+    campaign = campaign_create(kind=Kind.NEWSLETTER, key=f"batch-{time.time_ns()}",
+                               subject="News for $email", body=body)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SENDING)
+    return campaign, users
+
+
+def send(campaign: Campaign, users: list) -> int:
+    return campaign_send_chunk(campaign_id=campaign.pk, first_user_id=users[0].pk,
+                               last_user_id=users[-1].pk)
+
+
+def test_a_batch_is_one_call_with_a_variable_and_a_result_per_recipient(settings):
+    settings.EMAIL_BACKEND = BATCH_BACKEND
+    settings.NOTIFICATIONS_SEND_BATCH = 50
+    mail.batches = []
+    campaign, users = campaign_to([f"reader{i}@example.com" for i in range(120)]
+                                  + ["not-an-address"])
+
+    assert send(campaign, users) == 120
+
+    assert [len(batch.recipients) for batch in mail.batches] == [50, 50, 20]
+    assert mail.outbox == []  # no message built per recipient
+    first = mail.batches[0]
+    assert (first.subject, first.body) == ("News for $email", "Hello $email, what is new")
+    notifications = Notification.objects.filter(campaign=campaign).order_by("pk")
+    assert first.recipients[0] == BatchRecipient(
+        to="reader0@example.com", message_id=message_id_for(notifications[0].pk),
+        variables={"email": "reader0@example.com"})
+    sent = notifications.filter(status=Notification.Status.SENT)
+    assert sent.count() == 120
+    assert {n.provider_message_id for n in sent} == {message_id_for(n.pk) for n in sent}
+    assert all(n.attempts == 1 and n.sent_at for n in sent)
+    refused = notifications.get(recipient="not-an-address")
+    assert (refused.status, refused.attempts) == (Notification.Status.FAILED, 1)
+    assert "invalid address" in refused.last_error
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
+
+
+def test_the_writes_of_a_batch_do_not_grow_with_its_size(settings):
+    settings.EMAIL_BACKEND = BATCH_BACKEND
+    counts = []
+    for size in (10, 200):
+        settings.NOTIFICATIONS_SEND_BATCH = size
+        campaign, users = campaign_to([f"r{size}-{i}@example.com" for i in range(size)])
+        with CaptureQueriesContext(connection) as queries:
+            send(campaign, users)
+        counts.append(len(queries.captured_queries))
+    assert counts[0] == counts[1]
+
+
+class DownBackend(InMemoryBatchBackend):
+    def send_batch(self, **_: object) -> list:
+        raise smtplib.SMTPServerDisconnected("the provider went away")
+
+
+def test_an_outage_leaves_the_whole_batch_pending_for_the_retry(settings):
+    settings.EMAIL_BACKEND = f"{__name__}.DownBackend"
+    campaign, users = campaign_to([f"down{i}@example.com" for i in range(3)])
+
+    with pytest.raises(ProviderUnavailable):
+        send(campaign, users)
+
+    notifications = Notification.objects.filter(campaign=campaign)
+    assert {n.status for n in notifications} == {Notification.Status.PENDING}
+    assert all("went away" in n.last_error for n in notifications)
+    settings.EMAIL_BACKEND = BATCH_BACKEND
+    assert send(campaign, users) == 3  # the retry sends them all, once
+
+
+def test_a_backend_without_batches_gets_a_message_per_recipient(mailoutbox):
+    campaign, users = campaign_to(["ann@example.com", "bob@example.com"])
+
+    assert send(campaign, users) == 2
+
+    assert sorted((m.to[0], m.subject, m.body) for m in mailoutbox) == [
+        ("ann@example.com", "News for ann@example.com", "Hello ann@example.com, what is new"),
+        ("bob@example.com", "News for bob@example.com", "Hello bob@example.com, what is new")]
+    assert set(Notification.objects.filter(campaign=campaign).values_list(
+        "status", flat=True)) == {Notification.Status.SENT}
