@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery.utils import uuid
-from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import F, QuerySet
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from workers.core.headers import REPLAY_HEADER
@@ -249,17 +249,29 @@ def _requeue_batch(ids: list[int], *, actor: str, outcome: RequeueOutcome,
             row.replay_task_id = uuid()
             chosen.append(row)
             outcome.requeued[row.pk] = row.replay_task_id
-    # One UPDATE for what the rows share, and the per-row ids alone through bulk_update,
-    # whose CASE per field and row is costly (docs/performance.md).
-    now = timezone.now()
-    DeadLetter.objects.filter(pk__in=[row.pk for row in chosen]).update(
-        status=DeadLetter.Status.REQUEUED, requeue_count=F("requeue_count") + 1,
-        requeued_at=now, requeued_by=actor, closed_at=None, closed_by="", updated_at=now,
-        snoozed_until=None, redrive_id=redrive_id)
-    DeadLetter.objects.bulk_update(chosen, ["replay_task_id"])
+    _mark_requeued(chosen, actor=actor, redrive_id=redrive_id)
     outbox_enqueue_many(jobs=[OutboxMessage(
         task_id=row.replay_task_id, task_name=row.task_name, queue=queue or row.queue,
         args=row.args, kwargs=row.kwargs, headers={REPLAY_HEADER: row.pk}) for row in chosen])
+
+
+def _mark_requeued(rows: list[DeadLetter], *, actor: str, redrive_id: int | None) -> None:
+    """One UPDATE from arrays: what the rows share, and each its replay's task id (the
+    ORM's bulk_update writes a CASE per row and field, half a requeue's time before)."""
+    if not rows:
+        return
+    now = timezone.now()
+    table = DeadLetter._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, requeue_count = requeue_count + 1, "  # noqa: S608
+            "requeued_at = %s, requeued_by = %s, closed_at = NULL, closed_by = '', "
+            "updated_at = %s, snoozed_until = NULL, redrive_id = %s, "
+            "replay_task_id = replay.task_id "
+            "FROM unnest(%s::bigint[], %s::varchar[]) AS replay(id, task_id) "
+            f"WHERE {table}.id = replay.id",
+            [DeadLetter.Status.REQUEUED, now, actor, now, redrive_id,
+             [row.pk for row in rows], [row.replay_task_id for row in rows]])
 
 
 @dataclass(frozen=True)

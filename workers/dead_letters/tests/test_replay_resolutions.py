@@ -51,7 +51,8 @@ def test_a_full_batch_is_resolved_by_its_last_note_with_one_update(test_redis):
     assert statuses() == {"resolved": RESOLVE_BATCH + 3}
     resolved = DeadLetter.objects.first()
     assert (resolved.closed_by, resolved.closed_at is not None) == ("replay", True)
-    assert not test_redis.keys(f"{CLAIM_PREFIX}*") and not test_redis.zcard(CLAIMS_KEY)
+    assert not test_redis.keys(f"{CLAIM_PREFIX}*")
+    assert not test_redis.zcard(CLAIMS_KEY)
 
 
 def test_only_a_row_still_requeued_by_that_replay_is_resolved(test_redis):
@@ -91,4 +92,5 @@ def test_a_batch_taken_by_a_process_that_died_is_resolved_once_abandoned(test_re
     test_redis.zadd(CLAIMS_KEY, {claim: time.time() - CLAIM_ABANDONED - 1})
     assert replays_resolve() == 1
     assert statuses() == {"resolved": 1}
-    assert not test_redis.exists(claim) and not test_redis.zcard(CLAIMS_KEY)
+    assert not test_redis.exists(claim)
+    assert not test_redis.zcard(CLAIMS_KEY)
