@@ -6,15 +6,14 @@ API client) implements the same `send_batch`; SMTP has none and gets a message e
 Like a provider, they refuse an address that is not one, for that recipient alone.
 """
 
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.core import mail
-from django.core.exceptions import ValidationError
 from django.core.mail.backends import console, locmem
-from django.core.validators import validate_email
 
 from apps.notifications.providers import BatchRecipient, RecipientOutcome, personalised
 
@@ -28,10 +27,13 @@ class SentBatch:
     recipients: list[BatchRecipient]
 
 
+# What a provider takes for an address at all: a local part, an @ and a dotted domain.
+# (Django's validate_email, with its lazily compiled patterns, costs about 25 µs each.)
+_ADDRESS = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+
+
 def _outcome(recipient: BatchRecipient) -> RecipientOutcome:
-    try:
-        validate_email(recipient.to)
-    except ValidationError:
+    if _ADDRESS.fullmatch(recipient.to) is None:
         return RecipientOutcome(rejected=f"invalid address: {recipient.to!r}")
     return RecipientOutcome(message_id=recipient.message_id)
 
