@@ -6,10 +6,10 @@ second after it ran, and a burst of replays costs an UPDATE a batch."""
 import logging
 from typing import Any
 
-from celery import bootsteps
 from django.db import close_old_connections
 
 from workers.dead_letters.replay_resolutions import replays_resolve
+from workers.runtime.timers import RepeatingStep
 
 logger = logging.getLogger(__name__)
 
@@ -25,20 +25,8 @@ def resolve_noted() -> None:
         logger.warning("could not resolve replayed dead letters yet: %r", error)
 
 
-class ReplayResolution(bootsteps.StartStopStep):
-    requires = ("celery.worker.components:Hub",)
+class ReplayResolution(RepeatingStep):
+    every = RESOLVE_EVERY
 
-    def __init__(self, worker: Any, **kwargs: Any) -> None:
-        self.tref: Any = None
-        super().__init__(worker, **kwargs)
-
-    def include_if(self, worker: Any) -> bool:
-        return worker.use_eventloop
-
-    def start(self, worker: Any) -> None:
-        self.tref = worker.hub.call_repeatedly(RESOLVE_EVERY, resolve_noted)
-
-    def stop(self, worker: Any) -> None:
-        if self.tref is not None:
-            self.tref.cancel()
-            self.tref = None
+    def repeat(self, worker: Any) -> None:
+        resolve_noted()

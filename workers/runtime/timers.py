@@ -34,8 +34,12 @@ def compact_cancelled(timer: Timer) -> int:
     return dropped
 
 
-class CancelledTimerCompaction(bootsteps.StartStopStep):
+class RepeatingStep(bootsteps.StartStopStep):
+    """A worker bootstep that calls `repeat(worker)` every `every` seconds on the worker's
+    event loop (prefork), from its start to its stop."""
+
     requires = ("celery.worker.components:Hub",)
+    every: float
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         self.tref: Any = None
@@ -45,10 +49,19 @@ class CancelledTimerCompaction(bootsteps.StartStopStep):
         return worker.use_eventloop
 
     def start(self, worker: Any) -> None:
-        self.tref = worker.hub.call_repeatedly(COMPACT_EVERY, compact_cancelled,
-                                               worker.hub.timer)
+        self.tref = worker.hub.call_repeatedly(self.every, self.repeat, worker)
 
     def stop(self, worker: Any) -> None:
         if self.tref is not None:
             self.tref.cancel()
             self.tref = None
+
+    def repeat(self, worker: Any) -> None:
+        raise NotImplementedError
+
+
+class CancelledTimerCompaction(RepeatingStep):
+    every = COMPACT_EVERY
+
+    def repeat(self, worker: Any) -> None:
+        compact_cancelled(worker.hub.timer)
