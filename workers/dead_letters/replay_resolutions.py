@@ -20,6 +20,7 @@ import time
 import uuid
 from typing import Any
 
+import redis
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -47,8 +48,14 @@ return notes
 
 
 def replay_succeeded(*, dead_letter_id: int, replay_task_id: str) -> None:
-    """Note that a dead letter's replay succeeded; resolve a batch if this one fills it."""
-    pending = redis_client().rpush(PENDING_KEY, json.dumps([dead_letter_id, replay_task_id]))
+    """Note that a dead letter's replay succeeded; resolve a batch if this one fills it.
+    With Redis unreachable (beside RabbitMQ) the row is resolved on its own, as before."""
+    try:
+        pending = redis_client().rpush(PENDING_KEY,
+                                       json.dumps([dead_letter_id, replay_task_id]))
+    except redis.RedisError:
+        _resolve(ids=[dead_letter_id], task_ids=[replay_task_id])
+        return
     if pending >= RESOLVE_BATCH:
         replays_resolve(limit=RESOLVE_BATCH)
 
