@@ -5,7 +5,7 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
 from apps.notifications.models import (
@@ -173,9 +173,16 @@ def _create_chunk_notifications(*, campaign: Campaign, first_user_id: int,
     """A row per recipient of the range, in one INSERT ... SELECT from the audience query:
     the recipients never pass through Python (building a model per recipient was most of
     a chunk's time, docs/performance.md). A row there already (a redelivered chunk) stays."""
-    audience, params = (campaign_audience(kind=campaign.kind)
-                        .filter(id__range=(first_user_id, last_user_id))
-                        .values_list("id", "email").query.sql_with_params())
+    recipients = (campaign_audience(kind=campaign.kind)
+                  .filter(id__range=(first_user_id, last_user_id)).values_list("id", "email"))
+    if connection.vendor != "postgresql":  # SQLite, `make dev`'s default: through the ORM
+        Notification.objects.bulk_create(
+            [Notification(kind=campaign.kind, recipient=email, user_id=user_id,
+                          campaign=campaign, subject=campaign.subject, body=campaign.body,
+                          idempotency_key=f"campaign:{campaign.pk}:user:{user_id}")
+             for user_id, email in recipients], ignore_conflicts=True)
+        return
+    audience, params = recipients.query.sql_with_params()
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
@@ -267,6 +274,16 @@ def _write_outcomes(*, sent: list[tuple[int, str]], refused: list[tuple[int, str
     """SENT with each provider id, FAILED with each reason: one UPDATE from arrays each
     (the ORM's bulk_update writes a CASE per row and field, docs/performance.md)."""
     now = timezone.now()
+    if connection.vendor != "postgresql":  # SQLite, `make dev`'s default: a row at a time
+        for pk, message_id in sent:
+            Notification.objects.filter(pk=pk).update(
+                status=Notification.Status.SENT, sent_at=now, last_error="",
+                provider_message_id=message_id, attempts=F("attempts") + 1, updated_at=now)
+        for pk, reason in refused:
+            Notification.objects.filter(pk=pk).update(
+                status=Notification.Status.FAILED, last_error=reason,
+                attempts=F("attempts") + 1, updated_at=now)
+        return
     table = Notification._meta.db_table
     for rows, assignments, values in (
             (sent, "status = %s, sent_at = %s, last_error = '', "

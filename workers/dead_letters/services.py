@@ -9,7 +9,7 @@ from typing import Any
 
 from celery.utils import uuid
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from workers.core.headers import REPLAY_HEADER
@@ -261,6 +261,14 @@ def _mark_requeued(rows: list[DeadLetter], *, actor: str, redrive_id: int | None
     if not rows:
         return
     now = timezone.now()
+    if connection.vendor != "postgresql":  # SQLite, `make dev`'s default: a row at a time
+        for row in rows:
+            DeadLetter.objects.filter(pk=row.pk).update(
+                status=DeadLetter.Status.REQUEUED, requeue_count=F("requeue_count") + 1,
+                requeued_at=now, requeued_by=actor, closed_at=None, closed_by="",
+                updated_at=now, snoozed_until=None, redrive_id=redrive_id,
+                replay_task_id=row.replay_task_id)
+        return
     table = DeadLetter._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
