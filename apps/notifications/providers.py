@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from string import Template
 
 from django.conf import settings
-from django.core.mail import EmailMessage, get_connection
+from django.core.mail import BadHeaderError, EmailMessage, get_connection
 
 from workers.core.exceptions import PermanentError, TransientError
 
@@ -31,6 +31,10 @@ class ProviderRateLimited(TransientError):
 
 class InvalidAddress(PermanentError):
     """The provider refused the recipient; no retry will change that."""
+
+
+class InvalidMessage(PermanentError):
+    """The message cannot be sent as written (a line break in its subject)."""
 
 
 # SMTP replies that reject the address itself rather than the attempt.
@@ -125,6 +129,10 @@ class EmailProvider:
                 outcomes.append(RecipientOutcome(rejected=str(refused)))
             except TransientError as error:
                 return BatchOutcome(outcomes=outcomes, error=error)
+            except Exception as error:  # unforeseen: kept as an outage, so that the
+                # messages already sent are recorded (a rollback would send them again)
+                return BatchOutcome(outcomes=outcomes, error=ProviderUnavailable(
+                    f"{type(error).__name__}: {error}"))
         return BatchOutcome(outcomes=outcomes)
 
 
@@ -133,6 +141,10 @@ def classified_errors() -> Iterator[None]:
     """Re-raise the mail stack's exceptions as TransientError or PermanentError."""
     try:
         yield
+    except BadHeaderError as exc:  # before ValueError, which it is
+        raise InvalidMessage(str(exc)) from exc
+    except ValueError as exc:  # Django cannot parse the address ("a@b.com,evil")
+        raise InvalidAddress(str(exc)) from exc
     except smtplib.SMTPRecipientsRefused as exc:  # RCPT refused: the code says why
         code, reason = next(iter(exc.recipients.values()))
         raise classify_smtp_reply(code, reason) from exc

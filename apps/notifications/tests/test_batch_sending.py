@@ -111,3 +111,38 @@ def test_a_backend_without_batches_gets_a_message_per_recipient(mailoutbox):
         ("bob@example.com", "News for bob@example.com", "Hello bob@example.com, what is new")]
     assert set(Notification.objects.filter(campaign=campaign).values_list(
         "status", flat=True)) == {Notification.Status.SENT}
+
+
+def test_an_address_smtp_cannot_parse_fails_alone_and_nothing_is_sent_twice(settings,
+                                                                            smtp_server):
+    """Over SMTP (no batches), an address Django cannot parse and a subject it cannot
+    send fail for good, their neighbours are sent once, and a repeat of the chunk (a
+    redelivery) sends nothing more."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp_server.port
+    good = [f"good{i}-{time.time_ns()}@example.com" for i in range(3)]
+    hostile = ["a@b.com,evil", "victim@example.com>, <attacker@evil.com"]
+    campaign, users = campaign_to([good[0], *hostile, good[1], good[2]])
+
+    assert send(campaign, users) == 3
+    assert send(campaign, users) == 0
+
+    assert sorted(item.to for item in smtp_server.delivered if item.to in good) == sorted(good)
+    notifications = Notification.objects.filter(campaign=campaign)
+    refused = notifications.filter(status=Notification.Status.FAILED)
+    assert sorted(refused.values_list("recipient", flat=True)) == sorted(hostile)
+    assert all("nvalid address" in n.last_error for n in refused)
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
+    assert not any(item.to.endswith("evil.com") for item in smtp_server.delivered)
+
+
+@pytest.mark.parametrize("to", ["a@b.com,evil", "victim@example.com>, <attacker@evil.com",
+                                "a\u202eb@example.com", f"{'x' * 65}@example.com",
+                                "a@b", "a@-b.com"])
+def test_the_batch_backends_refuse_what_is_not_one_address(settings, to):
+    settings.EMAIL_BACKEND = BATCH_BACKEND
+    campaign, users = campaign_to([to, "fine@example.com"])
+
+    assert send(campaign, users) == 1
+
+    assert Notification.objects.get(campaign=campaign, recipient=to).status == "failed"
