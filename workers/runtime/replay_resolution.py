@@ -6,6 +6,7 @@ second after it ran, and a burst of replays costs an UPDATE a batch."""
 import logging
 from typing import Any
 
+from celery.signals import worker_shutdown
 from django.db import close_old_connections
 
 from workers.dead_letters.replay_resolutions import replays_resolve
@@ -30,3 +31,10 @@ class ReplayResolution(RepeatingStep):
 
     def repeat(self, worker: Any) -> None:
         resolve_noted()
+
+
+@worker_shutdown.connect
+def resolve_before_leaving(**_: Any) -> None:
+    """Once the pool has finished its last tasks: their replays' rows are not left
+    "requeued" until another worker's timer or beat's drain comes by."""
+    resolve_noted()
