@@ -316,7 +316,7 @@ def call_secrets(*, task_name: str, args: Sequence[Any] | None,
                                if name is not None and sensitive_key(name)
                                else _named_secrets(value))]
     found += _named_secrets(dict(kwargs or {}))
-    return tuple(sorted({form for value in found if len(value) >= MIN_CALL_SECRET
+    return tuple(sorted({form for value in found if len(value) >= MIN_WORD_SECRET
                          for form in _written_forms(value)}, key=len, reverse=True))
 
 
@@ -331,8 +331,11 @@ def _written_forms(value: str) -> set[str]:
     return forms
 
 
-#: Shorter values are left in the text: masking "abc" wherever it occurs blanks out words.
+#: Shorter values are hidden only where they stand alone: masking "1234" wherever it
+#: occurs would blank out parts of other numbers and words.
 MIN_CALL_SECRET = 5
+#: Shorter still are left in the text: a one- or two-character secret is no secret.
+MIN_WORD_SECRET = 3
 
 
 def _named_secrets(value: Any) -> list[str]:
@@ -369,10 +372,16 @@ def visible_text(text: str) -> str:
 
 
 def hide_values(text: str, values: Sequence[str]) -> str:
-    """`text` with each of `values` (longest first) replaced by the redaction mark."""
+    """`text` with each of `values` (longest first) replaced by the redaction mark; one
+    shorter than MIN_CALL_SECRET (a PIN) only where it stands alone, not inside a longer
+    word or number."""
     for value in values:
-        if value in text:
+        if value not in text:
+            continue
+        if len(value) >= MIN_CALL_SECRET:
             text = text.replace(value, REDACTED)
+        else:
+            text = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", REDACTED, text)
     return text
 
 

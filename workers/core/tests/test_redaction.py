@@ -301,9 +301,12 @@ def test_a_call_s_secret_arguments_are_found_by_name_wherever_they_nest():
     found = call_secrets(task_name="tests.tasks.login", args=["ann", "Plain-Pw-3141"],
                          kwargs={"options": {"api_key": "key-6c1b9a", "region": "eu-west"},
                                  "pin": 4321, "session": ["sess-0a1b2c"]})
-    assert set(found) == {"Plain-Pw-3141", "key-6c1b9a", "sess-0a1b2c"}  # 4321: too short
+    assert set(found) == {"Plain-Pw-3141", "key-6c1b9a", "sess-0a1b2c", "4321"}
     assert hide_values("refused Plain-Pw-3141 in eu-west", found) == \
         "refused [redacted] in eu-west"
+    # A short one (a PIN) where it stands alone, not inside a longer number or word.
+    assert hide_values("PIN 4321 refused; order 443210, ref x4321", found) == \
+        "PIN [redacted] refused; order 443210, ref x4321"
 
 
 @given(secret=st.text(st.characters(exclude_characters=set(REDACTED)), min_size=5,

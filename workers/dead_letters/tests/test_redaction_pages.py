@@ -357,3 +357,17 @@ def test_a_search_by_cause_is_recorded_for_payload_searchers(admin_client, opera
     operator.get(reverse("admin:workers_deadletter_groups"), {"q": "hunter2"})
     (event,) = DeadLetterEvent.objects.filter(action="searched_payload")
     assert event.actor == "admin"
+
+
+@pytest.mark.django_db
+def test_a_short_secret_quoted_bare_is_hidden_where_it_stands_alone(viewer, capsys):
+    """A PIN is shorter than what is hidden wherever it occurs: it is hidden as a word."""
+    row = DeadLetterFactory(task_name="tests.tasks.login", args=["bob", "1234"],
+                            message="refused for bob using 1234 (attempt 12345)")
+
+    detail = viewer.get(reverse("admin:workers_deadletter_change", args=[row.pk]))
+    call_command("dlq", "show", str(row.pk))
+
+    for shown in (detail.content.decode(), capsys.readouterr().out):
+        assert "using [redacted] (attempt 12345)" in shown
+        assert "using 1234" not in shown
