@@ -371,3 +371,24 @@ def test_a_short_secret_quoted_bare_is_hidden_where_it_stands_alone(viewer, caps
     for shown in (detail.content.decode(), capsys.readouterr().out):
         assert "using [redacted] (attempt 12345)" in shown
         assert "using 1234" not in shown
+
+
+@pytest.mark.django_db
+def test_the_audit_trail_shows_a_viewer_that_a_search_happened_but_not_its_term(
+        viewer, admin_client):
+    row = DeadLetterFactory(message="refused for dave using opensesame-guess")
+    admin_client.get(reverse(CHANGELIST), {"q": "opensesame-guess"})
+    trail = reverse("admin:workers_deadletterevent_changelist")
+    event = DeadLetterEvent.objects.get(action="searched_payload")
+    detail = reverse("admin:workers_deadletterevent_change", args=[event.pk])
+
+    for_viewer = [viewer.get(url).content.decode() for url in (
+        trail, detail, f"{trail}?q=opensesame-guess")]
+    for_searcher = admin_client.get(trail).content.decode()
+
+    assert ["opensesame" in page for page in for_viewer[:2]] == [False, False]
+    assert "Searched the payloads" in for_viewer[0]
+    assert "only those who may search payloads see the term" in for_viewer[1]
+    assert f"/{event.pk}/change/" not in for_viewer[2]  # its own term echoed, no row found
+    assert "opensesame-guess" in for_searcher
+    assert row.pk
