@@ -51,7 +51,7 @@ _TOKEN_SUFFIX = "token"  # noqa: S105  # a word to look for, not a credential
 #: a word is one of these short names (whole words only: `auth` but never `author`,
 #: `pin` but never `spin` or `pinned`, `pan` but never `company`);
 _SECRET_WORDS = frozenset({
-    "auth", "authorization", "pass", "pwd", "pin", "pincode", "otp", "totp", "hotp", "mfa",
+    "auth", "authorization", "pass", "pw", "pwd", "pin", "pincode", "otp", "totp", "hotp", "mfa",
     "session", "card", "cardnumber", "creditcard", "cvc", "cvv", "pan", "iban", "ssn", "dsn",
     "sig", "creds", "jwk"})
 #: or "key" follows one of these (`api_key`, `private_key`, `access_key`, `client_key`;

@@ -29,7 +29,7 @@ from workers.core.redaction import (
 # secret holds in between (quotes, backslashes, newlines, brackets, any character).
 HEAD, TAIL = "TBX", "XBT"
 SENSITIVE_KEYS = [
-    "password", "Password", "user_password", "newPassword", "passwd", "passphrase", "pwd",
+    "password", "Password", "user_password", "newPassword", "passwd", "passphrase", "pwd", "pw",
     "secret", "client_secret", "api_key", "X-Api-Key", "apiKey", "access_token",
     "refresh_token", "csrftoken", "authorization", "Authorization", "auth", "auth_token",
     "credentials", "private_key", "privateKey", "session", "sessionid", "session_id",

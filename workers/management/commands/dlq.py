@@ -101,7 +101,9 @@ class Command(BaseCommand):
         groups = actions.add_parser("groups", help="dead letters grouped by cause")
         groups.add_argument("--all", action="store_true", help="causes with no open rows too")
         for name in ("redrive-status", "redrive-pause", "redrive-resume", "redrive-cancel"):
-            control = actions.add_parser(name, help=f"{name.split('-')[1]} a redrive")
+            verb = name.split("-")[1]
+            control = actions.add_parser(name, help="a redrive's progress" if verb == "status"
+                                         else f"{verb} a redrive")
             control.add_argument("redrive_id", type=int)
             if name == "redrive-resume":
                 control.add_argument("--canary", type=int, default=None,
