@@ -246,3 +246,53 @@ def test_a_viewer_under_gunicorn_sees_no_call_secret_quoted_bare_in_an_error(gun
     assert [page.status_code for page in pages] == [200] * len(pages)
     assert all("login refused" in page.text for page in pages)
     assert not [page.url for page in pages if secret in page.text]
+
+
+def test_the_audit_trail_under_gunicorn_keeps_a_searched_term_from_a_viewer(gunicorn_server):
+    """The term of a payload search, recorded in the trail, through gunicorn: not on the
+    viewer's list or detail page, not reachable by the viewer's search, ordering or a
+    filter typed into the address bar (each answered without a 5xx); shown to a
+    superuser."""
+    staff_user("viewer", "Dead-letter viewers")
+    User.objects.create_superuser("root", password=PASSWORD)
+    term = "opensesame-gunicorn"
+    event = DeadLetterEvent.objects.create(
+        actor="admin", action=DeadLetterEvent.Action.SEARCHED_PAYLOAD,
+        text=f"searched for {term!r}", detail={"filter": {"q": term}})
+    trail = f"{gunicorn_server}/admin/workers/deadletterevent/"
+    viewer = admin_session(gunicorn_server, "viewer", PASSWORD)
+
+    own = [viewer.get(url, timeout=HANG) for url in (trail, f"{trail}{event.pk}/change/")]
+    crafted = [viewer.get(trail, params=params, timeout=HANG) for params in (
+        {"q": term}, {"q": "opensesame\x00"}, {"o": "-8"}, {"o": "8.-1"},
+        {"text__startswith": "opensesame"}, {"detail__filter__q": term},
+        {"shown_text_value": term}, {"action__exact": "searched_payload", "q": "opensesame"})]
+
+    assert [page.status_code for page in own] == [200, 200]
+    assert not [page.url for page in own if "opensesame" in page.text]
+    assert "only those who may search payloads see the term" in own[1].text
+    assert [page.status_code for page in crafted if page.status_code >= 500] == []
+    # No search or filter of the viewer's tells whether the term is there: refused, or the
+    # same answer as for a term nobody searched for.
+    assert not [page.url for page in crafted[:2] + crafted[4:]
+                if f"/{event.pk}/change/" in page.text]
+    root = admin_session(gunicorn_server, "root", PASSWORD)
+    assert term in root.get(f"{trail}{event.pk}/change/", timeout=HANG).text
+
+
+def test_dlq_in_a_process_of_its_own_shows_no_bare_secret_and_says_what_it_does(
+        process_env, transactional_db):
+    secret = "tb-bare-cli-7d1e"
+    rows = [DeadLetterFactory(task_name=name, args=["alice", secret],
+                              message=f"login refused for alice using {secret}")
+            for name in ("tests.tasks.login", "tests.tasks.removed_since")]
+
+    results = [manage_py("dlq", *command, env=process_env) for command in (
+        ["list"], ["groups"], *(["show", str(row.pk)] for row in rows),
+        ["export", "--format", "json"], ["redrive-status", "--help"])]
+
+    assert [result.returncode for result in results] == [0] * len(results), \
+        [output(result) for result in results if result.returncode]
+    assert not [output(result) for result in results if secret in result.stdout]
+    assert all("login refused for" in result.stdout for result in results[:4])
+    assert "a redrive's progress" in manage_py("dlq", "--help", env=process_env).stdout

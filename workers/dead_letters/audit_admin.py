@@ -5,16 +5,19 @@ What someone who may search payloads searched for is itself a payload's secret (
 password whose search found a row): everyone sees that such a search happened, only those
 who may search payloads see its term, and only they can search the trail's texts."""
 
+import json
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Case, F, JSONField, QuerySet, TextField, Value, When
+from django.db.models import Case, F, JSONField, Q, QuerySet, TextField, Value, When
 from django.http import HttpRequest
 
 from workers.core.read_only_admin import ReadOnlyAdmin
 from workers.dead_letters.models import DeadLetterEvent
+from workers.dead_letters.shown import lookup_reads
 
 HIDDEN_TERM = "searched for [only those who may search payloads see the term]"
+HIDDEN_FIELDS = ("text", "detail")  # a search's term is in both
 
 
 @admin.register(DeadLetterEvent)
@@ -33,12 +36,20 @@ class DeadLetterEventAdmin(ReadOnlyAdmin):
         events = super().get_queryset(request)
         if _may_search_payloads(request):
             return events.annotate(shown_text_value=F("text"), shown_detail_value=F("detail"))
-        searched = When(action=DeadLetterEvent.Action.SEARCHED_PAYLOAD, then=Value(None))
+        searched = Q(action=DeadLetterEvent.Action.SEARCHED_PAYLOAD)
         return events.annotate(
-            shown_text_value=Case(When(action=DeadLetterEvent.Action.SEARCHED_PAYLOAD,
-                                       then=Value(HIDDEN_TERM)),
-                                  default=F("text"), output_field=TextField()),
-            shown_detail_value=Case(searched, default=F("detail"), output_field=JSONField()))
+            shown_text_value=Case(When(searched, then=Value(HIDDEN_TERM)), default=F("text"),
+                                  output_field=TextField()),
+            shown_detail_value=Case(When(searched, then=Value(None)), default=F("detail"),
+                                    output_field=JSONField()))
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        """A filter typed into the address bar reads the texts only for those who may see
+        them (`?text__contains=opensesame` answered whether an operator searched for it);
+        refused lookups answer 400."""
+        if lookup_reads(lookup, () if _may_search_payloads(request) else HIDDEN_FIELDS):
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
     def get_search_fields(self, request: HttpRequest) -> Any:
         return self.search_fields if _may_search_payloads(request) else ("actor", "fingerprint")
@@ -48,8 +59,10 @@ class DeadLetterEventAdmin(ReadOnlyAdmin):
         return str(getattr(event, "shown_text_value", HIDDEN_TERM))
 
     @admin.display(description="detail")
-    def shown_detail(self, event: DeadLetterEvent) -> Any:
-        return getattr(event, "shown_detail_value", None)
+    def shown_detail(self, event: DeadLetterEvent) -> str | None:
+        """As the admin shows a JSON field (a method's dict would show as Python's repr)."""
+        detail = getattr(event, "shown_detail_value", None)
+        return json.dumps(detail, ensure_ascii=False) if detail else None
 
 
 def _may_search_payloads(request: HttpRequest) -> bool:
