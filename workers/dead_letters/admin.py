@@ -30,6 +30,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from workers.core.read_only_admin import lookup_reads
 from workers.core.redaction import json_html, payload_html, redact_call, redact_text
 from workers.dead_letters.audit import dead_letter_audit
 from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
@@ -51,7 +52,7 @@ from workers.dead_letters.services import (
     dead_letters_purge,
     dead_letters_requeue,
 )
-from workers.dead_letters.shown import lookup_reads, shown_text
+from workers.dead_letters.shown import shown_text
 
 # What the pages show redacted: never a filter in the list's address bar.
 PAYLOAD_FIELDS = {"args", "kwargs", "original_args", "original_kwargs", "message", "traceback",

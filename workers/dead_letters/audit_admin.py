@@ -6,6 +6,7 @@ password whose search found a row): everyone sees that such a search happened, o
 who may search payloads see its term, and only they can search the trail's texts."""
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 from django.contrib import admin
@@ -14,10 +15,8 @@ from django.http import HttpRequest
 
 from workers.core.read_only_admin import ReadOnlyAdmin
 from workers.dead_letters.models import DeadLetterEvent
-from workers.dead_letters.shown import lookup_reads
 
 HIDDEN_TERM = "searched for [only those who may search payloads see the term]"
-HIDDEN_FIELDS = ("text", "detail")  # a search's term is in both
 
 
 @admin.register(DeadLetterEvent)
@@ -27,6 +26,7 @@ class DeadLetterEventAdmin(ReadOnlyAdmin):
     list_display = ("at", "actor", "action", "count", "dead_letter", "fingerprint", "redrive",
                     "shown_text")
     list_filter = ("action",)
+    redacted_fields = ("text", "detail")  # a search's term is in both
     search_fields = ("actor", "fingerprint", "text")
     readonly_fields = ("at", "actor", "action", "dead_letter", "fingerprint", "redrive",
                        "count", "shown_text", "shown_detail")
@@ -43,13 +43,10 @@ class DeadLetterEventAdmin(ReadOnlyAdmin):
             shown_detail_value=Case(When(searched, then=Value(None)), default=F("detail"),
                                     output_field=JSONField()))
 
-    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+    def hidden_fields(self, request: HttpRequest) -> Collection[str]:
         """A filter typed into the address bar reads the texts only for those who may see
-        them (`?text__contains=opensesame` answered whether an operator searched for it);
-        refused lookups answer 400."""
-        if lookup_reads(lookup, () if _may_search_payloads(request) else HIDDEN_FIELDS):
-            return False
-        return super().lookup_allowed(lookup, value, request)
+        them (`?text__contains=opensesame` answered whether an operator searched for it)."""
+        return () if _may_search_payloads(request) else self.redacted_fields
 
     def get_search_fields(self, request: HttpRequest) -> Any:
         return self.search_fields if _may_search_payloads(request) else ("actor", "fingerprint")

@@ -8,19 +8,8 @@ So every place that shows the text hides the row's own call secrets again, looke
 this process, and for a task it cannot find every string of the positional arguments."""
 from __future__ import annotations
 
-from collections.abc import Collection
-
 from workers.core.redaction import call_secrets, hide_values, redact_text, visible_text
 from workers.dead_letters.models import DeadLetter
-
-
-def lookup_reads(lookup: str, fields: Collection[str]) -> bool:
-    """Whether an admin filter typed into the address bar (`?text__startswith=a`) reads one
-    of `fields`, which a page shows redacted, or is a regular expression (a bad one is a
-    database error): answering "1 row" or "0" would give a hidden value away a character
-    at a time."""
-    field, _, rest = lookup.partition("__")
-    return field in fields or rest.endswith("regex")
 
 
 def redacted_text(*, row: DeadLetter, text: str, discover: bool = True) -> str:

@@ -15,6 +15,7 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
                     "publish_attempts")
     list_filter = (("published_at", admin.EmptyFieldListFilter), "queue", "task_name")
     search_fields = ("=task_id", "task_name")
+    redacted_fields = ("args", "kwargs", "headers", "last_error")
     fields = ("task_name", "task_id", "queue", "payload", "shown_headers", "created_at",
               "published_at", "publish_attempts", "shown_error")
     readonly_fields = fields

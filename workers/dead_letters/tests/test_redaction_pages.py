@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from tests import tasks  # noqa: F401  # tests.tasks.login, whose signature names its arguments
 from tests.factories import DeadLetterFactory, dead_letter_roles
+from workers.core.models import OutboxMessage
 from workers.core.redaction import REDACTED_CHANGED
 from workers.core.routing import BULK
 from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
@@ -392,3 +393,21 @@ def test_the_audit_trail_shows_a_viewer_that_a_search_happened_but_not_its_term(
     assert f"/{event.pk}/change/" not in for_viewer[2]  # its own term echoed, no row found
     assert "opensesame-guess" in for_searcher
     assert row.pk
+
+
+@pytest.mark.django_db
+def test_no_filter_in_the_outbox_s_address_bar_reads_what_its_pages_redact(viewer,
+                                                                           admin_client):
+    """The outbox's rows show their payloads redacted: the same refusal as the list's."""
+    OutboxMessage.objects.create(task_id="plant", task_name="tests.tasks.login",
+                                 queue=BULK, args=["ann", "PLANT-OUT-3"],
+                                 kwargs={"password": "PLANT-OUT-4"},
+                                 headers={"authorization": "PLANT-OUT-5"},
+                                 last_error="token=PLANT-OUT-6")
+    outbox = reverse("admin:workers_outboxmessage_changelist")
+    for client in (viewer, admin_client):
+        for lookup in ({"kwargs__password__startswith": "PLANT"}, {"args__1": "PLANT-OUT-3"},
+                       {"headers__authorization__contains": "P"},
+                       {"last_error__contains": "PLANT"}, {"task_name__iregex": "("}):
+            assert client.get(outbox, lookup).status_code == 400, lookup
+    assert viewer.get(outbox, {"queue__exact": BULK}).status_code == 200
