@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TEST_ENV := DJANGO_SETTINGS_MODULE=tests.settings
 
-.PHONY: dev install test lint check-test-services bench soak screenshots lock clean
+.PHONY: dev install test test-cluster lint check-test-services bench soak screenshots lock clean
 
 # Django reads .env itself, and the environment wins over it (CELERY_BROKER_URL=amqp://...
 # make dev); honcho is told not to load .env on top of the environment. The web server
@@ -36,8 +36,13 @@ RABBITMQ_TEST_ENV := $(TEST_ENV) CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:
 	REDIS_URL=redis://127.0.0.1:6379/15
 
 test: install lint check-test-services
-	$(TEST_ENV) $(BIN)/pytest
+	$(TEST_ENV) $(BIN)/pytest -m "not cluster"
 	$(RABBITMQ_TEST_ENV) $(BIN)/pytest -m broker --ignore=tests/faults -p no:cacheprovider
+
+# The fault tests on servers of their own that outgrow one: a three-node RabbitMQ cluster
+# and a Redis primary with a replica and three Sentinels (about 5 minutes; CI runs both).
+test-cluster: install check-test-services
+	$(TEST_ENV) $(BIN)/pytest -m cluster tests/faults -p no:cacheprovider
 
 lint: install
 	$(BIN)/ruff check .

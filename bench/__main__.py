@@ -13,7 +13,8 @@ import time
 
 from bench.harness import RESULTS, ROOT, machine, print_table
 
-# bench.metrics (what metrics cost the workers) runs on its own: `python -m bench.metrics`.
+# bench.metrics (what metrics cost the workers) and bench.replication (what waiting for a
+# Redis replica costs the outbox) run on their own: `python -m bench.metrics`.
 BENCHMARKS = ("throughput", "latency", "replay", "redrive", "newsletter", "standard_tasks")
 
 

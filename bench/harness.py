@@ -25,6 +25,7 @@ from django.db import connection, connections
 from bench import ROOT, plain
 from bench.probes import BROKER_URL
 from config.celery import app as template_app
+from workers.core.redis_urls import redis_from_url
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -34,7 +35,8 @@ UNACKED = "unacked"  # kombu's hash of delivered, unacknowledged messages on Red
 
 
 def broker() -> redis.Redis:
-    return redis.Redis.from_url(BROKER_URL)
+    """The benchmark's broker (through its Sentinels in bench.replication)."""
+    return redis_from_url(BROKER_URL, master_name=os.environ.get("REDIS_SENTINEL_MASTER", ""))
 
 
 @contextmanager

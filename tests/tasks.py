@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import connection
 
 from workers.core.exceptions import PermanentError, TransientError
+from workers.core.redis_urls import redis_from_url
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,8 @@ FINISHED = "test:finished"
 
 
 def store() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    return redis_from_url(settings.REDIS_URL, decode_responses=True,
+                          master_name=settings.REDIS_SENTINEL_MASTER)
 
 
 @task_postrun.connect

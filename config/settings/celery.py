@@ -7,6 +7,7 @@ read by Celery's Django fix-up (CELERY_DB_REUSE_MAX) or by the platform.
 """
 
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.django import TIME_ZONE
 from config.settings.environment import env
@@ -20,12 +21,19 @@ from config.settings.workers import (
     TASK_SOFT_TIME_LIMIT,
     TASK_TIME_LIMIT,
 )
+from workers.core.redis_urls import is_sentinel_url
 from workers.core.routing import CRITICAL, declared_queues
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://localhost:6379/0")
 # amqp://user:password@host:5672/vhost selects RabbitMQ (quorum queues, publisher confirms,
 # native delayed delivery; docs/scaling.md). Redis stays the default.
 BROKER_IS_RABBITMQ = CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://"))
+# A Redis with automatic failover: sentinel://host:26379;sentinel://host2:26379 URLs (the
+# broker's, REDIS_URL, or both) name the Sentinels, which tell clients the group's current
+# primary; REDIS_SENTINEL_MASTER is the group's name (docs/scaling.md).
+REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="")
+REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", default="")
+BROKER_IS_SENTINEL = is_sentinel_url(CELERY_BROKER_URL)
 # The Redis that holds the platform's locks, dedup keys, rate limits, counters, metrics,
 # the dead-letter spool and probe results: the broker's own when the broker is Redis.
 REDIS_URL = env.str("REDIS_URL", default="") or (
@@ -34,8 +42,16 @@ REDIS_URL = env.str("REDIS_URL", default="") or (
 # unacknowledged in one step (workers/runtime/redis_transport.py; needs Redis 6.2 or later).
 # BROKER_TRANSPORT=redis selects kombu's stock transport instead (bench/ compares them).
 CELERY_BROKER_TRANSPORT = env.str("BROKER_TRANSPORT", default="") or (
+    "workers.runtime.redis_transport:SentinelTransport" if BROKER_IS_SENTINEL else
     "workers.runtime.redis_transport:Transport"
     if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else None)
+if REDIS_SENTINEL_MASTER == "" and (BROKER_IS_SENTINEL or is_sentinel_url(REDIS_URL)):
+    raise ImproperlyConfigured("a sentinel:// URL needs REDIS_SENTINEL_MASTER, the name the "
+                               "Sentinels monitor the Redis group by")
+# What kombu, Celery's result backend and Flower pass to redis-py's Sentinel client.
+_SENTINEL_OPTIONS = {"master_name": REDIS_SENTINEL_MASTER, **(
+    {"sentinel_kwargs": {"password": REDIS_SENTINEL_PASSWORD}}
+    if REDIS_SENTINEL_PASSWORD else {})}
 # Results only for tasks that ask for them (probes); Redis expires them by itself.
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or REDIS_URL
 CELERY_TASK_IGNORE_RESULT = True  # most jobs have effects, not return values
@@ -90,8 +106,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True} if BROKER_IS_RABBITM
     "health_check_interval": 25,  # ping idle connections before reuse
     "socket_connect_timeout": 5,
     "retry_on_timeout": True,
+    **(_SENTINEL_OPTIONS if BROKER_IS_SENTINEL else {}),
 }
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+    "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
+    **(_SENTINEL_OPTIONS if is_sentinel_url(CELERY_RESULT_BACKEND) else {})}
 CELERY_REDIS_SOCKET_KEEPALIVE = True
 CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = 25
 # A publish during a Redis blip is retried instead of raising into the request.

@@ -48,6 +48,12 @@ BROKER_RESTORE_INTERVAL = env.int("BROKER_RESTORE_INTERVAL", default=60)
 # the longest hard limit (tests enforce it, and that docker/rabbitmq/rabbitmq.conf, which
 # sets it on the broker, agrees).
 BROKER_CONSUMER_TIMEOUT = env.int("BROKER_CONSUMER_TIMEOUT", default=3600)
+# On a Redis broker with replicas: how many must hold an outbox batch (or a requeue's)
+# before its rows are marked published, and how long to wait for them (ms). A failover
+# promotes a replica that may lack the primary's last writes; a batch short of replicas
+# stays unpublished for the sweeper. 0: marked once the primary has it (docs/scaling.md).
+BROKER_MIN_REPLICAS = env.int("BROKER_MIN_REPLICAS", default=0)
+BROKER_REPLICA_TIMEOUT_MS = env.int("BROKER_REPLICA_TIMEOUT_MS", default=1000)
 # Seconds the beat lock lives without renewal: a standby beat takes over within this.
 BEAT_LOCK_TTL = env.int("BEAT_LOCK_TTL", default=30)
 # Liveness files (empty: off): a worker rewrites its file every WORKER_HEARTBEAT_INTERVAL

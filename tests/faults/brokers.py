@@ -13,7 +13,8 @@ import redis
 from django.conf import settings
 from kombu import Queue
 
-from tests.faults.servers import RABBITMQ_NODES
+from tests.faults.servers import RABBITMQ_NODES, PrivateRedisGroup
+from workers.core.redis_urls import is_sentinel_url, redis_from_url
 from workers.core.routing import declared_queues
 
 #: The fault workers' own Redis database (the broker, or beside RabbitMQ the platform's).
@@ -29,11 +30,14 @@ def is_rabbitmq(url: str) -> bool:
 
 def broker_name(url: str) -> str:
     """For ledgers: which broker a fault ran on."""
-    return "RabbitMQ" if is_rabbitmq(url) else "Redis"
+    return ("RabbitMQ" if is_rabbitmq(url) else
+            "Redis with Sentinels" if is_sentinel_url(url) else "Redis")
 
 
 def broker_env(url: str) -> dict[str, str]:
     """Environment for a process on the broker at `url`."""
+    if is_sentinel_url(url):
+        return {"CELERY_BROKER_URL": url, "REDIS_SENTINEL_MASTER": PrivateRedisGroup.MASTER}
     return {"CELERY_BROKER_URL": url, **({"REDIS_URL": FAULT_REDIS} if is_rabbitmq(url) else {})}
 
 
@@ -45,18 +49,21 @@ def broker_queue(url: str, name: str) -> Queue:
 
 
 def rabbitmqctl(url: str, *args: str, check: bool = True) -> str:
-    """Run `rabbitmqctl` against the node serving `url`, in its vhost where one is named."""
-    parsed = urlparse(url)
-    node = RABBITMQ_NODES[parsed.port or 5672]
-    result = subprocess.run(["rabbitmqctl", "-q", "-n", node, *args], capture_output=True,
-                            text=True, timeout=60, check=False)
+    """Run `rabbitmqctl` against the node serving `url` (with a cluster's list of nodes,
+    the first that answers)."""
+    for each in url.split(";"):
+        node = RABBITMQ_NODES[urlparse(each).port or 5672]
+        result = subprocess.run(["rabbitmqctl", "-q", "-n", node, *args], capture_output=True,
+                                text=True, timeout=60, check=False)
+        if not result.returncode:
+            break
     if check and result.returncode:
         raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {result.stderr.strip()}")
     return result.stdout
 
 
 def vhost_of(url: str) -> str:
-    return unquote(urlparse(url).path[1:]) or "/"
+    return unquote(urlparse(url.split(";", 1)[0]).path[1:]) or "/"
 
 
 def reset_vhost(url: str) -> None:
@@ -81,14 +88,14 @@ def message_counts(url: str, *, queue: str = "critical") -> tuple[int, int] | No
             if name == queue:
                 return int(total) - int(unacked), int(unacked)
         return 0, 0  # not declared yet
-    client = redis.Redis.from_url(url)
     try:
+        client = redis_from_url(url, master_name=PrivateRedisGroup.MASTER)
         pipe = client.pipeline()
         for key in (queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9))):
             pipe.llen(key)
         pipe.hlen("unacked")
         *lengths, unacked = pipe.execute()
-    except redis.ConnectionError:
+    except (redis.ConnectionError, redis.ReadOnlyError):  # a failover under way
         return None
     return sum(lengths), unacked
 

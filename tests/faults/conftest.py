@@ -7,7 +7,12 @@ import redis
 
 from tests.faults.brokers import FAULT_REDIS, FAULT_VHOST, reset_vhost
 from tests.faults.harness import Ledger, Processes
-from tests.faults.servers import PrivatePostgres, PrivateRabbitMQ, PrivateRedis
+from tests.faults.servers import (
+    PrivatePostgres,
+    PrivateRabbitMQ,
+    PrivateRedis,
+    PrivateRedisGroup,
+)
 
 LEDGERS: list[Ledger] = []
 
@@ -62,6 +67,17 @@ def private_broker(request, tmp_path) -> Iterator[PrivateRedis | PrivateRabbitMQ
 
 
 @pytest.fixture
+def redis_group(tmp_path) -> Iterator[PrivateRedisGroup]:
+    """A Redis primary, a replica and three Sentinels of the test's own, started."""
+    group = PrivateRedisGroup(tmp_path / "redis-group")
+    try:
+        group.start()
+        yield group
+    finally:
+        group.kill()
+
+
+@pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
     server = PrivatePostgres()
     try:
@@ -86,8 +102,9 @@ def pytest_terminal_summary(terminalreporter):
         return
     write = terminalreporter.write_line
     terminalreporter.section("fault ledger")
-    write(f"{'fault':44} {'sent':>5} {'done':>5} {'dead':>5} {'lost':>5} {'double':>6} "
+    width = max(len(row.fault) for row in LEDGERS)
+    write(f"{'fault':{width}} {'sent':>5} {'done':>5} {'dead':>5} {'lost':>5} {'double':>6} "
           f"{'recovery':>9}")
     for row in LEDGERS:
-        write(f"{row.fault:44} {row.sent:>5} {row.completed:>5} {row.dead_lettered:>5} "
+        write(f"{row.fault:{width}} {row.sent:>5} {row.completed:>5} {row.dead_lettered:>5} "
               f"{row.lost:>5} {row.doubled:>6} {row.recovery_seconds:>8.2f}s")

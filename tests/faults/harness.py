@@ -23,6 +23,11 @@ from workers.dead_letters.models import DeadLetter
 FAST_REDELIVERY = {"BROKER_VISIBILITY_TIMEOUT": "3", "BROKER_RESTORE_INTERVAL": "1"}
 
 
+#: A service process writing ledger jobs through the outbox (`--per-transaction N`).
+ENQUEUE = ["-m", "tests.faults.enqueue_through_outbox"]
+SWEEP = ["manage.py", "outbox", "sweep"]
+
+
 def new_keys(count: int) -> list[str]:
     """Task ids that double as ledger keys."""
     return [str(uuid.uuid4()) for _ in range(count)]
@@ -129,3 +134,11 @@ def settle(fault: str, keys: list[str], *, since: float, broker_url: str,
 
 def effects_done(keys: list[str]) -> int:
     return Effect.objects.filter(key__in=keys).count()
+
+
+def sweep_until_all_published(processes: Processes, url: str, **env: str) -> None:
+    """Run the sweeper until no row is left unpublished (each run as beat would run it)."""
+    def swept() -> bool:
+        sweep = processes.run(SWEEP, **broker_env(url), OUTBOX_SWEEP_GRACE="0", **env)
+        return "still unpublished 0" in sweep.stdout
+    wait_for(swept, what="the sweeper to publish every row left unpublished")

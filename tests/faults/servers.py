@@ -1,10 +1,11 @@
-"""Servers of a test's own, to kill and restart: Redis with AOF, a RabbitMQ node, and
-PostgreSQL.
+"""Servers of a test's own, to kill and restart: Redis with AOF (alone, or a primary and a
+replica watched by three Sentinels), a RabbitMQ node or a cluster of three, and PostgreSQL.
 
 Nothing here needs Django, so `make soak` can start them before settings are read.
 """
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -39,11 +40,13 @@ class PrivateRedis:
         self.url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> None:
+    def start(self, *, replica_of: int | None = None) -> None:
+        """Start (again, after a kill), as a replica of the server on `replica_of` if given."""
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "always",
              "--save", "", "--daemonize", "no",
+             *(["--replicaof", "127.0.0.1", str(replica_of)] if replica_of else []),
              *(["--requirepass", self.password] if self.password else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, password=self.password or None)
@@ -55,6 +58,110 @@ class PrivateRedis:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+class PrivateRedisGroup:
+    """A Redis primary, its replica and three Sentinels that fail it over, of the test's
+    own: what a team runs when one Redis is not enough (docs/scaling.md).
+
+    The Sentinels call the primary down after DOWN_AFTER_MS without an answer and promote
+    the replica; `url` names the Sentinels, as the project's settings would.
+    """
+
+    MASTER = "faults"
+    DOWN_AFTER_MS = 2000
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.nodes = [PrivateRedis(directory / name) for name in ("one", "two")]
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.url = ";".join(f"sentinel://127.0.0.1:{port}/0" for port in self.sentinel_ports)
+        self.env = {"CELERY_BROKER_URL": self.url, "REDIS_SENTINEL_MASTER": self.MASTER}
+        self.sentinels: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        first, second = self.nodes
+        for node in self.nodes:
+            node.directory.mkdir(parents=True)
+        first.start()
+        second.start(replica_of=first.port)
+        for port in self.sentinel_ports:
+            config = self.directory / f"sentinel-{port}.conf"  # Sentinel rewrites it
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {self.directory}\n"
+                f"sentinel monitor {self.MASTER} 127.0.0.1 {first.port} 2\n"
+                f"sentinel down-after-milliseconds {self.MASTER} {self.DOWN_AFTER_MS}\n"
+                f"sentinel failover-timeout {self.MASTER} 10000\n")
+            self.sentinels.append(subprocess.Popen(
+                ["redis-server", str(config), "--sentinel"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        # A failover needs the replica in sync and each Sentinel aware of the others.
+        if not poll_until(self._ready, timeout=START_TIMEOUT):
+            raise RuntimeError("the Redis group's replica or Sentinels did not come up")
+
+    def primary(self) -> PrivateRedis:
+        """The node the Sentinels name primary now (asked of the first that answers)."""
+        for port in self.sentinel_ports:
+            try:
+                _, primary_port = redis.Redis(port=port).sentinel_get_master_addr_by_name(
+                    self.MASTER)
+            except redis.ConnectionError:
+                continue
+            return next(node for node in self.nodes if node.port == int(primary_port))
+        raise RuntimeError("no Sentinel answers")
+
+    def replica(self) -> PrivateRedis:
+        primary = self.primary()
+        return next(node for node in self.nodes if node is not primary)
+
+    def await_failover(self, *, from_node: PrivateRedis) -> PrivateRedis:
+        """The new primary, once every Sentinel names it and it accepts writes."""
+        def promoted() -> bool:
+            try:
+                named = {int(redis.Redis(port=port).sentinel_get_master_addr_by_name(
+                    self.MASTER)[1]) for port in self.sentinel_ports}
+                role = redis.Redis(port=self.replica_of(from_node).port).role()[0]
+            except redis.ConnectionError:
+                return False
+            return named == {self.replica_of(from_node).port} and role == b"master"
+        if not poll_until(promoted, timeout=START_TIMEOUT):
+            raise RuntimeError("the Sentinels did not fail the primary over")
+        return self.replica_of(from_node)
+
+    def replica_of(self, node: PrivateRedis) -> PrivateRedis:
+        return next(other for other in self.nodes if other is not node)
+
+    def in_sync(self, primary: PrivateRedis) -> bool:
+        """The other node replicates `primary` and has caught up with it."""
+        try:
+            info = redis.Redis(port=primary.port).info("replication")
+        except redis.ConnectionError:
+            return False
+        replica = info.get("slave0")
+        return (info.get("connected_slaves") == 1 and isinstance(replica, dict)
+                and replica.get("state") == "online"
+                and int(replica["offset"]) >= int(info["master_repl_offset"]))
+
+    def kill(self) -> None:
+        for node in self.nodes:
+            node.kill()
+        for sentinel in self.sentinels:
+            if sentinel.poll() is None:
+                sentinel.kill()
+                sentinel.wait(timeout=10)
+
+    def _ready(self) -> bool:
+        if not self.in_sync(self.nodes[0]):
+            return False
+        try:
+            for port in self.sentinel_ports:
+                client = redis.Redis(port=port)
+                if (len(client.sentinel_slaves(self.MASTER)) != 1
+                        or len(client.sentinel_sentinels(self.MASTER)) != 2):
+                    return False
+        except redis.ConnectionError:
+            return False
+        return True
 
 
 #: The RabbitMQ node answering on each AMQP port (private nodes add themselves).
@@ -114,9 +221,67 @@ class PrivateRabbitMQ:
         poll_until(lambda: f"name {self.node.split('@')[0]} " not in _epmd_names(),
                    timeout=START_TIMEOUT)
 
+    def stop(self) -> None:
+        """A clean shutdown (what a rolling restart does): the node hands its work over."""
+        self.ctl("shutdown")
+        if self.process:
+            self.process.wait(timeout=START_TIMEOUT)
+        poll_until(lambda: f"name {self.node.split('@')[0]} " not in _epmd_names(),
+                   timeout=START_TIMEOUT)
+
+    def ctl(self, *args: str) -> str:
+        """`rabbitmqctl` against this node; raises RuntimeError if it fails."""
+        result = subprocess.run(["rabbitmqctl", "-q", "-n", self.node, *args],
+                                capture_output=True, text=True, timeout=START_TIMEOUT,
+                                check=False)
+        if result.returncode:
+            raise RuntimeError(f"rabbitmqctl -n {self.node} {' '.join(args)}: "
+                               f"{result.stderr.strip()}")
+        return result.stdout
+
     def remove(self) -> None:
         self.kill()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class PrivateRabbitMQCluster:
+    """Three RabbitMQ nodes of the test's own joined in one cluster, so the template's
+    quorum queues keep a member on each: what a team runs when one node is not enough.
+    `url` lists every node, as the project's settings would (kombu fails over in turn)."""
+
+    SIZE = 3
+
+    def __init__(self):
+        self.nodes = [PrivateRabbitMQ() for _ in range(self.SIZE)]
+        self.url = ";".join(node.url for node in self.nodes)
+
+    def start(self) -> None:
+        first, *others = self.nodes
+        for node in self.nodes:
+            node.start()
+        for node in others:
+            for command in (["stop_app"], ["join_cluster", first.node], ["start_app"]):
+                node.ctl(*command)
+        if not poll_until(lambda: self.running() == {node.node for node in self.nodes},
+                          timeout=START_TIMEOUT):
+            raise RuntimeError("the RabbitMQ nodes did not form one cluster")
+
+    def running(self) -> set[str]:
+        """The nodes the cluster counts as running, asked of the first node that answers."""
+        for node in self.nodes:
+            try:
+                status = json.loads(node.ctl("cluster_status", "--formatter", "json"))
+            except (RuntimeError, subprocess.TimeoutExpired, ValueError):
+                continue
+            return set(status.get("running_nodes", []))
+        return set()
+
+    def node_named(self, name: str) -> "PrivateRabbitMQ":
+        return next(node for node in self.nodes if node.node == name)
+
+    def remove(self) -> None:
+        for node in self.nodes:
+            node.remove()
 
 
 class PrivatePostgres:

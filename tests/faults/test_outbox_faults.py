@@ -10,13 +10,11 @@ from django.utils import timezone
 from apps.notifications.models import Notification
 from tests.faults.brokers import broker_env, broker_idle, broker_name, message_counts
 from tests.faults.conftest import BOTH_BROKERS, BOTH_PRIVATE_BROKERS
-from tests.faults.harness import Ledger, Processes, new_keys, settle
+from tests.faults.harness import ENQUEUE, SWEEP, Ledger, Processes, new_keys, settle
 from tests.fixtures import wait_for
 from workers.core.models import OutboxMessage
 from workers.dead_letters.models import DeadLetter
 
-ENQUEUE = ["-m", "tests.faults.enqueue_through_outbox"]
-SWEEP = ["manage.py", "outbox", "sweep"]
 REQUEUE = ["manage.py", "dlq", "requeue", "--task", "tests.tasks.record_effect"]
 
 

@@ -7,11 +7,15 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from workers.core.redis_urls import redis_from_url
+
 
 @cache
 def redis_client() -> redis.Redis:
     """One connection pool per process (redis-py re-creates it after a fork)."""
-    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5)
+    return redis_from_url(settings.REDIS_URL, socket_connect_timeout=5,
+                          master_name=settings.REDIS_SENTINEL_MASTER,
+                          sentinel_password=settings.REDIS_SENTINEL_PASSWORD)
 
 
 def redis_text(value: Any) -> str:

@@ -10,6 +10,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
+from workers.core.broker_health import rabbitmq_error
 from workers.core.platform_redis import redis_client
 
 
@@ -24,7 +25,10 @@ def database_error() -> Exception | None:
 
 
 def broker_error() -> Exception | None:
-    """None if one connection to the broker succeeds (one try, 2 s), else the error."""
+    """None if one connection to the broker succeeds (one try, 2 s; on RabbitMQ, one per
+    node listed), else the error."""
+    if settings.BROKER_IS_RABBITMQ:
+        return rabbitmq_error()
     try:
         with current_app.connection_for_read() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)

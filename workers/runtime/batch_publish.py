@@ -48,9 +48,11 @@ CONFIRM_TIMEOUT = 30.0
 
 
 @contextmanager
-def batch_publishing(*, app: Celery) -> Iterator["BatchSender"]:
+def batch_publishing(*, app: Celery, replicas: int = 0,
+                     replica_timeout_ms: int = 1000) -> Iterator["BatchSender"]:
     """A sender whose messages are sent together when the block ends; raises kombu's
-    OperationalError if the broker may not hold them all."""
+    OperationalError if the broker may not hold them all, or (Redis, `replicas` > 0)
+    if fewer than `replicas` of its replicas hold them `replica_timeout_ms` later."""
     with app.producer_or_acquire() as producer:
         channel = producer.channel  # the producer's own answer reads the transport's
         if getattr(channel, "supports_batch_publish", False):
@@ -59,6 +61,8 @@ def batch_publishing(*, app: Celery) -> Iterator["BatchSender"]:
                     yield BatchSender(app=app, producer=producer)
             except BatchPublishError as error:  # what callers already handle for a publish
                 raise OperationalError(str(error)) from error
+            if replicas > 0:
+                _await_replicas(channel, replicas=replicas, timeout_ms=replica_timeout_ms)
         elif producer.connection.transport.driver_type == "amqp":  # py-amqp, RabbitMQ
             with _confirmed_together(producer) as batch_producer:
                 yield BatchSender(app=app, producer=batch_producer)
@@ -167,6 +171,33 @@ class BatchSender:
                                         for key in _PUBLISH_REST[1:]))
         after_task_publish.send(sender=name, body=body, headers=sent_headers,
                                 exchange=signal["exchange"], routing_key=signal["routing_key"])
+
+
+#: The key a replication barrier writes (its value counts the barriers, nothing reads it).
+REPLICATION_MARK = "platform:replication-mark"
+
+
+def _await_replicas(channel: Any, *, replicas: int, timeout_ms: int) -> None:
+    """Return once `replicas` replicas hold everything this Redis had written when the
+    batch ended; raise OperationalError if they do not within `timeout_ms`.
+
+    Redis's WAIT waits for the writes of the connection it is sent on, and kombu hands a
+    batch's pipeline whichever pooled connection is free; so one write of its own goes
+    first on WAIT's connection. Replication is one ordered stream: a replica that holds
+    that write holds every write before it, the batch's messages included.
+    """
+    try:
+        with channel.conn_or_acquire() as client:
+            pipe = client.pipeline(transaction=False)
+            pipe.incr(REPLICATION_MARK)
+            pipe.wait(replicas, timeout_ms)
+            _, acknowledged = pipe.execute()
+    except channel.connection_errors as error:
+        raise OperationalError(f"Redis did not answer the replication barrier: {error!r}") \
+            from error
+    if int(acknowledged) < replicas:
+        raise OperationalError(f"{acknowledged} of {replicas} Redis replica(s) held a batch "
+                               f"within {timeout_ms} ms")
 
 
 #: `Producer._publish`'s arguments after the message's own (checked by the internals test).

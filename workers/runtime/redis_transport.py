@@ -295,3 +295,21 @@ class Transport(kombu_redis.Transport):
         super().__init__(*args, **kwargs)
         #: Delivery tags whose unacked records the fetch already wrote.
         self.recorded_tags: set[str] = set()
+
+
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """The atomic fetch on the primary that the Sentinels name (kombu's Sentinel channel
+    finds it for every new connection, so a reconnect after a failover reaches the
+    promoted replica)."""
+
+    from_transport_options = (*Channel.from_transport_options,
+                              *(option for option in kombu_redis.SentinelChannel
+                                .from_transport_options
+                                if option not in Channel.from_transport_options))
+
+
+class SentinelTransport(Transport):
+    """`sentinel://` broker URLs, with the atomic fetch."""
+
+    default_port = kombu_redis.SentinelTransport.default_port
+    Channel = SentinelChannel

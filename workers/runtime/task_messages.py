@@ -20,6 +20,7 @@ from typing import Any
 
 from celery.app.amqp import AMQP
 from celery.utils.saferepr import saferepr
+from django.conf import settings
 
 from workers.core.redaction import REDACTED, redact_call, redact_text
 from workers.runtime.batch_publish import BatchSender, batch_publishing, built
@@ -30,8 +31,11 @@ logger = logging.getLogger(__name__)
 class RedactingAMQP(AMQP):
     def publishing_batch(self) -> AbstractContextManager[BatchSender]:
         """A producer whose publishes go out together (workers/runtime/batch_publish.py):
-        here, where code that may not import the runtime (the outbox) finds it."""
-        return batch_publishing(app=self.app)
+        here, where code that may not import the runtime (the outbox) finds it. On a
+        Redis with replicas, BROKER_MIN_REPLICAS of them must hold a batch before it
+        counts as sent (docs/scaling.md)."""
+        return batch_publishing(app=self.app, replicas=settings.BROKER_MIN_REPLICAS,
+                                replica_timeout_ms=settings.BROKER_REPLICA_TIMEOUT_MS)
 
     def as_task_v2(self, task_id: str, name: str, args: Any = None, kwargs: Any = None,
                    *more: Any, **options: Any) -> Any:

@@ -134,6 +134,20 @@ def test_redis_channel_internals_the_atomic_fetch_replaces_or_calls():
         assert connection.transport.driver_type == "redis"  # keeps worker_disable_prefetch
 
 
+def test_redis_sentinel_channel_the_atomic_fetch_mixes_into():
+    """workers/runtime/redis_transport.py: kombu's Sentinel channel finds the primary in
+    its pool (`_get_pool`) and reads its options from the transport options; the atomic
+    fetch's channel goes first in the method order."""
+    from workers.runtime.redis_transport import Channel, SentinelChannel, SentinelTransport
+
+    assert "_get_pool" in vars(kombu_redis.SentinelChannel)
+    assert "master_name" in kombu_redis.SentinelChannel.from_transport_options
+    assert {"master_name", "sentinel_kwargs", "fetch_wait"} <= set(
+        SentinelChannel.from_transport_options)
+    assert SentinelChannel.__mro__[1:3] == (Channel, kombu_redis.SentinelChannel)
+    assert SentinelTransport.default_port == kombu_redis.SentinelTransport.default_port
+
+
 def test_redis_list_layout_queue_stats_reads():
     """workers/core/queue_stats.py: a queue is a list per priority step, published with
     LPUSH (oldest last), named `<queue><sep><step>` above step 0."""

@@ -1,0 +1,120 @@
+"""A three-node RabbitMQ cluster under faults: the node leading the quorum queue killed
+mid-stream, and a rolling restart of every node, while a service enqueues through the
+outbox (publisher confirms) and workers run the jobs. The workers and the service list
+all three nodes in their broker URL, as docs/scaling.md says to."""
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.faults.brokers import FAULT_REDIS, broker_env, rabbitmqctl
+from tests.faults.harness import (
+    ENQUEUE,
+    Processes,
+    effects_done,
+    new_keys,
+    settle,
+    sweep_until_all_published,
+)
+from tests.faults.servers import PrivateRabbitMQ, PrivateRabbitMQCluster
+from tests.fixtures import wait_for
+
+# Minutes of servers starting and failing over: `make test-cluster`, not `make test`.
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+def rabbitmq_cluster() -> Iterator[PrivateRabbitMQCluster]:
+    redis.Redis.from_url(FAULT_REDIS).flushdb()  # the workers' locks and counters
+    cluster = PrivateRabbitMQCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+def quorum(cluster: PrivateRabbitMQCluster, queue: str = "critical") -> tuple[str, set[str]]:
+    """The node leading `queue` and its members online; ("", set()) until it is declared."""
+    table = rabbitmqctl(cluster.url, "list_queues", "-p", "/", "name", "leader", "online",
+                        "--formatter", "json", check=False)
+    for row in _rows(table):
+        if row.get("name") == queue:
+            return str(row.get("leader", "")), set(row.get("online") or [])
+    return "", set()
+
+
+def fully_replicated(cluster: PrivateRabbitMQCluster) -> bool:
+    """Every node is running and holds an online member of the task queues."""
+    names = {node.node for node in cluster.nodes}
+    return cluster.running() == names and all(
+        quorum(cluster, queue)[1] == names for queue in ("critical", "bulk"))
+
+
+def leader_of(cluster: PrivateRabbitMQCluster) -> PrivateRabbitMQ:
+    leader = wait_for(lambda: quorum(cluster)[0], what="the critical queue to have a leader")
+    return cluster.node_named(str(leader))
+
+
+def test_sigkill_of_the_quorum_leader_s_node_mid_stream_loses_and_doubles_nothing(
+        processes: Processes, rabbitmq_cluster: PrivateRabbitMQCluster, record_ledger):
+    url = rabbitmq_cluster.url
+    keys = new_keys(200)
+    processes.worker("on-the-cluster", url, concurrency=2)
+    wait_for(lambda: fully_replicated(rabbitmq_cluster),
+             what="the task queues to have a member on every node")
+    enqueue = processes.spawn("enqueue", [*ENQUEUE, "--per-transaction", "5", *keys],
+                              **broker_env(url))
+    wait_for(lambda: effects_done(keys) >= 40, what="the first jobs to complete")
+
+    leader = leader_of(rabbitmq_cluster)
+    leader.kill()  # SIGKILL to the node: its connections, deliveries and confirms in flight
+    killed_at = time.monotonic()
+    assert enqueue.wait(timeout=120) == 0
+    sweep_until_all_published(processes, url)
+
+    record_ledger(settle("RabbitMQ cluster: quorum leader's node SIGKILLed", keys,
+                         since=killed_at, broker_url=url))
+    assert quorum(rabbitmq_cluster)[0] not in {"", leader.node}  # a survivor took over
+
+
+def test_a_rolling_restart_of_every_node_loses_and_doubles_nothing(
+        processes: Processes, rabbitmq_cluster: PrivateRabbitMQCluster, record_ledger):
+    url = rabbitmq_cluster.url
+    slices = [new_keys(50) for _ in range(rabbitmq_cluster.SIZE + 1)]
+    keys = [key for keys in slices for key in keys]
+    processes.worker("through-restarts", url, concurrency=2)
+    wait_for(lambda: fully_replicated(rabbitmq_cluster),
+             what="the task queues to have a member on every node")
+    started_at = time.monotonic()
+
+    for node, batch in zip(rabbitmq_cluster.nodes, slices, strict=False):
+        # RabbitMQ's own rule for a rolling restart: stop a node only while every quorum
+        # queue keeps a majority without it.
+        subprocess.run(["rabbitmq-upgrade", "-q", "-n", node.node,
+                        "await_online_quorum_plus_one", "-t", "120"], check=True,
+                       capture_output=True, timeout=180)
+        enqueue = processes.spawn(f"enqueue-{node.port}", [
+            *ENQUEUE, "--per-transaction", "5", *batch], **broker_env(url))
+        node.stop()
+        node.start()
+        assert enqueue.wait(timeout=120) == 0
+        wait_for(lambda: fully_replicated(rabbitmq_cluster),
+                 what=f"{node.node} to rejoin with its queue members")
+    assert processes.run([*ENQUEUE, *slices[-1]], **broker_env(url)).returncode == 0
+    sweep_until_all_published(processes, url)
+
+    record_ledger(settle("RabbitMQ cluster: rolling restart of all 3 nodes", keys,
+                         since=started_at, broker_url=url))
+
+
+def _rows(table: str) -> list[dict]:
+    try:
+        rows = json.loads(table or "[]")
+    except ValueError:
+        return []
+    return rows if isinstance(rows, list) else []
