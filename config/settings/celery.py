@@ -121,6 +121,11 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_step": 0.5,
     "interval_max": 2,
 }
+# RabbitMQ: seconds between AMQP heartbeats (the lower of this and the server's wins). A
+# worker cut off from the broker by the network is noticed by both ends after about two
+# missed heartbeats; RabbitMQ then hands its unacknowledged messages to other workers
+# (tests/faults/test_partitions.py, docs/scaling.md). Celery's default is 120.
+CELERY_BROKER_HEARTBEAT = env.int("BROKER_HEARTBEAT", default=30)
 # When the connection to Redis drops, running tasks finish instead of being cancelled.
 # Cancelling terminates the child and Celery may then ack the message once Redis is back,
 # losing the job (tests/faults restart Redis to hold this). Finished tasks that cannot ack

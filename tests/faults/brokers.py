@@ -6,6 +6,7 @@ unacked hash); RabbitMQ with `rabbitmqctl`, which counts what AMQP does not show
 counters in the fault tests' own Redis database.
 """
 
+import os
 import subprocess
 from urllib.parse import unquote, urlparse
 
@@ -17,11 +18,12 @@ from tests.faults.servers import RABBITMQ_NODES, PrivateRedisGroup
 from workers.core.redis_urls import is_sentinel_url, redis_from_url
 from workers.core.routing import declared_queues
 
-#: The fault workers' own Redis database (the broker, or beside RabbitMQ the platform's).
-FAULT_REDIS_DB = 12
+#: The fault workers' own Redis database (the broker, or beside RabbitMQ the platform's),
+#: and a vhost of the local RabbitMQ that only they use (the environment may name others,
+#: so that two runs can share the servers).
+FAULT_REDIS_DB = int(os.environ.get("TEST_FAULT_REDIS_DB", "12"))
 FAULT_REDIS = f"redis://127.0.0.1:6379/{FAULT_REDIS_DB}"
-#: A vhost of the local RabbitMQ that only the fault tests' workers use.
-FAULT_VHOST = "template-faults"
+FAULT_VHOST = os.environ.get("TEST_FAULT_VHOST", "template-faults")
 
 
 def is_rabbitmq(url: str) -> bool:

@@ -14,6 +14,7 @@ from kombu import Connection
 
 from config.celery import app
 from tests.faults.brokers import broker_env, broker_idle, broker_queue
+from tests.faults.network import IsolatedHost
 from tests.fixtures import HANG, ROOT, wait_for
 from tests.ledger.models import Effect
 from tests.polling import poll_until
@@ -53,18 +54,28 @@ class Processes:
         self.started: list[subprocess.Popen] = []
 
     def worker(self, name: str, broker_url: str, *, concurrency: int = 4,
-               queue: str = "critical", **env: str) -> subprocess.Popen:
+               queue: str = "critical", on: IsolatedHost | None = None,
+               **env: str) -> subprocess.Popen:
+        """A worker on this machine, or on the isolated host `on` (every service reached
+        through its link)."""
+        environment = {**broker_env(broker_url), **FAST_REDELIVERY, **env}
+        if on is not None:
+            environment = {key: on.url(value) if "://" in value else value for key, value in
+                           {**environment, "DATABASE_URL": self.env["DATABASE_URL"]}.items()}
         return self.spawn(
             name, ["-m", "celery", "-A", "config", "worker", "-Q", queue, "-n",
                    f"{name}@faults", "-c", str(concurrency), "-P", "prefork", "-l", "info",
                    "-I", "tests.tasks", "--without-heartbeat", "--without-mingle",
                    "--without-gossip"],
-            **broker_env(broker_url), **FAST_REDELIVERY, **env)
+            within=on.inside() if on else [], **environment)
 
-    def spawn(self, name: str, args: list[str], **env: str) -> subprocess.Popen:
+    def spawn(self, name: str, args: list[str], *, within: list[str] | None = None,
+              **env: str) -> subprocess.Popen:
+        """`python args` as `name`, its output in the test's logs; `within` prefixes the
+        command (IsolatedHost.inside())."""
         log = (self.logs / f"{name}.log").open("a")
-        process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=self.env | env,
-                                   stdout=log, stderr=subprocess.STDOUT,
+        process = subprocess.Popen([*(within or []), sys.executable, *args], cwd=ROOT,
+                                   env=self.env | env, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         self.started.append(process)
         return process
