@@ -1,6 +1,10 @@
 # `make dev` installs and runs the whole stack; `make test` runs linters and the tests.
 SHELL := /bin/bash
-PYTHON ?= python3
+# The newest Python the project supports (requires-python in pyproject.toml) that runs on
+# this machine; `make PYTHON=/path/to/python3.12 dev` picks another.
+SUPPORTED_PYTHONS := 3.13 3.12 3.11
+PYTHON ?= $(firstword $(foreach version,$(SUPPORTED_PYTHONS),\
+	$(shell python$(version) -c "" >/dev/null 2>&1 && command -v python$(version))))
 VENV := .venv
 BIN := $(VENV)/bin
 TEST_ENV := DJANGO_SETTINGS_MODULE=tests.settings
@@ -23,6 +27,8 @@ dev: install .env
 install: $(VENV)/.installed
 
 $(VENV)/.installed: requirements/dev.lock
+	@test -n "$(PYTHON)" || { echo "No Python $(SUPPORTED_PYTHONS) found: install one" \
+		"(Debian: apt install python3; elsewhere python.org), or set PYTHON=..."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.lock
 	touch $@
@@ -58,9 +64,13 @@ bench: install check-test-services
 
 # Jobs and emails through both pools for SOAK_MINUTES while workers, Redis and PostgreSQL
 # are killed at random (private servers); prints the ledger, fails on any loss or double.
+# SOAK_SETUP=sentinel (Redis failing over) or rabbitmq-cluster (nodes killed, a worker's
+# host cut off) runs it beyond one host (tests/faults/soak.py).
 SOAK_MINUTES ?= 10
+SOAK_SETUP ?= one-host
 soak: install check-test-services
-	$(TEST_ENV) $(BIN)/python -m tests.faults.soak --minutes $(SOAK_MINUTES)
+	$(TEST_ENV) $(BIN)/python -m tests.faults.soak --minutes $(SOAK_MINUTES) \
+		--setup $(SOAK_SETUP)
 
 # The browser tests of the dead-letter pages, saving their screenshots for the README.
 screenshots: install check-test-services
@@ -72,13 +82,14 @@ check-test-services: install
 	@$(TEST_ENV) CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:5672// \
 		$(BIN)/python manage.py check_services
 
-# Re-pin every dependency after editing pyproject.toml (needs network access to PyPI).
+# Re-pin every dependency after editing pyproject.toml (needs network access to PyPI): one
+# lock for every supported Python, each package with the hashes of all its files.
 lock: install
 	$(BIN)/pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header \
-		--quiet -o requirements/base.lock
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes \
-		--no-header --quiet -o requirements/dev.lock
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+		--no-header --quiet -o requirements/base.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+		--generate-hashes --no-header --quiet -o requirements/dev.lock
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

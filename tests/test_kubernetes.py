@@ -23,7 +23,8 @@ from workers.core.routing import QUEUES, queue_for
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 OVERLAYS = sorted(path.name for path in (KUBERNETES / "overlays").iterdir())
-BROKER_OF_OVERLAY = {"production": "redis", "production-rabbitmq": "rabbitmq"}
+BROKER_OF_OVERLAY = {"production": "redis", "production-rabbitmq": "rabbitmq",
+                     "production-sentinel": "redis-sentinel"}
 KEDA = "keda.sh/v1alpha1"
 
 
@@ -208,3 +209,31 @@ def test_every_pod_is_isolated_and_only_web_and_flower_accept_connections(overla
         assert policies, f"no NetworkPolicy selects {name}"
         rules = [rule for policy in policies for rule in policy.get("ingress", [])]
         assert bool(rules) == (name in open_to), name
+
+
+def config_map(overlay: str) -> dict[str, str]:
+    return next(iter(objects(overlay, "ConfigMap").values()))["data"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_variable_keda_reads_is_in_the_config_map_or_the_documented_secrets(overlay):
+    """A ScaledObject's `*FromEnv` is read from the workers' environment: the ConfigMap, or
+    the Secret whose keys docs/scaling.md lists."""
+    documented = (ROOT / "docs" / "scaling.md").read_text().split("`secrets.env` holds", 1)[1]
+    documented = documented.split("\n\n", 1)[0]
+    for name, scaled_object in objects(overlay, "ScaledObject").items():
+        for trigger in scaled_object["spec"]["triggers"]:
+            for key, variable in trigger["metadata"].items():
+                if key.endswith("FromEnv"):
+                    assert variable in config_map(overlay) or f"`{variable}`" in documented, (
+                        name, key, variable)
+
+
+def test_the_sentinel_overlay_names_its_group_and_waits_for_a_replica():
+    config = config_map("production-sentinel")
+    assert config["REDIS_SENTINEL_MASTER"]
+    assert int(config["BROKER_MIN_REPLICAS"]) >= 1
+
+
+def test_the_rabbitmq_overlay_gives_up_on_a_silent_worker_within_a_minute():
+    assert 2 * int(config_map("production-rabbitmq")["BROKER_HEARTBEAT"]) <= 60

@@ -59,9 +59,9 @@ class Processes:
         """A worker on this machine, or on the isolated host `on` (every service reached
         through its link)."""
         environment = {**broker_env(broker_url), **FAST_REDELIVERY, **env}
-        if on is not None:
-            environment = {key: on.url(value) if "://" in value else value for key, value in
-                           {**environment, "DATABASE_URL": self.env["DATABASE_URL"]}.items()}
+        if on is not None:  # every service URL it is given, the database's and the SMTP's too
+            environment |= {key: on.url(value) for key, value in
+                            (self.env | environment).items() if "://" in value}
         return self.spawn(
             name, ["-m", "celery", "-A", "config", "worker", "-Q", queue, "-n",
                    f"{name}@faults", "-c", str(concurrency), "-P", "prefork", "-l", "info",

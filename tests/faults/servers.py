@@ -76,7 +76,6 @@ class PrivateRedisGroup:
         self.nodes = [PrivateRedis(directory / name) for name in ("one", "two")]
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.url = ";".join(f"sentinel://127.0.0.1:{port}/0" for port in self.sentinel_ports)
-        self.env = {"CELERY_BROKER_URL": self.url, "REDIS_SENTINEL_MASTER": self.MASTER}
         self.sentinels: list[subprocess.Popen] = []
 
     def start(self) -> None:

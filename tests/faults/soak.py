@@ -11,6 +11,16 @@ What the database committed is what was sent: a job whose commit failed in an ou
 never promised. An email delivered twice with the same Message-ID (a worker killed after
 the SMTP server accepted it, before the row was marked sent) is reported apart: the
 receiving provider drops the copy by its Message-ID, so it is not counted as doubled.
+
+`--setup` picks the servers (all the run's own):
+
+- `one-host` (the default): one Redis with AOF, SIGKILLed and restarted;
+- `sentinel`: a Redis primary, a replica and three Sentinels as the broker and the
+  platform's Redis, `BROKER_MIN_REPLICAS=1`; the primary is SIGKILLed, the Sentinels fail
+  over and the old primary comes back as the new one's replica;
+- `rabbitmq-cluster`: three RabbitMQ nodes (a random one SIGKILLed and restarted) beside a
+  Redis for the platform, and one more worker on a host of its own whose link to the
+  cluster is cut for a while and healed.
 """
 
 import argparse
@@ -25,11 +35,102 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.faults.servers import PrivatePostgres, PrivateRedis
+from tests.faults.network import IsolatedHost
+from tests.faults.servers import (
+    PrivatePostgres,
+    PrivateRabbitMQCluster,
+    PrivateRedis,
+    PrivateRedisGroup,
+)
 from tests.polling import poll_until
 
 POOLS = ("critical", "bulk")
 SETTLE_TIMEOUT = 900.0  # seconds for everything in flight to finish once faults stop
+SETUPS = ("one-host", "sentinel", "rabbitmq-cluster")
+
+
+class Servers:
+    """The broker (and the platform's Redis) of a setup: started, faulted, removed."""
+
+    def __init__(self, setup: str, directory: Path, database: PrivatePostgres):
+        self.setup = setup
+        self.redis = PrivateRedis(directory / "redis")
+        self.group = PrivateRedisGroup(directory / "group")
+        self.cluster = PrivateRabbitMQCluster() if setup == "rabbitmq-cluster" else None
+        self.host: IsolatedHost | None = None
+        self.database = database
+        self.env: dict[str, str] = {}
+
+    def start(self) -> None:
+        if self.setup == "sentinel":
+            self.group.start()
+            self.broker_url = self.group.url
+            self.env = {"REDIS_SENTINEL_MASTER": self.group.MASTER, "BROKER_MIN_REPLICAS": "1"}
+            return
+        self.redis.directory.mkdir()
+        self.redis.start()
+        self.broker_url = self.redis.url
+        if self.cluster is None:
+            return
+        self.cluster.start()
+        self.broker_url = self.cluster.url
+        self.env = {"REDIS_URL": self.redis.url, "BROKER_HEARTBEAT": "5"}
+
+    def isolate(self, *ports: int) -> IsolatedHost | None:
+        """With a cluster, a host of its own reaching the servers and `ports` (for one
+        more worker, whose link to the cluster the faults cut)."""
+        if self.cluster is None:
+            return None
+        self.host = IsolatedHost(ports=(self.database.port, self.redis.port, *ports,
+                                        *(node.port for node in self.cluster.nodes)))
+        self.host.start()
+        return self.host
+
+    def worker(self, processes, name: str, *, queue: str,
+               on: IsolatedHost | None = None) -> subprocess.Popen:
+        """A worker of two processes on these servers (and its platform Redis)."""
+        return processes.worker(name, self.broker_url, concurrency=2, queue=queue, on=on,
+                                **self.env)
+
+    def faults(self) -> tuple[str, ...]:
+        return {"one-host": ("Redis SIGKILL",),
+                "sentinel": ("Redis primary SIGKILL, failover",),
+                "rabbitmq-cluster": ("RabbitMQ node SIGKILL", "worker host cut off")}[
+            self.setup]
+
+    def strike(self, fault: str, chance: random.Random) -> None:
+        if fault == "Redis SIGKILL":
+            self.redis.kill()
+            self.redis.start()
+        elif fault == "Redis primary SIGKILL, failover":
+            old = self.group.primary()
+            old.kill()
+            new = self.group.await_failover(from_node=old)
+            old.start(replica_of=new.port)
+            poll_until(lambda: self.group.in_sync(new), timeout=300)
+        elif fault == "RabbitMQ node SIGKILL":
+            assert self.cluster is not None
+            node = chance.choice(self.cluster.nodes)
+            node.kill()
+            time.sleep(chance.uniform(1, 10))  # down for a while, as a crashed node is
+            node.start()
+        else:  # worker host cut off
+            assert self.cluster is not None
+            assert self.host is not None
+            ports = [node.port for node in self.cluster.nodes]
+            for port in ports:
+                self.host.cut(port)
+            time.sleep(chance.uniform(5, 30))
+            for port in ports:
+                self.host.heal(port)
+
+    def remove(self) -> None:
+        if self.host is not None:
+            self.host.remove()
+        if self.cluster is not None:
+            self.cluster.remove()
+        self.group.kill()
+        self.redis.kill()
 
 
 def main() -> int:
@@ -37,21 +138,23 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=20.0, help="jobs per second")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--setup", choices=SETUPS, default="one-host")
     options = parser.parse_args()
     seed = options.seed if options.seed is not None else random.randrange(1 << 30)
     chance = random.Random(seed)
-    print(f"soak: {options.minutes:g} min, {options.rate:g} jobs/s, seed {seed}", flush=True)
+    print(f"soak: {options.setup}, {options.minutes:g} min, {options.rate:g} jobs/s, "
+          f"seed {seed}", flush=True)
 
     logs = Path(tempfile.mkdtemp(prefix="soak-"))
-    broker = PrivateRedis(logs / "redis")
-    broker.directory.mkdir()
-    broker.start()
     database = PrivatePostgres()
     database.start()
+    servers = Servers(options.setup, logs, database)
+    servers.start()
+    broker_url = servers.broker_url
     os.environ.update(DJANGO_SETTINGS_MODULE="tests.settings", DATABASE_URL=database.url,
-                      CELERY_BROKER_URL=broker.url, OUTBOX_SWEEP_INTERVAL="2",
+                      CELERY_BROKER_URL=broker_url, OUTBOX_SWEEP_INTERVAL="2",
                       OUTBOX_SWEEP_GRACE="1", DEAD_LETTER_SPOOL_DRAIN_INTERVAL="2",
-                      LOG_LEVEL="ERROR")  # this process's own; the outages are expected
+                      LOG_LEVEL="ERROR", **servers.env)  # this process's; outages expected
     import django
 
     django.setup()
@@ -65,28 +168,30 @@ def main() -> int:
     processes = Processes(os.environ | {"EMAIL_URL": f"smtp://127.0.0.1:{mailbox.port}",
                                         "PYTHONPATH": str(Path.cwd()), "LOG_LEVEL": "INFO"},
                           logs)
-    workers = {pool: processes.worker(f"{pool}-0", broker.url, concurrency=2, queue=pool)
-               for pool in POOLS}
+    workers = {pool: servers.worker(processes, f"{pool}-0", queue=pool) for pool in POOLS}
+    isolated = servers.isolate(mailbox.port)
+    if isolated is not None:  # stays up; its link is what fails
+        servers.worker(processes, "critical-isolated", queue="critical", on=isolated)
     processes.spawn("beat", ["-m", "celery", "-A", "config", "beat", "-l", "info",
                              "--pidfile", str(logs / "beat.pid")])
     faults: Counter[str] = Counter()
     stop = threading.Event()
     injector = threading.Thread(
-        target=inject_faults, args=(chance, stop, faults, workers, processes, broker,
-                                    database), daemon=True)
+        target=inject_faults, args=(chance, stop, faults, workers, processes, servers),
+        daemon=True)
     try:
         injector.start()
         stream(chance, until=time.monotonic() + options.minutes * 60, rate=options.rate)
         stop.set()
         injector.join()
         print(f"soak: stream stopped, faults {dict(faults)}; settling", flush=True)
-        ledger = settle(mailbox, broker.url)
+        ledger = settle(mailbox, broker_url)
     finally:
         processes.stop_all()
         smtp.stop()
-        broker.kill()
+        servers.remove()
         database.remove()
-    print_ledger(options.minutes, faults, ledger)
+    print_ledger(f"{options.setup}, {options.minutes:g} min", faults, ledger)
     print(f"soak: logs in {logs}")
     failed = ledger["jobs"]["lost"] + ledger["jobs"]["doubled"] + \
         ledger["emails"]["lost"] + ledger["emails"]["doubled"]
@@ -120,11 +225,11 @@ def stream(chance: random.Random, *, until: float, rate: float) -> None:
         time.sleep(1 / rate)
 
 
-def inject_faults(chance, stop, faults, workers, processes, broker, database) -> None:
+def inject_faults(chance, stop, faults, workers, processes, servers: Servers) -> None:
     restarts = Counter()
     while not stop.wait(chance.uniform(5, 15)):
-        kind = chance.choice(("worker SIGKILL", "worker SIGTERM", "Redis SIGKILL",
-                              "PostgreSQL restart"))
+        kind = chance.choice(("worker SIGKILL", "worker SIGTERM", "PostgreSQL restart",
+                              *servers.faults()))
         faults[kind] += 1
         print(f"soak: {time.strftime('%H:%M:%S')} {kind}", flush=True)
         if kind.startswith("worker"):
@@ -140,14 +245,12 @@ def inject_faults(chance, stop, faults, workers, processes, broker, database) ->
                 processes.kill_group(worker)
                 worker.wait(timeout=30)
             restarts[pool] += 1
-            workers[pool] = processes.worker(f"{pool}-{restarts[pool]}", broker.url,
-                                             concurrency=2, queue=pool)
-        elif kind == "Redis SIGKILL":
-            broker.kill()
-            broker.start()
+            workers[pool] = servers.worker(processes, f"{pool}-{restarts[pool]}", queue=pool)
+        elif kind == "PostgreSQL restart":
+            servers.database.stop()
+            servers.database.start()
         else:
-            database.stop()
-            database.start()
+            servers.strike(kind, chance)
 
 
 def settle(mailbox, broker_url: str) -> dict[str, dict[str, int]]:
@@ -207,8 +310,8 @@ def count(mailbox) -> dict[str, dict[str, int]]:
     }
 
 
-def print_ledger(minutes: float, faults: Counter, ledger: dict) -> None:
-    print(f"\nsoak ledger ({minutes:g} min; faults injected: "
+def print_ledger(run: str, faults: Counter, ledger: dict) -> None:
+    print(f"\nsoak ledger ({run}; faults injected: "
           + ", ".join(f"{kind} {n}" for kind, n in sorted(faults.items())) + ")")
     for what in ("jobs", "emails"):
         print(f"  {what:7} " + ", ".join(f"{name} {n}" for name, n in ledger[what].items()))

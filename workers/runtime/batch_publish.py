@@ -61,6 +61,8 @@ def batch_publishing(*, app: Celery, replicas: int = 0,
                     yield BatchSender(app=app, producer=producer)
             except BatchPublishError as error:  # what callers already handle for a publish
                 raise OperationalError(str(error)) from error
+            except channel.connection_errors as error:  # a declare that met a dead Redis
+                raise OperationalError(f"Redis did not take a batch: {error!r}") from error
             if replicas > 0:
                 _await_replicas(channel, replicas=replicas, timeout_ms=replica_timeout_ms)
         elif producer.connection.transport.driver_type == "amqp":  # py-amqp, RabbitMQ
@@ -207,10 +209,20 @@ _PUBLISH_REST = ("priority", "routing_key", "mandatory", "immediate", "exchange"
 
 @contextmanager
 def _confirmed_together(producer: Producer) -> Iterator[Producer]:
-    """A producer on a new confirm-mode channel that does not wait for each confirm."""
+    """A producer on a new confirm-mode channel that does not wait for each confirm.
+
+    Any failure of the connection, from opening the channel to the last confirm, raises
+    OperationalError (what callers handle for a broker that is away) and drops the
+    connection, so the next batch connects anew, to the next node of a cluster's list.
+    Raised as it came, a reset from a node that died under a pooled connection escaped
+    the outbox's after-commit publish into the request that had committed.
+    """
     connection: Any = producer.connection
-    channel: Any = connection.channel()
+    failures = (*connection.connection_errors, *connection.channel_errors,
+                OSError)  # a socket's reset or timeout
+    channel: Any = None
     try:
+        channel = connection.channel()
         channel.confirm_select()
         confirms: list[tuple[int, bool]] = []  # (delivery tag, multiple)
         refused: list[int] = []
@@ -227,19 +239,20 @@ def _confirmed_together(producer: Producer) -> Iterator[Producer]:
         yield Producer(channel, serializer=producer.serializer,
                        compression=producer.compression, auto_declare=False)
         waiting = set(range(1, sent[0] + 1))
-        try:
-            while True:
-                for tag, multiple in confirms:
-                    waiting = {t for t in waiting if t > tag} if multiple else waiting - {tag}
-                confirms.clear()
-                if refused or not waiting:
-                    break
-                channel.connection.drain_events(timeout=CONFIRM_TIMEOUT)
-        except (*connection.connection_errors, *connection.channel_errors,
-                TimeoutError) as error:  # a socket's timeout is a TimeoutError
-            raise OperationalError(f"RabbitMQ did not confirm a batch: {error!r}") from error
-        if refused:
-            raise OperationalError(f"RabbitMQ refused {len(refused)} message(s) of a batch")
+        while True:
+            for tag, multiple in confirms:
+                waiting = {t for t in waiting if t > tag} if multiple else waiting - {tag}
+            confirms.clear()
+            if refused or not waiting:
+                break
+            channel.connection.drain_events(timeout=CONFIRM_TIMEOUT)
+    except failures as error:
+        channel = None
+        connection.collect()
+        raise OperationalError(f"RabbitMQ did not take a batch: {error!r}") from error
     finally:
-        with contextlib.suppress(*connection.connection_errors):
-            channel.close()  # a connection that is gone: the error raised says so
+        if channel is not None:
+            with contextlib.suppress(*failures):
+                channel.close()
+    if refused:
+        raise OperationalError(f"RabbitMQ refused {len(refused)} message(s) of a batch")

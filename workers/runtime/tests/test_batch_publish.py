@@ -1,10 +1,12 @@
 """The batch publisher: Celery's own messages, sent together, on Redis and on RabbitMQ."""
 
+import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from kombu import Exchange, Message, Queue
+from kombu.exceptions import OperationalError
 
 from config.celery import app
 from workers.core.headers import CORRELATION_HEADER, ENQUEUED_AT_HEADER
@@ -119,3 +121,22 @@ def test_an_error_inside_the_block_leaves_what_was_not_yet_sent_unsent(queue_nam
         half_way()
     assert len(drained(queue_name)) == (1 if rabbitmq() else 0)
 
+
+
+def test_a_connection_that_died_in_the_pool_fails_one_batch_as_an_absent_broker(queue_name):
+    """A RabbitMQ node that died under a pooled connection: the batch raises what callers
+    handle for a broker that is away (the outbox leaves its rows to the sweeper), and the
+    next batch connects anew."""
+    if not rabbitmq():
+        pytest.skip("redis-py reconnects on the next command by itself")
+    with batch_publishing(app=app) as batch:  # the pool now holds a live connection
+        send_batched(queue_name, 0, batch)
+    with app.producer_or_acquire() as producer:  # the same one: the pool is last in, first out
+        producer.connection.connection.sock.shutdown(socket.SHUT_RDWR)
+
+    with pytest.raises(OperationalError), batch_publishing(app=app) as batch:
+        send_batched(queue_name, 1, batch)
+    with batch_publishing(app=app) as batch:
+        after = send_batched(queue_name, 2, batch)
+
+    assert [m.headers["id"] for m in drained(queue_name)][-1] == after
