@@ -68,6 +68,13 @@ def test_rabbitmq_consumer_timeout_exceeds_every_hard_limit():
     assert int(configured[1]) == settings.BROKER_CONSUMER_TIMEOUT * 1000
 
 
+def test_the_shipped_rabbitmq_conf_handles_partitions_as_the_cluster_tests_do():
+    from tests.faults.servers import PrivateRabbitMQCluster
+
+    conf = (ROOT / "docker" / "rabbitmq" / "rabbitmq.conf").read_text()
+    assert PrivateRabbitMQCluster.CONFIG.strip() in conf.splitlines()
+
+
 def test_rabbitmq_queues_are_quorum_queues_that_dead_letter_at_the_delivery_cap():
     for queue in declared_queues(rabbitmq=True, delivery_limit=settings.TASK_MAX_DELIVERIES):
         arguments = queue.queue_arguments

@@ -7,6 +7,7 @@ Nothing here needs Django, so `make soak` can start them before settings are rea
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -172,10 +173,16 @@ class PrivateRabbitMQ:
     the `rabbitmq` user when the tests run as root), that the test may kill and restart.
     Its quorum queues keep their log on disk, so a restart keeps what was confirmed."""
 
-    def __init__(self):
+    def __init__(self, *, peer_address: str = "", config: str = ""):
+        """`peer_address`: a loopback address of its own (127.0.0.x) that the node's
+        connections to other nodes come from, so a test can tell them apart and cut them;
+        `config`: more rabbitmq.conf lines."""
         # Not under pytest's tmp_path: the server's user must reach it.
         self.directory = Path(tempfile.mkdtemp(prefix="fault-rabbitmq-"))
         self.port = free_port()
+        self.dist_port = free_port()  # where other nodes (and rabbitmqctl) reach it
+        self.peer_address = peer_address
+        self.config = config
         self.node = f"faults-{uuid.uuid4().hex[:8]}@localhost"
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}//"
         self.process: subprocess.Popen | None = None
@@ -183,17 +190,21 @@ class PrivateRabbitMQ:
 
     def start(self) -> None:
         config = self.directory / "rabbitmq.conf"
-        config.write_text(f"listeners.tcp.default = 127.0.0.1:{self.port}\n")
+        config.write_text(f"listeners.tcp.default = 127.0.0.1:{self.port}\n{self.config}")
         if os.geteuid() == 0:
             shutil.chown(self.directory, "rabbitmq", "rabbitmq")
             shutil.chown(config, "rabbitmq", "rabbitmq")
         env = os.environ | {
             "RABBITMQ_NODENAME": self.node, "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(free_port()), "RABBITMQ_CONFIG_FILE": str(config),
+            "RABBITMQ_DIST_PORT": str(self.dist_port), "RABBITMQ_CONFIG_FILE": str(config),
             "RABBITMQ_MNESIA_BASE": str(self.directory / "mnesia"),
             "RABBITMQ_LOG_BASE": str(self.directory / "log"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.directory / "enabled_plugins"),
             "RABBITMQ_PID_FILE": str(self.directory / "pid")}
+        if self.peer_address:
+            ip = "{" + self.peer_address.replace(".", ",") + "}"
+            env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] = (
+                f"-kernel inet_dist_connect_options [{{ip,{ip}}}] -kernel net_ticktime 10")
         self.process = subprocess.Popen(["rabbitmq-server"], env=env, start_new_session=True,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # await_startup gives up at once on a node epmd does not know yet.
@@ -249,10 +260,15 @@ class PrivateRabbitMQCluster:
     `url` lists every node, as the project's settings would (kombu fails over in turn)."""
 
     SIZE = 3
+    #: What a production cluster should run with (docs/scaling.md): a node that loses
+    #: sight of the majority pauses and closes its clients' connections, which move on.
+    CONFIG = "cluster_partition_handling = pause_minority\n"
 
     def __init__(self):
-        self.nodes = [PrivateRabbitMQ() for _ in range(self.SIZE)]
+        self.nodes = [PrivateRabbitMQ(config=self.CONFIG, peer_address="127.{}.{}.{}".format(
+            *random.sample(range(2, 250), 3))) for _ in range(self.SIZE)]
         self.url = ";".join(node.url for node in self.nodes)
+        self.partitioned: set[str] = set()
 
     def start(self) -> None:
         first, *others = self.nodes
@@ -265,9 +281,30 @@ class PrivateRabbitMQCluster:
                           timeout=START_TIMEOUT):
             raise RuntimeError("the RabbitMQ nodes did not form one cluster")
 
+    def partition(self, node: "PrivateRabbitMQ") -> None:
+        """Cut `node` off from the other nodes (not from its clients): every packet to its
+        distribution port, and every packet it sends from its peer address, is dropped."""
+        for rule in self._partition_rules(node):
+            subprocess.run(["iptables", "-I", *rule], check=True, capture_output=True,
+                           timeout=30)
+        self.partitioned.add(node.node)
+
+    def heal(self, node: "PrivateRabbitMQ") -> None:
+        for rule in self._partition_rules(node):
+            subprocess.run(["iptables", "-D", *rule], check=True, capture_output=True,
+                           timeout=30)
+        self.partitioned.discard(node.node)
+
+    def _partition_rules(self, node: "PrivateRabbitMQ") -> list[list[str]]:
+        return [["OUTPUT", "-p", "tcp", "--dport", str(node.dist_port), "-j", "DROP"],
+                ["OUTPUT", "-p", "tcp", "-s", node.peer_address, "-j", "DROP"]]
+
     def running(self) -> set[str]:
-        """The nodes the cluster counts as running, asked of the first node that answers."""
+        """The nodes the cluster counts as running, asked of the first node that answers
+        (a node partitioned away is not asked: rabbitmqctl cannot reach it)."""
         for node in self.nodes:
+            if node.node in self.partitioned:
+                continue
             try:
                 status = json.loads(node.ctl("cluster_status", "--formatter", "json"))
             except (RuntimeError, subprocess.TimeoutExpired, ValueError):
@@ -280,6 +317,8 @@ class PrivateRabbitMQCluster:
 
     def remove(self) -> None:
         for node in self.nodes:
+            if node.node in self.partitioned:
+                self.heal(node)
             node.remove()
 
 

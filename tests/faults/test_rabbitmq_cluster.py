@@ -1,6 +1,7 @@
 """A three-node RabbitMQ cluster under faults: the node leading the quorum queue killed
-mid-stream, and a rolling restart of every node, while a service enqueues through the
-outbox (publisher confirms) and workers run the jobs. The workers and the service list
+mid-stream, the same node partitioned away from the other two and healed, and a rolling
+restart of every node, while a service enqueues through the outbox (publisher confirms)
+and workers run the jobs. The workers and the service list
 all three nodes in their broker URL, as docs/scaling.md says to."""
 
 import json
@@ -80,6 +81,39 @@ def test_sigkill_of_the_quorum_leader_s_node_mid_stream_loses_and_doubles_nothin
     record_ledger(settle("RabbitMQ cluster: quorum leader's node SIGKILLed", keys,
                          since=killed_at, broker_url=url))
     assert quorum(rabbitmq_cluster)[0] not in {"", leader.node}  # a survivor took over
+
+
+def test_the_quorum_leader_s_node_partitioned_away_and_healed_loses_and_doubles_nothing(
+        processes: Processes, rabbitmq_cluster: PrivateRabbitMQCluster, record_ledger):
+    """The node cannot see the other two but its clients can still reach it: with
+    `pause_minority` it pauses and closes their connections, they move to the majority,
+    which elects a new leader and goes on; healed, the node rejoins by itself."""
+    url = rabbitmq_cluster.url
+    keys = new_keys(200)
+    processes.worker("on-the-cluster", url, concurrency=2)
+    wait_for(lambda: fully_replicated(rabbitmq_cluster),
+             what="the task queues to have a member on every node")
+    enqueue = processes.spawn("enqueue", [*ENQUEUE, "--per-transaction", "5", *keys],
+                              **broker_env(url))
+    wait_for(lambda: effects_done(keys) >= 40, what="the first jobs to complete")
+
+    away = leader_of(rabbitmq_cluster)
+    rabbitmq_cluster.partition(away)
+    cut_at = time.monotonic()
+    wait_for(lambda: rabbitmq_cluster.running() == {node.node for node in rabbitmq_cluster.nodes
+                                                    if node is not away},
+             what=f"the majority to count {away.node} out")
+    done = effects_done(keys)
+    wait_for(lambda: effects_done(keys) >= min(len(keys), done + 20),
+             what="the majority to go on running jobs")
+    rabbitmq_cluster.heal(away)
+    wait_for(lambda: fully_replicated(rabbitmq_cluster),
+             what=f"{away.node} to rejoin with its queue members")
+    assert enqueue.wait(timeout=120) == 0
+    sweep_until_all_published(processes, url)
+
+    record_ledger(settle("RabbitMQ cluster: quorum leader's node partitioned away, healed",
+                         keys, since=cut_at, broker_url=url))
 
 
 def test_a_rolling_restart_of_every_node_loses_and_doubles_nothing(
