@@ -61,16 +61,25 @@ def leader_of(cluster: PrivateRabbitMQCluster) -> PrivateRabbitMQ:
     return cluster.node_named(str(leader))
 
 
+def streaming(processes: Processes, cluster: PrivateRabbitMQCluster,
+              keys: list[str]) -> subprocess.Popen:
+    """A worker on the cluster and a service enqueueing `keys` through the outbox, five a
+    transaction, once the first jobs have run; returns the service process (which may
+    still be sending)."""
+    processes.worker("on-the-cluster", cluster.url, concurrency=2)
+    wait_for(lambda: fully_replicated(cluster),
+             what="the task queues to have a member on every node")
+    enqueue = processes.spawn("enqueue", [*ENQUEUE, "--per-transaction", "5", *keys],
+                              **broker_env(cluster.url))
+    wait_for(lambda: effects_done(keys) >= 40, what="the first jobs to complete")
+    return enqueue
+
+
 def test_sigkill_of_the_quorum_leader_s_node_mid_stream_loses_and_doubles_nothing(
         processes: Processes, rabbitmq_cluster: PrivateRabbitMQCluster, record_ledger):
     url = rabbitmq_cluster.url
     keys = new_keys(200)
-    processes.worker("on-the-cluster", url, concurrency=2)
-    wait_for(lambda: fully_replicated(rabbitmq_cluster),
-             what="the task queues to have a member on every node")
-    enqueue = processes.spawn("enqueue", [*ENQUEUE, "--per-transaction", "5", *keys],
-                              **broker_env(url))
-    wait_for(lambda: effects_done(keys) >= 40, what="the first jobs to complete")
+    enqueue = streaming(processes, rabbitmq_cluster, keys)
 
     leader = leader_of(rabbitmq_cluster)
     leader.kill()  # SIGKILL to the node: its connections, deliveries and confirms in flight
@@ -90,12 +99,7 @@ def test_the_quorum_leader_s_node_partitioned_away_and_healed_loses_and_doubles_
     which elects a new leader and goes on; healed, the node rejoins by itself."""
     url = rabbitmq_cluster.url
     keys = new_keys(200)
-    processes.worker("on-the-cluster", url, concurrency=2)
-    wait_for(lambda: fully_replicated(rabbitmq_cluster),
-             what="the task queues to have a member on every node")
-    enqueue = processes.spawn("enqueue", [*ENQUEUE, "--per-transaction", "5", *keys],
-                              **broker_env(url))
-    wait_for(lambda: effects_done(keys) >= 40, what="the first jobs to complete")
+    enqueue = streaming(processes, rabbitmq_cluster, keys)
 
     away = leader_of(rabbitmq_cluster)
     rabbitmq_cluster.partition(away)
