@@ -70,7 +70,11 @@ def test_dev_superuser_is_refused_outside_dev():
     ({"CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
       "REDIS_URL": "redis://127.0.0.1:1/0"},
      "Redis is not reachable at redis://127.0.0.1:1/0: start it with"),
-], ids=["redis broker", "database", "rabbitmq broker", "redis beside rabbitmq"])
+    ({"CELERY_BROKER_URL": "sentinel://127.0.0.1:1/0;sentinel://127.0.0.1:2/0",
+      "REDIS_SENTINEL_MASTER": "jobs"},
+     "Redis is not reachable through the Sentinels at sentinel://127.0.0.1:1/0;"
+     "sentinel://127.0.0.1:2/0 (No master found for 'jobs'"),
+], ids=["redis broker", "database", "rabbitmq broker", "redis beside rabbitmq", "sentinels"])
 def test_a_missing_service_is_reported_in_one_line(env, message):
     result = run_manage("check_services", **env)
     assert result.returncode != 0

@@ -72,8 +72,9 @@ class PrivateRedisGroup:
     MASTER = "faults"
     DOWN_AFTER_MS = 2000
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, *, sentinel_password: str = ""):
         self.directory = directory
+        self.sentinel_password = sentinel_password  # the Sentinels ask for it if given
         self.nodes = [PrivateRedis(directory / name) for name in ("one", "two")]
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.url = ";".join(f"sentinel://127.0.0.1:{port}/0" for port in self.sentinel_ports)
@@ -91,7 +92,8 @@ class PrivateRedisGroup:
                 f"port {port}\nbind 127.0.0.1\ndir {self.directory}\n"
                 f"sentinel monitor {self.MASTER} 127.0.0.1 {first.port} 2\n"
                 f"sentinel down-after-milliseconds {self.MASTER} {self.DOWN_AFTER_MS}\n"
-                f"sentinel failover-timeout {self.MASTER} 10000\n")
+                f"sentinel failover-timeout {self.MASTER} 10000\n"
+                + (f"requirepass {self.sentinel_password}\n" if self.sentinel_password else ""))
             self.sentinels.append(subprocess.Popen(
                 ["redis-server", str(config), "--sentinel"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -103,12 +105,15 @@ class PrivateRedisGroup:
         """The node the Sentinels name primary now (asked of the first that answers)."""
         for port in self.sentinel_ports:
             try:
-                _, primary_port = redis.Redis(port=port).sentinel_get_master_addr_by_name(
+                _, primary_port = self.sentinel(port).sentinel_get_master_addr_by_name(
                     self.MASTER)
             except redis.ConnectionError:
                 continue
             return next(node for node in self.nodes if node.port == int(primary_port))
         raise RuntimeError("no Sentinel answers")
+
+    def sentinel(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, password=self.sentinel_password or None)
 
     def replica(self) -> PrivateRedis:
         primary = self.primary()
@@ -118,7 +123,7 @@ class PrivateRedisGroup:
         """The new primary, once every Sentinel names it and it accepts writes."""
         def promoted() -> bool:
             try:
-                named = {int(redis.Redis(port=port).sentinel_get_master_addr_by_name(
+                named = {int(self.sentinel(port).sentinel_get_master_addr_by_name(
                     self.MASTER)[1]) for port in self.sentinel_ports}
                 role = redis.Redis(port=self.replica_of(from_node).port).role()[0]
             except redis.ConnectionError:
@@ -155,7 +160,7 @@ class PrivateRedisGroup:
             return False
         try:
             for port in self.sentinel_ports:
-                client = redis.Redis(port=port)
+                client = self.sentinel(port)
                 if (len(client.sentinel_slaves(self.MASTER)) != 1
                         or len(client.sentinel_sentinels(self.MASTER)) != 2):
                     return False

@@ -13,7 +13,7 @@ import time
 import pytest
 import redis
 
-from tests.faults.brokers import broker_env, broker_idle
+from tests.faults.brokers import broker_env, broker_idle, message_counts
 from tests.faults.conftest import LEDGERS
 from tests.faults.harness import (
     ENQUEUE,
@@ -80,6 +80,10 @@ def test_a_failover_to_a_replica_that_missed_the_last_writes(
     assert enqueue.returncode == 0, enqueue.stderr
     marked = OutboxMessage.objects.filter(task_id__in=during, published_at__isnull=False)
     published_unreplicated = marked.count()
+    # With the wait, a primary without its replica is not even sent the batch (the jobs
+    # would run, unpublished, and every sweep would send them again).
+    waiting, _ = message_counts(url)
+    assert waiting == len(before) + (0 if min_replicas else len(during))
     primary.kill()
     killed_at = time.monotonic()
     replica.process.send_signal(signal.SIGCONT)

@@ -160,7 +160,7 @@ def _publish(rows: list[OutboxMessage]) -> int:
                            priority=row.priority)
     except OperationalError as exc:  # some may have gone: sending them again is allowed
         _last_publish.at = 0.0
-        logger.warning("outbox: %d job(s) left for the sweeper, broker unavailable: %s",
+        logger.warning("outbox: %d job(s) left for the sweeper, the broker did not take them: %s",
                        len(rows), exc)
         OutboxMessage.objects.filter(pk__in=[row.pk for row in rows]).update(
             publish_attempts=F("publish_attempts") + 1, last_error=str(exc)[:2000])

@@ -33,6 +33,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from time import monotonic
 from typing import Any
 
 from celery import Celery
@@ -40,6 +41,7 @@ from celery.signals import after_task_publish, before_task_publish
 from kombu import Producer
 from kombu.exceptions import BatchPublishError, OperationalError
 from kombu.serialization import dumps
+from kombu.utils.encoding import bytes_to_str
 
 #: Redis commands queued before the pipeline is sent (one LPUSH a message).
 BATCH_COMMANDS = 1000
@@ -56,6 +58,8 @@ def batch_publishing(*, app: Celery, replicas: int = 0,
     with app.producer_or_acquire() as producer:
         channel = producer.channel  # the producer's own answer reads the transport's
         if getattr(channel, "supports_batch_publish", False):
+            if replicas > 0:
+                _require_replicas(channel, replicas=replicas)
             try:
                 with producer.batch(max_size=BATCH_COMMANDS):
                     yield BatchSender(app=app, producer=producer)
@@ -179,6 +183,33 @@ class BatchSender:
 REPLICATION_MARK = "platform:replication-mark"
 
 
+#: When this thread last saw enough replicas connected (monotonic seconds).
+_replicas_seen = threading.local()
+
+
+def _require_replicas(channel: Any, *, replicas: int) -> None:
+    """Raise OperationalError, sending nothing, unless `replicas` replicas are connected
+    to the primary (asked at most once a second while they are).
+
+    Without them the wait after the batch could only time out, with the batch already
+    queued on the primary: its jobs would run, stay unpublished, and be sent again by
+    every sweep until a replica came back, each request waiting out the timeout. Refused
+    before sending, they wait for the sweeper once, like jobs during an outage.
+    """
+    if monotonic() - getattr(_replicas_seen, "at", float("-inf")) < 1.0:
+        return
+    try:
+        with channel.conn_or_acquire() as client:
+            role = client.execute_command("ROLE")
+    except channel.connection_errors as error:
+        raise OperationalError(f"Redis did not answer ROLE: {error!r}") from error
+    connected = len(role[2]) if bytes_to_str(role[0]) == "master" else 0
+    if connected < replicas:
+        raise OperationalError(f"{connected} of {replicas} Redis replica(s) connected to "
+                               "the primary: the batch was not sent")
+    _replicas_seen.at = monotonic()
+
+
 def _await_replicas(channel: Any, *, replicas: int, timeout_ms: int) -> None:
     """Return once `replicas` replicas hold everything this Redis had written when the
     batch ended; raise OperationalError if they do not within `timeout_ms`.
@@ -198,8 +229,9 @@ def _await_replicas(channel: Any, *, replicas: int, timeout_ms: int) -> None:
         raise OperationalError(f"Redis did not answer the replication barrier: {error!r}") \
             from error
     if int(acknowledged) < replicas:
-        raise OperationalError(f"{acknowledged} of {replicas} Redis replica(s) held a batch "
-                               f"within {timeout_ms} ms")
+        _replicas_seen.at = float("-inf")  # ask again before the next batch
+        raise OperationalError(f"the batch was sent, but {acknowledged} of {replicas} Redis "
+                               f"replica(s) held it within {timeout_ms} ms")
 
 
 #: `Producer._publish`'s arguments after the message's own (checked by the internals test).

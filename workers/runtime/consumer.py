@@ -1,5 +1,5 @@
-"""The worker's message consumer, changed in what it does with poison messages and in how
-often it publishes task events.
+"""The worker's message consumer, changed in what it does with poison messages, in how
+often it publishes task events, and in what its connection step tells `inspect stats`.
 
 Celery logs and drops a message it cannot decode, one naming a task this worker does not
 know, or one without a task shape. Each of those becomes a dead letter here, with the raw
@@ -17,12 +17,24 @@ from django.db import close_old_connections
 
 from workers.core.routing import dead_letter_queue, queue_of_routing_key
 from workers.dead_letters.services import dead_letter_record_message
+from workers.runtime.config_censor import censor_settings
 
 logger = logging.getLogger(__name__)
 
 
 class DeadLetteringConsumer(Consumer):
     _events_flush_due = False
+
+    class Blueprint(Consumer.Blueprint):  # type: ignore[valid-type,misc]  # stubs: a variable
+        def info(self, parent: Any) -> dict[str, Any]:
+            """The steps' part of `inspect stats` (Flower's worker page), with the broker
+            connection's transport options censored. Celery drops the connection's
+            password only; the Sentinels' password is a transport option
+            (`sentinel_kwargs`) and went out as it is."""
+            info: dict[str, Any] = super().info(parent)
+            if isinstance(info.get("broker"), dict):
+                info["broker"] = censor_settings(info["broker"])
+            return info
 
     def on_send_event_buffered(self) -> None:
         """Publish buffered task events in batches, not one Redis publish per event.

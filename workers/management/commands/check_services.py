@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from kombu.utils.url import maybe_sanitize_url
 
+from workers.core.redis_urls import is_sentinel_url
 from workers.ops.health import broker_error, database_error, redis_error
 
 HOW_TO_START = {
@@ -16,6 +17,9 @@ HOW_TO_START = {
                 "(or: docker compose --profile rabbitmq up -d rabbitmq)",
     "postgresql": "start it with: pg_ctlcluster <version> main start "
                   "(or: docker compose up -d postgres)",
+    "sentinel": "check that the Sentinels answer, that REDIS_SENTINEL_MASTER names the group "
+                "they monitor, and the passwords (the URL's for Redis, "
+                "REDIS_SENTINEL_PASSWORD for the Sentinels)",
 }
 
 
@@ -32,12 +36,22 @@ class Command(BaseCommand):
                             f"{HOW_TO_START.get(vendor, 'start the database')}")
         broker = maybe_sanitize_url(current_app.conf.broker_url)
         kind = "RabbitMQ" if settings.BROKER_IS_RABBITMQ else "Redis"
-        if broker_error() is not None:
-            problems.append(f"{kind} is not reachable at {broker}: "
-                            f"{HOW_TO_START[kind.lower()]}")
-        if settings.BROKER_IS_RABBITMQ and redis_error() is not None:
-            problems.append(f"Redis is not reachable at {maybe_sanitize_url(settings.REDIS_URL)}"
-                            f": {HOW_TO_START['redis']}")
+        error = broker_error()
+        if error is not None:
+            problems.append(_unreachable(kind, current_app.conf.broker_url, error))
+        if settings.BROKER_IS_RABBITMQ and (error := redis_error()) is not None:
+            problems.append(_unreachable("Redis", settings.REDIS_URL, error))
         if problems:
             raise CommandError("\n".join(problems))
         self.stdout.write(f"database ({connection.vendor}) and broker ({broker}) are up")
+
+
+def _unreachable(kind: str, url: str, error: Exception) -> str:
+    """One line: what is down, where, and what to do. Behind Sentinels the server may well
+    run: the usual causes are a wrong group name or password, which the error names."""
+    where = maybe_sanitize_url(url)
+    if is_sentinel_url(url):
+        cause = (str(error).splitlines() or [error.__class__.__name__])[0]
+        return (f"{kind} is not reachable through the Sentinels at {where} ({cause}): "
+                f"{HOW_TO_START['sentinel']}")
+    return f"{kind} is not reachable at {where}: {HOW_TO_START[kind.lower()]}"

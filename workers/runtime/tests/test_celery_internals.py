@@ -148,6 +148,15 @@ def test_redis_sentinel_channel_the_atomic_fetch_mixes_into():
     assert SentinelTransport.default_port == kombu_redis.SentinelTransport.default_port
 
 
+def test_the_consumer_blueprint_info_inspect_stats_reads():
+    """workers/runtime/consumer.py censors what the consumer's blueprint reports."""
+    from celery.worker.worker import WorkController
+
+    assert parameters(Consumer.Blueprint.info) == ["self", "parent"]
+    assert "self.consumer.blueprint.info(self.consumer)" in inspect.getsource(
+        WorkController.stats)
+
+
 def test_redis_list_layout_queue_stats_reads():
     """workers/core/queue_stats.py: a queue is a list per priority step, published with
     LPUSH (oldest last), named `<queue><sep><step>` above step 0."""

@@ -1,5 +1,6 @@
-"""The configuration a worker reports over the broker (Flower's Config tab, `celery inspect
-conf` and `report`) carries no secret: not the broker's password, not Flower's login."""
+"""The configuration a worker reports over the broker (Flower's Config tab and worker page,
+`celery inspect conf`, `report` and `stats`) carries no secret: not the broker's password,
+not the Sentinels', not Flower's login."""
 
 import json
 import os
@@ -7,11 +8,13 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from celery import Celery
 
-from tests.faults.servers import PrivateRedis
+from tests.faults.servers import PrivateRedis, PrivateRedisGroup
 from tests.fixtures import ROOT, wait_for
 
 WORKER = "censored@test"
@@ -25,27 +28,43 @@ SECRETS = {
 }
 
 
+@contextmanager
+def worker(env: dict[str, str], log: Path) -> Iterator[None]:
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "critical",
+             "-c", "1", "-n", WORKER, "-l", "info", "--without-heartbeat",
+             "--without-mingle", "--without-gossip"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        print(log.read_text()[-3000:])  # shown by pytest only when the test failed
+
+
 @pytest.fixture
 def worker_on_redis_with_password(process_env, tmp_path) -> Iterator[str]:
     """A worker on a redis-server that asks for a password, with secrets in its
     environment; yields the broker's URL (password included)."""
     broker = PrivateRedis(tmp_path, password=BROKER_PASSWORD)
     broker.start()
-    log = tmp_path / "worker.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "critical",
-             "-c", "1", "-n", WORKER, "-l", "info", "--without-heartbeat",
-             "--without-mingle", "--without-gossip"],
-            cwd=ROOT, env=process_env | {"CELERY_BROKER_URL": broker.url, **SECRETS},
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        yield broker.url
+        with worker(process_env | {"CELERY_BROKER_URL": broker.url, **SECRETS},
+                    tmp_path / "worker.log"):
+            yield broker.url
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
         broker.kill()
-        print(log.read_text()[-3000:])  # shown by pytest only when the test failed
+
+
+def inspector(broker_url: str) -> Celery:
+    """An app of its own: control commands go out through the app's producer pool, which
+    for the project's app is the session's broker. (Its broker_url would lose to this
+    process's CELERY_BROKER_URL variable; the read and write URLs win over it.)"""
+    client = Celery("inspector", set_as_current=False)
+    client.conf.update(broker_read_url=broker_url, broker_write_url=broker_url)
+    return client
 
 
 def test_the_config_a_worker_reports_carries_no_secret(worker_on_redis_with_password):
@@ -53,8 +72,7 @@ def test_the_config_a_worker_reports_carries_no_secret(worker_on_redis_with_pass
     # An app of its own: control commands go out through the app's producer pool, which
     # for the project's app is the session's broker. (Its broker_url would lose to this
     # process's CELERY_BROKER_URL variable; the read and write URLs win over it.)
-    client = Celery("inspector", set_as_current=False)
-    client.conf.update(broker_read_url=broker_url, broker_write_url=broker_url)
+    client = inspector(broker_url)
     try:
         wait_for(lambda: client.control.ping(destination=[WORKER], timeout=0.5),
                  what="the worker to answer")
@@ -62,10 +80,12 @@ def test_the_config_a_worker_reports_carries_no_secret(worker_on_redis_with_pass
         conf = inspect.conf(with_defaults=False)[WORKER]
         everything = inspect.conf(with_defaults=True)[WORKER]
         report = inspect.report()[WORKER]
+        stats = inspect.stats()[WORKER]
     finally:
         client.close()
 
-    for shown in (json.dumps(conf), json.dumps(everything), json.dumps(report)):
+    for shown in (json.dumps(conf), json.dumps(everything), json.dumps(report),
+                  json.dumps(stats)):
         assert BROKER_PASSWORD not in shown
         for name, secret in SECRETS.items():
             assert secret.partition("@")[0].rpartition(":")[2] not in shown, name
@@ -77,3 +97,33 @@ def test_the_config_a_worker_reports_carries_no_secret(worker_on_redis_with_pass
     assert conf["CELERY_BROKER_URL"] == f"redis://:********@127.0.0.1:{port}/0"
     assert conf["CELERY_TASK_DEFAULT_QUEUE"] == "critical"
     assert not {"REDIS_URL", "SECRET_KEY", *SECRETS} & set(conf)
+
+
+SENTINEL_PASSWORD = "sentinel-password-in-the-environment"
+
+
+def test_the_broker_a_worker_reports_on_sentinels_carries_neither_password(process_env,
+                                                                            tmp_path):
+    """`inspect stats` (Flower's worker page) shows the broker connection's transport
+    options, where the Sentinels' password lives: masked, the rest kept."""
+    group = PrivateRedisGroup(tmp_path / "group", sentinel_password=SENTINEL_PASSWORD)
+    group.start()
+    env = process_env | {"CELERY_BROKER_URL": group.url, "REDIS_SENTINEL_MASTER": group.MASTER,
+                         "REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD}
+    try:
+        with worker(env, tmp_path / "worker.log"):
+            primary = f"redis://127.0.0.1:{group.primary().port}/0"
+            client = inspector(primary)
+            try:
+                wait_for(lambda: client.control.ping(destination=[WORKER], timeout=0.5),
+                         what="the worker to answer")
+                stats = client.control.inspect(destination=[WORKER], timeout=10).stats()
+            finally:
+                client.close()
+    finally:
+        group.kill()
+
+    broker = stats[WORKER]["broker"]
+    assert SENTINEL_PASSWORD not in json.dumps(stats)
+    assert broker["transport_options"]["master_name"] == group.MASTER
+    assert broker["transport_options"]["sentinel_kwargs"]["password"] == "********"
