@@ -139,6 +139,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="jobs per second")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--setup", choices=SETUPS, default="one-host")
+    parser.add_argument("--only", nargs="+", default=None, metavar="FAULT",
+                        help="inject only these faults (their names as the log prints them)")
     options = parser.parse_args()
     seed = options.seed if options.seed is not None else random.randrange(1 << 30)
     chance = random.Random(seed)
@@ -147,11 +149,27 @@ def main() -> int:
 
     logs = Path(tempfile.mkdtemp(prefix="soak-"))
     database = PrivatePostgres()
-    database.start()
     servers = Servers(options.setup, logs, database)
-    servers.start()
+    try:
+        database.start()
+        servers.start()
+        faults, ledger = soak(options, chance, logs, servers)
+    finally:
+        servers.remove()
+        database.remove()
+    print_ledger(f"{options.setup}, {options.minutes:g} min", faults, ledger)
+    print(f"soak: logs in {logs}")
+    failed = ledger["jobs"]["lost"] + ledger["jobs"]["doubled"] + \
+        ledger["emails"]["lost"] + ledger["emails"]["doubled"]
+    return 1 if failed else 0
+
+
+def soak(options: argparse.Namespace, chance: random.Random, logs: Path,
+         servers: Servers) -> tuple[Counter[str], dict[str, dict[str, int]]]:
+    """The stream, the faults and the settling, on started servers; the faults injected
+    and the ledger."""
     broker_url = servers.broker_url
-    os.environ.update(DJANGO_SETTINGS_MODULE="tests.settings", DATABASE_URL=database.url,
+    os.environ.update(DJANGO_SETTINGS_MODULE="tests.settings", DATABASE_URL=servers.database.url,
                       CELERY_BROKER_URL=broker_url, OUTBOX_SWEEP_INTERVAL="2",
                       OUTBOX_SWEEP_GRACE="1", DEAD_LETTER_SPOOL_DRAIN_INTERVAL="2",
                       LOG_LEVEL="ERROR", **servers.env)  # this process's; outages expected
@@ -177,8 +195,8 @@ def main() -> int:
     faults: Counter[str] = Counter()
     stop = threading.Event()
     injector = threading.Thread(
-        target=inject_faults, args=(chance, stop, faults, workers, processes, servers),
-        daemon=True)
+        target=inject_faults, args=(chance, stop, faults, workers, processes, servers,
+                                    options.only), daemon=True)
     try:
         injector.start()
         stream(chance, until=time.monotonic() + options.minutes * 60, rate=options.rate)
@@ -189,13 +207,7 @@ def main() -> int:
     finally:
         processes.stop_all()
         smtp.stop()
-        servers.remove()
-        database.remove()
-    print_ledger(f"{options.setup}, {options.minutes:g} min", faults, ledger)
-    print(f"soak: logs in {logs}")
-    failed = ledger["jobs"]["lost"] + ledger["jobs"]["doubled"] + \
-        ledger["emails"]["lost"] + ledger["emails"]["doubled"]
-    return 1 if failed else 0
+    return faults, ledger
 
 
 def stream(chance: random.Random, *, until: float, rate: float) -> None:
@@ -225,11 +237,12 @@ def stream(chance: random.Random, *, until: float, rate: float) -> None:
         time.sleep(1 / rate)
 
 
-def inject_faults(chance, stop, faults, workers, processes, servers: Servers) -> None:
+def inject_faults(chance, stop, faults, workers, processes, servers: Servers,
+                  only: list[str] | None) -> None:
     restarts = Counter()
+    kinds = ("worker SIGKILL", "worker SIGTERM", "PostgreSQL restart", *servers.faults())
     while not stop.wait(chance.uniform(5, 15)):
-        kind = chance.choice(("worker SIGKILL", "worker SIGTERM", "PostgreSQL restart",
-                              *servers.faults()))
+        kind = chance.choice([kind for kind in kinds if not only or kind in only])
         faults[kind] += 1
         print(f"soak: {time.strftime('%H:%M:%S')} {kind}", flush=True)
         if kind.startswith("worker"):
