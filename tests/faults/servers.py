@@ -133,6 +133,17 @@ class PrivateRedisGroup:
             raise RuntimeError("the Sentinels did not fail the primary over")
         return self.replica_of(from_node)
 
+    def fail_over(self, *, from_node: PrivateRedis,
+                  timeout: float = START_TIMEOUT) -> PrivateRedis:
+        """Once the Sentinels have promoted the replica of the dead `from_node`, bring it
+        back as the new primary's replica (what an orchestrator restarting it does) and
+        wait until it has caught up; the new primary."""
+        new = self.await_failover(from_node=from_node)
+        from_node.start(replica_of=new.port)
+        if not poll_until(lambda: self.in_sync(new), timeout=timeout):
+            raise RuntimeError("the restarted node did not catch up with the new primary")
+        return new
+
     def replica_of(self, node: PrivateRedis) -> PrivateRedis:
         return next(other for other in self.nodes if other is not node)
 

@@ -105,9 +105,7 @@ class Servers:
         elif fault == "Redis primary SIGKILL, failover":
             old = self.group.primary()
             old.kill()
-            new = self.group.await_failover(from_node=old)
-            old.start(replica_of=new.port)
-            poll_until(lambda: self.group.in_sync(new), timeout=300)
+            self.group.fail_over(from_node=old, timeout=300)
         elif fault == "RabbitMQ node SIGKILL":
             assert self.cluster is not None
             node = chance.choice(self.cluster.nodes)

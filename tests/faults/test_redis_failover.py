@@ -33,14 +33,6 @@ pytestmark = pytest.mark.cluster
 
 
 
-def fail_over(group: PrivateRedisGroup, old) -> None:
-    """Wait for the Sentinels to promote the replica, then bring the dead node back as the
-    new primary's replica (what an orchestrator restarting it does) and let it catch up."""
-    new = group.await_failover(from_node=old)
-    old.start(replica_of=new.port)
-    wait_for(lambda: group.in_sync(new), what="the restarted node to replicate the new primary")
-
-
 def test_a_failover_mid_stream_loses_and_doubles_no_committed_job(
         processes: Processes, redis_group: PrivateRedisGroup, record_ledger):
     keys = new_keys(200)
@@ -53,7 +45,7 @@ def test_a_failover_mid_stream_loses_and_doubles_no_committed_job(
     old = redis_group.primary()
     old.kill()  # SIGKILL, mid-stream: publishes, fetches and acks in flight
     killed_at = time.monotonic()
-    fail_over(redis_group, old)
+    redis_group.fail_over(from_node=old)
     assert enqueue.wait(timeout=120) == 0
     sweep_until_all_published(processes, url, BROKER_MIN_REPLICAS="1")
 
@@ -87,7 +79,7 @@ def test_a_failover_to_a_replica_that_missed_the_last_writes(
     primary.kill()
     killed_at = time.monotonic()
     replica.process.send_signal(signal.SIGCONT)
-    fail_over(redis_group, primary)
+    redis_group.fail_over(from_node=primary)
     processes.worker("after-failover", url, concurrency=2)
     sweep_until_all_published(processes, url, BROKER_MIN_REPLICAS=str(min_replicas))
 
