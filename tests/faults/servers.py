@@ -265,8 +265,11 @@ class PrivateRabbitMQ:
                                f"{result.stderr.strip()}")
         return result.stdout
 
-    def remove(self) -> None:
+    def remove(self, *, logs_to: Path | None = None) -> None:
+        """Kill the node and delete its files; its logs first copied under `logs_to`."""
         self.kill()
+        if logs_to is not None and (self.directory / "log").is_dir():
+            shutil.copytree(self.directory / "log", logs_to / self.node, dirs_exist_ok=True)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -331,11 +334,11 @@ class PrivateRabbitMQCluster:
     def node_named(self, name: str) -> "PrivateRabbitMQ":
         return next(node for node in self.nodes if node.node == name)
 
-    def remove(self) -> None:
+    def remove(self, *, logs_to: Path | None = None) -> None:
         for node in self.nodes:
             if node.node in self.partitioned:
                 self.heal(node)
-            node.remove()
+            node.remove(logs_to=logs_to)
 
 
 class PrivatePostgres:

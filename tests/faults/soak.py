@@ -54,6 +54,7 @@ class Servers:
 
     def __init__(self, setup: str, directory: Path, database: PrivatePostgres):
         self.setup = setup
+        self.directory = directory
         self.redis = PrivateRedis(directory / "redis")
         self.group = PrivateRedisGroup(directory / "group")
         self.cluster = PrivateRabbitMQCluster() if setup == "rabbitmq-cluster" else None
@@ -126,7 +127,7 @@ class Servers:
         if self.host is not None:
             self.host.remove()
         if self.cluster is not None:
-            self.cluster.remove()
+            self.cluster.remove(logs_to=self.directory / "rabbitmq")
         self.group.kill()
         self.redis.kill()
 
@@ -152,6 +153,8 @@ def main() -> int:
         database.start()
         servers.start()
         faults, ledger = soak(options, chance, logs, servers)
+        if ledger["jobs"]["lost"]:
+            report_lost(servers.broker_url, logs)
     finally:
         servers.remove()
         database.remove()
@@ -319,6 +322,43 @@ def count(mailbox) -> dict[str, dict[str, int]]:
         "pending": {"outbox": OutboxMessage.objects.filter(published_at=None).count(),
                     "spool": dead_letter_spool_size()},
     }
+
+
+def report_lost(broker_url: str, logs: Path) -> None:
+    """Where each lost job still shows: the broker keys (on Redis) and the log lines that
+    name it; what finding the cause of a loss starts from."""
+    from tests.faults.brokers import is_rabbitmq
+    from workers.core.redis_urls import redis_from_url
+
+    client = None if is_rabbitmq(broker_url) else redis_from_url(
+        broker_url, master_name=PrivateRedisGroup.MASTER)
+    for task_id in lost_jobs():
+        print(f"soak: lost {task_id}", flush=True)
+        for key in client.scan_iter(count=1000) if client is not None else ():
+            kind = client.type(key).decode()
+            values = (client.lrange(key, 0, -1) if kind == "list" else
+                      [*client.hgetall(key), *client.hgetall(key).values()] if kind == "hash"
+                      else client.zrange(key, 0, -1) if kind == "zset"
+                      else client.smembers(key) if kind == "set"
+                      else [client.get(key) or b""] if kind == "string" else [])
+            if key.decode(errors="replace").find(task_id) >= 0 or any(
+                    task_id.encode() in value for value in values):
+                print(f"  broker key {key!r} ({kind})", flush=True)
+        for log in sorted(logs.glob("*.log")):
+            for line in log.read_text(errors="replace").splitlines():
+                if task_id in line:
+                    print(f"  {log.name}: {line[:300]}", flush=True)
+
+
+def lost_jobs() -> list[str]:
+    from tests.ledger.models import Effect
+    from workers.core.models import OutboxMessage
+    from workers.dead_letters.models import DeadLetter
+
+    done = set(Effect.objects.values_list("key", flat=True))
+    dead = set(DeadLetter.objects.values_list("task_id", flat=True))
+    return [key for key in OutboxMessage.objects.filter(task_name="tests.tasks.record_effect")
+            .values_list("task_id", flat=True) if key not in done and key not in dead]
 
 
 def print_ledger(run: str, faults: Counter, ledger: dict) -> None:

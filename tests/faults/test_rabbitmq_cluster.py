@@ -8,6 +8,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -32,14 +33,14 @@ REJOIN = 400.0  # seconds a healed or restarted node may take to rejoin with its
 
 
 @pytest.fixture
-def rabbitmq_cluster() -> Iterator[PrivateRabbitMQCluster]:
+def rabbitmq_cluster(tmp_path: Path) -> Iterator[PrivateRabbitMQCluster]:
     redis.Redis.from_url(FAULT_REDIS).flushdb()  # the workers' locks and counters
     cluster = PrivateRabbitMQCluster()
     try:
         cluster.start()
         yield cluster
     finally:
-        cluster.remove()
+        cluster.remove(logs_to=tmp_path / "rabbitmq")  # kept with the workers' logs
 
 
 def quorum(cluster: PrivateRabbitMQCluster, queue: str = "critical") -> tuple[str, set[str]]:

@@ -26,6 +26,7 @@ from queue import Empty
 from time import monotonic, time
 from typing import Any
 
+import kombu.transport
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
@@ -313,3 +314,26 @@ class SentinelTransport(Transport):
 
     default_port = kombu_redis.SentinelTransport.default_port
     Channel = SentinelChannel
+
+
+#: The URL schemes each of this module's transports serves.
+SCHEMES = {f"{__name__}:Transport": ("redis", "rediss"),
+           f"{__name__}:SentinelTransport": ("sentinel",)}
+
+
+def claim_failover_schemes(transport: str | None) -> None:
+    """If `transport` (the `broker_transport` setting) is one of this module's, make the
+    other URLs of the broker's list resolve to it too.
+
+    The setting names the transport of the list's first URL only. When a connection
+    fails, Celery moves to the next URL and kombu takes its transport from the scheme
+    (`Connection.switch`): after a Sentinel failover workers ran on kombu's stock
+    transport, whose fetch loses a message when the worker dies between BRPOP and the
+    unacknowledged record (jobs lost in the Sentinel soak), and whose channel close,
+    when the reconnect failed too, stopped the worker ("Unrecoverable error").
+    """
+    if transport not in SCHEMES:
+        return
+    for scheme in SCHEMES[transport]:
+        kombu.transport.TRANSPORT_ALIASES[scheme] = transport
+        kombu.transport._transport_cache.pop(scheme, None)

@@ -148,6 +148,16 @@ def test_redis_sentinel_channel_the_atomic_fetch_mixes_into():
     assert SentinelTransport.default_port == kombu_redis.SentinelTransport.default_port
 
 
+def test_the_transport_table_a_failover_url_is_resolved_from():
+    """workers/runtime/redis_transport.py (`claim_failover_schemes`): kombu resolves the
+    transport of the next URL from its scheme through this table and its cache."""
+    import kombu.transport
+
+    assert kombu.transport.TRANSPORT_ALIASES["sentinel"].endswith(":SentinelTransport")
+    assert isinstance(kombu.transport._transport_cache, dict)
+    assert "parse_url(conn_str)" in inspect.getsource(kombu.Connection.switch)
+
+
 def test_the_consumer_blueprint_info_inspect_stats_reads():
     """workers/runtime/consumer.py censors what the consumer's blueprint reports."""
     from celery.worker.worker import WorkController

@@ -17,7 +17,7 @@ from workers.runtime import redis_transport
 
 TRANSPORT_DB = 11  # a Redis database of these tests' own
 URL = f"redis://127.0.0.1:6379/{TRANSPORT_DB}"
-STOCK = "redis"
+STOCK = "kombu.transport.redis:Transport"  # by path: the app claims the "redis" scheme
 ATOMIC = "workers.runtime.redis_transport:Transport"
 QUEUE = Queue("rt", Exchange("rt"), routing_key="rt")
 
