@@ -96,7 +96,6 @@ def test_sigkill_of_the_quorum_leader_s_node_mid_stream_loses_and_doubles_nothin
     assert quorum(rabbitmq_cluster)[0] not in {"", leader.node}  # a survivor took over
 
 
-@pytest.mark.partition
 def test_the_quorum_leader_s_node_partitioned_away_and_healed_loses_and_doubles_nothing(
         processes: Processes, rabbitmq_cluster: PrivateRabbitMQCluster, record_ledger):
     """The node cannot see the other two but its clients can still reach it: with
