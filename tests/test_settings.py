@@ -74,13 +74,22 @@ def test_dev_superuser_is_refused_outside_dev():
       "REDIS_SENTINEL_MASTER": "jobs"},
      "Redis is not reachable through the Sentinels at sentinel://127.0.0.1:1/0;"
      "sentinel://127.0.0.1:2/0 (No master found for 'jobs'"),
-], ids=["redis broker", "database", "rabbitmq broker", "redis beside rabbitmq", "sentinels"])
+    ({"CELERY_BROKER_URL": "sentinel://:s3cret@127.0.0.1:1/0;sentinel://:s3cret@127.0.0.1:2/0",
+      "REDIS_SENTINEL_MASTER": "jobs"},
+     "at sentinel://:**@127.0.0.1:1/0;sentinel://:**@127.0.0.1:2/0 (No master found for 'jobs'"
+     "; the Sentinels answered ConnectionError): check that the Sentinels answer"),
+    ({"CELERY_BROKER_URL": "amqp://guest:s3cret@127.0.0.1:1//;amqp://guest:s3cret@127.0.0.1:2//"},
+     "RabbitMQ is not reachable at amqp://guest:**@127.0.0.1:1//;amqp://guest:**@127.0.0.1:2//"),
+], ids=["redis broker", "database", "rabbitmq broker", "redis beside rabbitmq", "sentinels",
+        "sentinels, a password on each URL", "rabbitmq cluster, a password on each URL"])
 def test_a_missing_service_is_reported_in_one_line(env, message):
     result = run_manage("check_services", **env)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert message in lines[0]
+    assert "s3cret" not in result.stderr + result.stdout
+    assert len(lines[0]) < 600  # not redis-py's repr of every Sentinel client
 
 
 def test_sentry_starts_only_with_a_dsn_and_without_personal_data():

@@ -16,7 +16,8 @@ from collections.abc import Callable
 import tornado.web
 from flower.app import Flower
 from flower.views import BaseHandler, monitor
-from kombu.utils.url import maybe_sanitize_url
+
+from workers.core.broker_urls import masked_url
 
 OPEN_HANDLERS = (monitor.Metrics, monitor.Healthcheck)
 
@@ -58,4 +59,4 @@ def show_broker_as(*, url: str) -> None:
     redis:// URL reads them. Flower's own connection (events, inspect) keeps the transport.
     """
     Flower.broker_uri_with_password = url  # in place of Flower's cached properties
-    Flower.broker_uri = maybe_sanitize_url(url)  # shown on the Broker tab, password masked
+    Flower.broker_uri = masked_url(url)  # shown on the Broker tab, passwords masked

@@ -1,16 +1,15 @@
 """Liveness and readiness of the web process, and one answer to "is the database up, is the
-broker up, is Redis up" for `/readyz`, `check_services` and `queues probe`. (The outbox's
-publish path has its own quicker check, `workers.core.broker_health.broker_reachable`, since it runs
-after every commit.)"""
+broker up, is Redis up" for `/readyz`, `check_services` and `queues probe`. The broker's
+answer is `workers.core.broker_health`'s, which the outbox asks after every commit: one try,
+no retries."""
 
-from celery import current_app
 from django.conf import settings
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from workers.core.broker_health import rabbitmq_error
+from workers.core.broker_health import rabbitmq_error, redis_broker_error
 from workers.core.platform_redis import redis_client
 
 
@@ -29,12 +28,7 @@ def broker_error() -> Exception | None:
     node listed), else the error."""
     if settings.BROKER_IS_RABBITMQ:
         return rabbitmq_error()
-    try:
-        with current_app.connection_for_read() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-    except Exception as exc:
-        return exc
-    return None
+    return redis_broker_error()
 
 
 def redis_error() -> Exception | None:

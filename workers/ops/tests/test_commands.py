@@ -11,6 +11,7 @@ from django_celery_beat.models import PeriodicTask
 
 from tests.faults.brokers import reset_vhost
 from tests.fixtures import ROOT
+from workers.core import broker_health
 from workers.dead_letters.models import DeadLetter
 
 IDLE_REDIS = settings.REDIS_URL.rsplit("/", 1)[0] + "/14"  # no worker consumes it
@@ -102,9 +103,14 @@ def test_readyz_reports_database_migrations_and_broker(client):
 
 
 @pytest.fixture
-def broker_down(monkeypatch):
-    """Point the app at a port where no broker listens (Celery reads the variable first)."""
+def broker_down(monkeypatch, settings):
+    """Point the app and the broker probe at a port where no broker listens (Celery reads
+    the variable first; the probe's client is built once from the setting)."""
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    broker_health._probe_client.cache_clear()
+    yield
+    broker_health._probe_client.cache_clear()
 
 
 @pytest.mark.django_db
@@ -120,4 +126,4 @@ def test_readyz_is_503_naming_what_is_down(client, broker_down):
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json() == {"database": "ok", "migrations": "ok",
-                               "broker": "down: OperationalError"}
+                               "broker": "down: ConnectionError"}
