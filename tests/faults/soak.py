@@ -335,19 +335,24 @@ def report_lost(broker_url: str, logs: Path) -> None:
     for task_id in lost_jobs():
         print(f"soak: lost {task_id}", flush=True)
         for key in client.scan_iter(count=1000) if client is not None else ():
-            kind = client.type(key).decode()
-            values = (client.lrange(key, 0, -1) if kind == "list" else
-                      [*client.hgetall(key), *client.hgetall(key).values()] if kind == "hash"
-                      else client.zrange(key, 0, -1) if kind == "zset"
-                      else client.smembers(key) if kind == "set"
-                      else [client.get(key) or b""] if kind == "string" else [])
-            if key.decode(errors="replace").find(task_id) >= 0 or any(
-                    task_id.encode() in value for value in values):
-                print(f"  broker key {key!r} ({kind})", flush=True)
+            if task_id.encode() in key or any(task_id.encode() in value
+                                              for value in _values(client, key)):
+                print(f"  broker key {key!r}", flush=True)
         for log in sorted(logs.glob("*.log")):
             for line in log.read_text(errors="replace").splitlines():
                 if task_id in line:
                     print(f"  {log.name}: {line[:300]}", flush=True)
+
+
+def _values(client, key: bytes) -> list[bytes]:
+    """Every member, field and value of a Redis key, whatever its type."""
+    kind = client.type(key).decode()
+    if kind == "hash":
+        return [item for pair in client.hgetall(key).items() for item in pair]
+    return list({"list": lambda: client.lrange(key, 0, -1),
+                 "zset": lambda: client.zrange(key, 0, -1),
+                 "set": lambda: client.smembers(key),
+                 "string": lambda: [client.get(key) or b""]}.get(kind, list)())
 
 
 def lost_jobs() -> list[str]:
