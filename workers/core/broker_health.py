@@ -1,5 +1,6 @@
 """A quick "does the broker answer", for the outbox's choice between publishing now and
-leaving the job to the sweeper."""
+leaving the job to the sweeper, and for `/readyz` and `check_services`
+(workers/ops/health.py)."""
 
 from functools import cache
 
