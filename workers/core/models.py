@@ -13,7 +13,7 @@ class OutboxMessage(models.Model):
     same task id twice, which effect-once tasks run only once.
     """
 
-    task_id = models.CharField(max_length=255, unique=True)
+    task_id = models.CharField(max_length=255)
     task_name = models.CharField(max_length=255)
     queue = models.CharField(max_length=64)
     args = models.JSONField(default=list, blank=True)
@@ -28,6 +28,9 @@ class OutboxMessage(models.Model):
 
     class Meta:
         ordering = ["id"]
+        # A constraint rather than unique=True: the field option adds a second index
+        # (varchar_pattern_ops, for LIKE) that every insert and mark would maintain.
+        constraints = [models.UniqueConstraint(fields=["task_id"], name="outbox_task_id")]
         indexes = [
             models.Index(fields=["id"], condition=models.Q(published_at__isnull=True),
                          name="outbox_unpublished"),
@@ -45,13 +48,15 @@ class TaskEffect(models.Model):
     A redelivered or requeued task finds its key here and does nothing.
     """
 
-    key = models.CharField(max_length=255, unique=True)
+    key = models.CharField(max_length=255)
     task_name = models.CharField(max_length=255)
     task_id = models.CharField(max_length=255)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
 
     class Meta:
+        # Not unique=True, which adds a LIKE index each task's claim would maintain.
+        constraints = [models.UniqueConstraint(fields=["key"], name="taskeffect_key")]
         indexes = [models.Index(fields=["expires_at"], name="taskeffect_expires")]
 
     def __str__(self) -> str:

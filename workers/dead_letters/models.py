@@ -18,7 +18,7 @@ class DeadLetter(models.Model):
         RESOLVED = "resolved", "Resolved"
         SUPERSEDED = "superseded", "Failed again (see its replay)"
 
-    task_id = models.CharField(max_length=255, unique=True)
+    task_id = models.CharField(max_length=255)
     task_name = models.CharField(max_length=255)
     queue = models.CharField(max_length=64)
     args = models.JSONField(default=list, blank=True)
@@ -58,6 +58,8 @@ class DeadLetter(models.Model):
 
     class Meta:
         ordering = ["-failed_at"]
+        # Not unique=True, whose extra LIKE index every failure and replay would maintain.
+        constraints = [models.UniqueConstraint(fields=["task_id"], name="deadletter_task_id")]
         indexes = [
             models.Index(fields=["status", "failed_at"], name="deadletter_status_failed"),
             models.Index(fields=["task_name", "failed_at"], name="deadletter_task_failed"),
