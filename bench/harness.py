@@ -25,6 +25,7 @@ from django.db import connection, connections
 from bench import ROOT, plain
 from bench.probes import BROKER_URL
 from config.celery import app as template_app
+from workers.core.outbox_marks import outbox_marks_flush
 from workers.core.redis_urls import redis_from_url
 
 RESULTS = ROOT / "bench" / "results"
@@ -49,6 +50,7 @@ def bench_database() -> Iterator[None]:
     try:
         yield
     finally:
+        outbox_marks_flush()  # before the database goes, not at exit
         connections.close_all()
         _recreate(admin_url, name, create=False)
 

@@ -40,3 +40,7 @@ MEDIA_ROOT = env.str("MEDIA_ROOT", default="") or tempfile.mkdtemp(prefix="media
 # Where tests/production.py collects the static files its gunicorn serves (the project's
 # settings fix STATIC_ROOT beside the code, where the image's collectstatic writes it).
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default="") or STATIC_ROOT)  # noqa: F405
+# Tests that read a row's outbox mark see it once the publish returns: the marker thread
+# (workers/core/outbox_marks.py, its own tests) would hold a connection to the test
+# database and mark rows a test has just set back to unpublished.
+OUTBOX_MARK_INTERVAL = env.float("OUTBOX_MARK_INTERVAL", default=0.0)

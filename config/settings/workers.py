@@ -26,6 +26,10 @@ TASK_RESULT_TTL = env.int("TASK_RESULT_TTL", default=7 * 86400)
 OUTBOX_BATCH = env.int("OUTBOX_BATCH", default=500)
 OUTBOX_SWEEP_INTERVAL = env.int("OUTBOX_SWEEP_INTERVAL", default=10)
 OUTBOX_SWEEP_GRACE = env.int("OUTBOX_SWEEP_GRACE", default=5)
+# How often a process marks the rows it published after their commit, in one UPDATE
+# (seconds; 0: each publish marks its own). Well under the grace, or the sweeper would
+# send rows again before their marks land (workers/core/outbox_marks.py).
+OUTBOX_MARK_INTERVAL = env.float("OUTBOX_MARK_INTERVAL", default=min(0.5, OUTBOX_SWEEP_GRACE / 4))
 OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=72)
 # Dead-letter retention (workers/dead_letters/retention.py), purged in batches by beat:
 # days kept per status (0: for ever; open = new, acknowledged, snoozed) and a row cap that

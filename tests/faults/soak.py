@@ -172,7 +172,8 @@ def soak(options: argparse.Namespace, chance: random.Random, logs: Path,
     broker_url = servers.broker_url
     os.environ.update(DJANGO_SETTINGS_MODULE="tests.settings", DATABASE_URL=servers.database.url,
                       CELERY_BROKER_URL=broker_url, OUTBOX_SWEEP_INTERVAL="2",
-                      OUTBOX_SWEEP_GRACE="1", DEAD_LETTER_SPOOL_DRAIN_INTERVAL="2",
+                      OUTBOX_SWEEP_GRACE="1", OUTBOX_MARK_INTERVAL="0.25",
+                      DEAD_LETTER_SPOOL_DRAIN_INTERVAL="2",
                       LOG_LEVEL="ERROR", **servers.env)  # this process's; outages expected
     import django
 

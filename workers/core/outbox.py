@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,13 +21,13 @@ from celery.utils import uuid
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, F, Min, QuerySet
-from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from workers.core.broker_health import broker_reachable
 from workers.core.correlation import correlation_id
 from workers.core.headers import CORRELATION_HEADER
 from workers.core.models import OutboxMessage
+from workers.core.outbox_marks import mark_published, outbox_marks_note
 from workers.core.routing import queue_for
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,20 @@ def _insert(jobs: list[OutboxMessage]) -> list[OutboxMessage]:
     database took to run it (docs/performance.md)."""
     if connection.vendor != "postgresql" or not jobs:
         return OutboxMessage.objects.bulk_create(jobs)
+    table = OutboxMessage._meta.db_table
+    if len(jobs) == 1:  # a row's VALUES cost PostgreSQL less than unnest's nine arrays
+        (job,) = jobs
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (task_id, task_name, queue, args, kwargs, headers, eta, "  # noqa: S608
+                "priority, created_at, publish_attempts, last_error) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 0, '') RETURNING id",
+                [job.task_id, job.task_name, job.queue, json.dumps(job.args),
+                 json.dumps(job.kwargs), json.dumps(job.headers), job.eta, job.priority,
+                 job.created_at])
+            (job.pk,) = cursor.fetchone()
+        job._state.adding, job._state.db = False, connection.alias
+        return jobs
     columns: dict[str, tuple[str, list[Any]]] = {
         "task_id": ("varchar", [job.task_id for job in jobs]),
         "task_name": ("varchar", [job.task_name for job in jobs]),
@@ -84,7 +99,7 @@ def _insert(jobs: list[OutboxMessage]) -> list[OutboxMessage]:
     arrays = ", ".join(f"%s::{kind}[]" for kind, _ in columns.values())
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {OutboxMessage._meta.db_table} "  # noqa: S608  # the model's table
+            f"INSERT INTO {table} "  # noqa: S608  # the model's table
             f"({', '.join(columns)}, publish_attempts, last_error) "
             f"SELECT *, 0, '' FROM unnest({arrays}) RETURNING id, task_id",
             [values for _, values in columns.values()])
@@ -103,7 +118,7 @@ def _publish_committed(rows: list[OutboxMessage]) -> None:
     try:
         for start in range(0, len(rows), settings.OUTBOX_BATCH):
             batch = rows[start:start + settings.OUTBOX_BATCH]
-            if _publish(batch) < len(batch):
+            if _publish(batch, mark=outbox_marks_note) < len(batch):
                 return
     except DatabaseError as exc:
         # What the caller did is committed, jobs included: the sweeper publishes them.
@@ -137,12 +152,15 @@ def outbox_publish(*, pending: QuerySet[OutboxMessage]) -> int:
     with transaction.atomic():
         rows = list(pending.filter(published_at__isnull=True)
                     .select_for_update(skip_locked=True)[:settings.OUTBOX_BATCH])
-        return _publish(rows) if rows else 0
+        # Marked before the claim's locks go: a mark noted for later would let the next
+        # sweep send them again.
+        return _publish(rows, mark=mark_published) if rows else 0
 
 
-def _publish(rows: list[OutboxMessage]) -> int:
-    """Send the rows in one batch, then mark them sent; return how many were sent (all or
-    none: after a broker error the sweeper sends the batch again, doubles allowed).
+def _publish(rows: list[OutboxMessage], *, mark: Callable[..., None]) -> int:
+    """Send the rows in one batch, then have `mark` mark them sent; return how many were
+    sent (all or none: after a broker error the sweeper sends the batch again, doubles
+    allowed).
 
     Never raises for a broker outage: the rows stay pending for the sweeper. The caller
     is often a request that has already committed and must neither fail nor wait for
@@ -166,34 +184,13 @@ def _publish(rows: list[OutboxMessage]) -> int:
             publish_attempts=F("publish_attempts") + 1, last_error=str(exc)[:2000])
         return 0
     _last_publish.at = time.monotonic()
-    _mark_published([row.pk for row in rows])
+    mark(ids=[row.pk for row in rows])
     return len(rows)
 
 
 def _broker_answering() -> bool:
     """True if this thread published within the last second, or the broker answers a ping."""
     return time.monotonic() - getattr(_last_publish, "at", 0.0) < 1.0 or broker_reachable()
-
-
-def _mark_published(ids: list[int]) -> None:
-    """Mark the rows sent, in one statement that does not wait for the disk.
-
-    A mark lost in a PostgreSQL crash makes the sweeper send the job again, which the
-    outbox allows (its tasks are effect-once or idempotent); waiting for the WAL flush
-    made every enqueue pay a second durable commit.
-    `set_config(…, true)` lasts until the statement's own transaction ends.
-    """
-    now = timezone.now()
-    if connection.vendor != "postgresql":
-        OutboxMessage.objects.filter(pk__in=ids).update(
-            published_at=now, publish_attempts=F("publish_attempts") + 1)
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {OutboxMessage._meta.db_table} "  # noqa: S608  # the model's own table
-            "SET published_at = %s, publish_attempts = publish_attempts + 1 "
-            "WHERE id = ANY(%s) AND set_config('synchronous_commit', 'off', true) = 'off'",
-            [now, ids])
 
 
 def outbox_purge_published(*, before: datetime) -> int:

@@ -92,7 +92,7 @@ def test_a_database_error_while_publishing_after_commit_leaves_the_job_to_the_sw
         monkeypatch, caplog):
     """The caller's work is committed: a failed publish must not fail it (a webhook whose
     event is stored would answer 500 and be sent again)."""
-    def locked(rows):
+    def locked(rows, *, mark):
         raise DjangoOperationalError("database is locked")
 
     monkeypatch.setattr("workers.core.outbox._publish", locked)
@@ -109,7 +109,7 @@ def test_only_jobs_whose_transaction_committed_are_published(monkeypatch):
     even by the next commit of the same thread."""
     sent = []
     monkeypatch.setattr("workers.core.outbox._publish",
-                        lambda rows: sent.extend(row.task_id for row in rows) or len(rows))
+                        lambda rows, *, mark: sent.extend(row.task_id for row in rows) or len(rows))
     def fails_after_enqueueing(key: str) -> None:
         with transaction.atomic():
             enqueue_effect(key)
