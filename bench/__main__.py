@@ -21,17 +21,22 @@ BENCHMARKS = ("throughput", "latency", "replay", "redrive", "newsletter", "stand
 def main() -> None:
     names = sys.argv[1:] or BENCHMARKS
     started = time.monotonic()
+    seconds = {}
     for name in names:
         print(f"== bench.{name}", flush=True)
+        began = time.monotonic()
         subprocess.run([sys.executable, "-m", f"bench.{name}"], cwd=ROOT, check=True)
+        seconds[name] = round(time.monotonic() - began)
     figures = [row for name in names
                for row in json.loads((RESULTS / f"{name}.json").read_text())["figures"]]
     info = machine()
     print(f"\n== all figures ({info['cores']} cores, {info['memory_gib']} GiB, {info['cpu']}; "
-          f"{time.monotonic() - started:.0f} s)")
+          f"{time.monotonic() - started:.0f} s: "
+          + ", ".join(f"{name} {took} s" for name, took in seconds.items()) + ")")
     print_table(figures)
     (RESULTS / "bench.json").write_text(json.dumps(
-        {"machine": info, "seconds": round(time.monotonic() - started), "figures": figures},
+        {"machine": info, "seconds": round(time.monotonic() - started),
+         "seconds_each": seconds, "figures": figures},
         indent=2))
 
 
