@@ -14,12 +14,18 @@ import sys
 import uuid
 
 import pytest
+import requests
+import stripe
+from django.conf import settings
 from django.contrib.auth.models import Group, User
 
+from apps.billing.models import PaymentEvent
+from apps.billing.samples import stripe_event
+from apps.billing.tasks import process_payment_event
 from apps.notifications.models import Kind, Notification
-from tests.factories import DeadLetterFactory, dead_letter_roles
+from tests.factories import WEBHOOK_SECRET, WEBHOOK_URL, DeadLetterFactory, dead_letter_roles
 from tests.fixtures import HANG, ROOT, project_tasks, wait_for
-from tests.production import admin_session, manage_py, post_form
+from tests.production import admin_session, manage_py, post_form, production_env
 from workers.core.models import OutboxMessage
 from workers.dead_letters.models import DeadLetter, DeadLetterEvent, Redrive
 
@@ -296,3 +302,23 @@ def test_dlq_in_a_process_of_its_own_shows_no_bare_secret_and_says_what_it_does(
     assert not [output(result) for result in results if secret in result.stdout]
     assert all("login refused for" in result.stdout for result in results[:4])
     assert "a redrive's progress" in manage_py("dlq", "--help", env=process_env).stdout
+
+
+def test_a_webhook_under_gunicorn_has_its_job_marked_by_the_workers_own_marker_thread(
+        web_server, process_env, static_root):
+    """The job's row is marked after the response, with no further request to ride on,
+    by the gunicorn worker that published it (production marks in batches)."""
+    base = web_server(**production_env(process_env, static_root) | {
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL, "OUTBOX_MARK_INTERVAL": "0.2"})
+    body = json.dumps(stripe_event("invoice.paid", {"id": "in_marked", "object": "invoice"}))
+    header = stripe.WebhookSignature.generate_signature_header(body, WEBHOOK_SECRET)
+
+    response = requests.post(f"{base}{WEBHOOK_URL}", data=body.encode(), timeout=HANG,
+                             headers={"Stripe-Signature": header,
+                                      "Content-Type": "application/json"})
+
+    assert response.status_code == 200, response.text
+    stored = PaymentEvent.objects.get(object_id="in_marked")
+    job = OutboxMessage.objects.get(task_name=process_payment_event.name, args=[stored.pk])
+    wait_for(lambda: OutboxMessage.objects.filter(pk=job.pk, published_at__isnull=False)
+             .exists(), what="the job's row marked published by the gunicorn worker")
