@@ -108,7 +108,8 @@ def _mark_noted_forever() -> None:
         connections.close_all()
 
 
-def _flush_at_exit() -> None:
+def outbox_marks_flush_before_exit() -> None:
+    """The flush of a process leaving: a database error is logged, not raised."""
     try:
         outbox_marks_flush()
     except DatabaseError as exc:  # the sweeper sends those rows again
@@ -124,5 +125,5 @@ def _forget_in_child() -> None:
     _marker = None
 
 
-atexit.register(_flush_at_exit)
+atexit.register(outbox_marks_flush_before_exit)
 os.register_at_fork(after_in_child=_forget_in_child)

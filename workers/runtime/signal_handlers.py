@@ -23,7 +23,7 @@ from celery.signals import (
     task_success,
     worker_process_shutdown,
 )
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import close_old_connections, connections
 from redis.exceptions import RedisError
 
 from workers.core.correlation import (
@@ -39,7 +39,7 @@ from workers.core.headers import (
     ENQUEUED_AT_HEADER,
     REPLAY_HEADER,
 )
-from workers.core.outbox_marks import outbox_marks_flush
+from workers.core.outbox_marks import outbox_marks_flush_before_exit
 from workers.core.redaction import call_secrets
 from workers.core.routing import queue_for, queue_of_routing_key
 from workers.dead_letters.replay_resolutions import replay_succeeded
@@ -86,8 +86,7 @@ def close_database_connections(**_: Any) -> None:
     """A pool process leaving (recycled, or the worker stopping) marks the outbox rows it
     published (its exit may skip atexit) and ends its kept database session itself,
     rather than leaving the server to notice a dropped socket."""
-    with contextlib.suppress(DatabaseError):  # the sweeper sends those rows again
-        outbox_marks_flush()
+    outbox_marks_flush_before_exit()
     connections.close_all()
 
 
