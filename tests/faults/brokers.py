@@ -2,11 +2,12 @@
 
 A broker is named by its URL. Redis is read with its commands (kombu's lists and its
 unacked hash); RabbitMQ with `rabbitmqctl`, which counts what AMQP does not show a client
-(messages delivered and not yet acknowledged). Workers on RabbitMQ keep their locks and
-counters in the fault tests' own Redis database.
+(messages delivered and not yet acknowledged), asking each quorum queue's leader. Workers
+on RabbitMQ keep their locks and counters in the fault tests' own Redis database.
 """
 
 import os
+import re
 import subprocess
 from urllib.parse import unquote, urlparse
 
@@ -76,20 +77,37 @@ def reset_vhost(url: str) -> None:
     rabbitmqctl(url, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
 
 
+#: Asked of the queue's Raft leader: a quorum queue's counts in `list_queues` (and the
+#: management API) are statistics emitted every few seconds, and read (0, 0) for up to 5 s
+#: after the queue is declared, whatever it holds. `total` counts a message the queue holds
+#: back for at-least-once dead-lettering too.
+QUORUM_COUNTS = """
+case rabbit_amqqueue:lookup(rabbit_misc:r(<<"{vhost}">>, queue, <<"{queue}">>)) of
+    {{error, not_found}} -> absent;
+    {{ok, Q}} ->
+        Leader = amqqueue:get_pid(Q),
+        {{ok, {{_, Total}}, _}} = ra:local_query(Leader, fun rabbit_fifo:query_messages_total/1),
+        {{ok, {{_, Out}}, _}} = ra:local_query(Leader,
+                                            fun rabbit_fifo:query_messages_checked_out/1),
+        {{Total, Out}}
+end.
+"""
+
+
 def message_counts(url: str, *, queue: str = "critical") -> tuple[int, int] | None:
     """Messages waiting and messages delivered but unacknowledged; None if unreachable."""
     if is_rabbitmq(url):
         try:
-            # `messages` also counts one the queue holds back for dead-lettering.
-            table = rabbitmqctl(url, "list_queues", "-p", vhost_of(url), "name", "messages",
-                                "messages_unacknowledged")
+            answer = rabbitmqctl(url, "eval", QUORUM_COUNTS.format(vhost=vhost_of(url),
+                                                                   queue=queue)).strip()
         except (RuntimeError, subprocess.TimeoutExpired):
             return None
-        for line in table.splitlines():
-            name, total, unacked = line.split("\t")
-            if name == queue:
-                return int(total) - int(unacked), int(unacked)
-        return 0, 0  # not declared yet
+        if answer == "absent":  # not declared yet
+            return 0, 0
+        if not (counts := re.fullmatch(r"\{(\d+),(\d+)\}", answer)):
+            raise RuntimeError(f"a quorum queue's leader answered {answer!r}")
+        total, unacked = map(int, counts.groups())
+        return total - unacked, unacked
     try:
         client = redis_from_url(url, master_name=PrivateRedisGroup.MASTER)
         pipe = client.pipeline()

@@ -44,6 +44,8 @@ def test_a_message_lost_past_the_delivery_limit_becomes_one_replayable_dead_lett
 
     assert counts == [None, *range(1, settings.TASK_MAX_DELIVERIES + 1)]
     dead_lettered_at = time.monotonic()
+    # The new dead letter raises an alert, whose delivery is a critical job.
+    processes.worker("critical", fault_broker)
     ledger = record_ledger(settle("RabbitMQ delivery limit (task never ran)", keys,
                                   since=dead_lettered_at, broker_url=fault_broker))
 
