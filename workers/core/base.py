@@ -14,7 +14,7 @@ from celery.result import AsyncResult
 from celery.utils import uuid
 from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 
 from workers.core.dedup import dedup_claim, dedup_release
 from workers.core.deliveries import redelivery_count
@@ -127,23 +127,44 @@ def _call_effect_once(self: PlatformTask, *args: Any, **kwargs: Any) -> Any:
     `run`, where `autoretry_for` does not reach; it is retried here with the same backoff,
     so a PostgreSQL restart delays an effect-once job instead of dead-lettering it.
     """
-    from workers.core.effects import effect_claim, effect_key
+    from workers.core.effects import effect_key
 
     # autoretry_for wraps `run` in (*args, **kwargs); inspect.signature follows the
     # wrapper's __wrapped__ to the real one, which the key needs.
     key = effect_key(template=self.effect_key, run=self.run, task_id=self.request.id or "",
                      args=args, kwargs=kwargs)
     try:
-        with transaction.atomic():
-            if not effect_claim(key=key, task_name=self.name, task_id=self.request.id or ""):
-                logger.info("%s[%s]: effects of %s already committed; skipped",
-                            self.name, self.request.id, key)
-                return None
-            return DjangoTask.__call__(self, *args, **kwargs)
+        return _run_claimed(self, key, args, kwargs)
     except (OperationalError, InterfaceError) as exc:
         raise self.retry(exc=exc, countdown=get_exponential_backoff_interval(
             factor=int(max(1, self.retry_backoff)), retries=self.request.retries,
             maximum=self.retry_backoff_max, full_jitter=self.retry_jitter)) from exc
+
+
+def _run_claimed(task: PlatformTask, key: str, args: tuple[Any, ...],
+                 kwargs: dict[str, Any], *, checked: bool = False) -> Any:
+    """The claim and the body in one transaction; the claim, the first statement on the
+    kept connection, stands in for Django's health check of it (a `SELECT 1` round trip
+    per task): a connection found dead by the claim is replaced and the claim made again,
+    as the health check would have, before anything ran."""
+    from workers.core.effects import effect_claim, effect_connection_unchecked
+
+    unchecked = not checked and effect_connection_unchecked()
+    claimed: bool | None = None
+    try:
+        with transaction.atomic():
+            claimed = effect_claim(key=key, task_name=task.name, task_id=task.request.id or "")
+            if not claimed:
+                logger.info("%s[%s]: effects of %s already committed; skipped",
+                            task.name, task.request.id, key)
+                return None
+            return DjangoTask.__call__(task, *args, **kwargs)
+    except (OperationalError, InterfaceError):
+        if not unchecked or claimed is not None:
+            raise
+    connection.close_if_unusable_or_obsolete()  # closed if dead; checked before reuse
+    return _run_claimed(task, key, args, kwargs, checked=True)
+
 
 def delay_check(*, name: str, countdown: float | None = None,
                 eta: datetime | str | None = None) -> None:

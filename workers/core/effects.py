@@ -50,6 +50,26 @@ def effect_claim(*, key: str, task_name: str, task_id: str) -> bool:
         return cursor.fetchone() is not None
 
 
+def effect_connection_unchecked() -> bool:
+    """Skip Django's health check of the kept connection for the claim about to run on it;
+    False when there is none to skip (no connection yet, or already checked).
+
+    The caller must replace the connection and claim again, checked, if the claim fails
+    with a database error: a dead connection found by the claim is what the health check
+    would have found, and nothing has run on it yet.
+    """
+    # Django's (4.1+) state behind CONN_HEALTH_CHECKS, which its stubs do not declare;
+    # test_effects.py holds the names.
+    if connection.connection is None:
+        return False
+    if not connection.health_check_enabled:  # type: ignore[attr-defined]
+        return False
+    if connection.health_check_done:  # type: ignore[attr-defined]
+        return False
+    connection.health_check_done = True  # type: ignore[attr-defined]
+    return True
+
+
 def effects_purge_expired(*, now: datetime) -> int:
     """Delete keys past their expiry; return how many."""
     deleted, _ = TaskEffect.objects.filter(expires_at__lt=now).delete()

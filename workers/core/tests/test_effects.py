@@ -88,3 +88,94 @@ def test_a_database_error_while_claiming_the_key_is_retried_not_dead_lettered(mo
     assert result.successful()
     assert len(claims) == 2
     assert Effect.objects.filter(key="claim-retried").count() == 1
+
+
+def _terminate(backend_pid: int) -> None:
+    """End a session from another connection, as a PostgreSQL restart or an idle timeout
+    would: the kept connection learns it only at its next statement."""
+    from django.db import connections
+
+    other = connections["default"].copy("terminator")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
+    finally:
+        other.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dead_kept_connection_found_by_the_claim_is_replaced_and_the_task_runs_once(
+        monkeypatch):
+    """The claim stands in for Django's `SELECT 1` health check: the connection it finds
+    dead is replaced and the claim made again, with no Celery retry."""
+    from django.db import connection
+
+    from workers.core import effects
+
+    claims = []
+    real_claim = effects.effect_claim
+
+    def counted(**claim):
+        claims.append(claim["key"])
+        return real_claim(**claim)
+
+    monkeypatch.setattr(effects, "effect_claim", counted)
+    monkeypatch.setattr(record_effect, "retry", lambda *a, **kw: pytest.fail("retried"))
+    connection.ensure_connection()
+    dead_pid = connection.connection.info.backend_pid
+    connection.close_if_unusable_or_obsolete()  # what task_prerun does: check due again
+    assert connection.connection is not None
+    assert not connection.health_check_done
+    _terminate(dead_pid)
+
+    result = record_effect.apply(args=["after-restart"], task_id="after-restart")
+
+    assert result.successful(), result.traceback
+    assert claims == ["task:after-restart", "task:after-restart"]
+    assert connection.connection.info.backend_pid != dead_pid
+    assert Effect.objects.filter(key="after-restart").count() == 1
+    assert TaskEffect.objects.filter(key="task:after-restart").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_failing_on_a_checked_connection_goes_to_a_celery_retry(monkeypatch):
+    """Only an unchecked connection's failure is the health check's to absorb: once the
+    connection is checked (or fresh), a failing claim is the database's outage."""
+    from django.db import connection
+
+    from workers.core import effects
+
+    def down(**claim):
+        raise OperationalError("the database system is starting up")
+
+    monkeypatch.setattr(effects, "effect_claim", down)
+    retries = []
+
+    def retry(*args, **kwargs):
+        retries.append(kwargs["exc"])
+        raise RuntimeError("retry requested")
+
+    monkeypatch.setattr(record_effect, "retry", retry)
+    connection.ensure_connection()
+    connection.health_check_done = True
+
+    with pytest.raises(RuntimeError, match="retry requested"):
+        record_effect.apply(args=["down"], task_id="down", throw=True)
+
+    assert len(retries) == 1
+    assert not Effect.objects.filter(key="down").exists()
+
+
+def test_the_health_check_state_the_claim_stands_in_for():
+    """Django's private names `effect_connection_unchecked` sets: the check runs before a
+    cursor is made unless it is marked done, and is due again at each task's recycle."""
+    import inspect
+
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    check = inspect.getsource(BaseDatabaseWrapper.close_if_health_check_failed)
+    assert "self.health_check_enabled" in check
+    assert "self.health_check_done" in check
+    assert "close_if_health_check_failed" in inspect.getsource(BaseDatabaseWrapper._cursor)
+    assert "self.health_check_done = False" in inspect.getsource(
+        BaseDatabaseWrapper.close_if_unusable_or_obsolete)
