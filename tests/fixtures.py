@@ -12,8 +12,10 @@ from urllib.parse import quote, urlparse
 import pytest
 import redis
 from django.conf import settings
+from django.core.management.base import CommandError
 from django.db import connection
 from kombu import Connection
+from psycopg.errors import DeadlockDetected
 
 from config.celery import app
 from tests.faults.brokers import reset_vhost, vhost_of
@@ -286,6 +288,31 @@ def _answers(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
+
+
+def pytest_configure(config):
+    """Empty the tables again when a worker's write deadlocked with the emptying: waiting
+    for the workers' transactions to end (`live_workers`) narrows the window, but a
+    worker may open one between that wait and the TRUNCATE (an alert's delivery after
+    the dead letter a test ended at); PostgreSQL then cancels one of the two."""
+    from django.test import TransactionTestCase
+
+    flush = TransactionTestCase._fixture_teardown  # Django's flush after each test
+
+    def flush_retried(case):
+        for attempt in range(FLUSH_ATTEMPTS):
+            try:
+                return flush(case)
+            except CommandError as exc:
+                if attempt == FLUSH_ATTEMPTS - 1 or not isinstance(
+                        getattr(exc.__cause__, "__cause__", None), DeadlockDetected):
+                    raise
+        return None
+
+    TransactionTestCase._fixture_teardown = flush_retried
+
+
+FLUSH_ATTEMPTS = 5
 
 
 @pytest.fixture
