@@ -93,12 +93,6 @@ class Servers:
         return processes.worker(name, self.broker_url, concurrency=2, queue=queue, on=on,
                                 **self.env)
 
-    def faults(self) -> tuple[str, ...]:
-        return {"one-host": ("Redis SIGKILL",),
-                "sentinel": ("Redis primary SIGKILL, failover",),
-                "rabbitmq-cluster": ("RabbitMQ node SIGKILL", "worker host cut off")}[
-            self.setup]
-
     def strike(self, fault: str, chance: random.Random) -> None:
         if fault == "Redis SIGKILL":
             self.redis.kill()
@@ -132,6 +126,14 @@ class Servers:
         self.redis.kill()
 
 
+def fault_kinds(setup: str) -> tuple[str, ...]:
+    """The faults a setup's soak draws from, as the log names them."""
+    return ("worker SIGKILL", "worker SIGTERM", "PostgreSQL restart",
+            *{"one-host": ("Redis SIGKILL",),
+              "sentinel": ("Redis primary SIGKILL, failover",),
+              "rabbitmq-cluster": ("RabbitMQ node SIGKILL", "worker host cut off")}[setup])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
@@ -141,6 +143,10 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", default=None, metavar="FAULT",
                         help="inject only these faults (their names as the log prints them)")
     options = parser.parse_args()
+    unknown = sorted(set(options.only or ()) - set(fault_kinds(options.setup)))
+    if unknown:  # else the injector would find nothing to pick and die, leaving no faults
+        parser.error(f"--only: no fault {', '.join(map(repr, unknown))} in setup "
+                     f"{options.setup}; its faults: {', '.join(fault_kinds(options.setup))}")
     seed = options.seed if options.seed is not None else random.randrange(1 << 30)
     chance = random.Random(seed)
     print(f"soak: {options.setup}, {options.minutes:g} min, {options.rate:g} jobs/s, "
@@ -242,7 +248,7 @@ def stream(chance: random.Random, *, until: float, rate: float) -> None:
 def inject_faults(chance, stop, faults, workers, processes, servers: Servers,
                   only: list[str] | None) -> None:
     restarts = Counter()
-    kinds = ("worker SIGKILL", "worker SIGTERM", "PostgreSQL restart", *servers.faults())
+    kinds = fault_kinds(servers.setup)
     while not stop.wait(chance.uniform(5, 15)):
         kind = chance.choice([kind for kind in kinds if not only or kind in only])
         faults[kind] += 1
