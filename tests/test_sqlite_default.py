@@ -1,7 +1,8 @@
 """`make dev`'s default database is SQLite (no DATABASE_URL): the paths written as
 PostgreSQL statements for speed have their SQLite way, taken here in processes of their
 own on a migrated SQLite file. A requeue marks its rows and its replays resolve them; a
-campaign chunk writes its rows and its outcomes, a refused address failing alone."""
+campaign chunk writes its rows and its outcomes, a refused address failing alone; an
+effect-once task claims its key and runs once."""
 
 import json
 
@@ -38,12 +39,18 @@ elif step == "campaign":
     Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SENDING)
     campaign_send_chunk(campaign_id=campaign.pk, first_user_id=users[0].pk,
                         last_user_id=users[-1].pk)
+elif step == "effect":
+    from tests.tasks import record_effect
+    for _ in range(2):
+        assert record_effect.apply(args=["sqlite"], task_id="same").successful()
 print(json.dumps({{
     "dead letters": sorted([row.status, row.requeue_count, bool(row.replay_task_id)]
                            for row in DeadLetter.objects.all()),
     "notifications": sorted([n.recipient, n.status, n.attempts, bool(n.provider_message_id)]
                             for n in Notification.objects.all()),
     "campaign": list(Campaign.objects.values_list("status", flat=True)),
+    "effects": sorted(Effect.objects.values_list("key", flat=True)),
+    "keys": sorted(TaskEffect.objects.values_list("key", flat=True)),
 }}))
 """
 
@@ -84,3 +91,10 @@ def test_a_campaign_chunk_on_sqlite(sqlite_env):
                                       ["ann@example.com", "sent", 1, True],
                                       ["bob@example.com", "sent", 1, True]]
     assert state["campaign"] == ["done"]
+
+
+def test_an_effect_once_task_on_sqlite(sqlite_env):
+    state = run("effect", sqlite_env)
+
+    assert state["effects"] == ["sqlite"]
+    assert state["keys"] == ["task:same"]

@@ -5,6 +5,8 @@ from datetime import timedelta
 import pytest
 from django.db import OperationalError
 from django.utils import timezone
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from apps.billing.models import Invoice
 from apps.billing.tasks import charge_invoice
@@ -179,3 +181,55 @@ def test_the_health_check_state_the_claim_stands_in_for():
     assert "close_if_health_check_failed" in inspect.getsource(BaseDatabaseWrapper._cursor)
     assert "self.health_check_done = False" in inspect.getsource(
         BaseDatabaseWrapper.close_if_unusable_or_obsolete)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_claim_opens_the_transaction_the_body_and_the_commit_use():
+    """The claim sends the transaction's BEGIN itself, past psycopg: psycopg must see the
+    transaction open (no second BEGIN, which PostgreSQL would answer with a warning), and
+    Django's commit must commit it, as another session sees."""
+    from django.db import connection, connections
+
+    connection.ensure_connection()
+    notices = []
+    connection.connection.add_notice_handler(lambda notice: notices.append(notice.message_primary))
+
+    result = record_effect.apply(args=["one-transaction"], task_id="one-transaction")
+
+    assert result.successful(), result.traceback
+    assert notices == []
+    assert connection.connection.info.transaction_status.name == "IDLE"
+    other = connections["default"].copy("observer")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM workers_taskeffect t, ledger_effect e "
+                           "WHERE t.key = 'task:one-transaction' AND e.key = 'one-transaction'"
+                           " AND t.xmin = e.xmin")  # the same transaction wrote both
+            assert cursor.fetchone() == (1,)
+    finally:
+        other.close()
+
+
+@pytest.mark.django_db
+@settings(max_examples=150, deadline=None)
+@given(key=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=255))
+def test_a_key_of_any_text_is_claimed_as_written_once_and_a_nul_is_refused(key):
+    """The claim quotes its values itself: whatever the task's arguments make of the key
+    (quotes, backslashes, any script), it is stored as it is, and a second claim finds it.
+    A NUL, which libpq's quoting would silently cut at, is refused like the ORM refuses
+    it, and nothing is stored."""
+    from django.db import DataError, transaction
+
+    from workers.core.effects import effect_claim
+
+    with transaction.atomic():
+        if "\x00" in key:
+            with pytest.raises(DataError, match="NUL"), transaction.atomic():
+                effect_claim(key=key, task_name="t", task_id="1")
+            assert not TaskEffect.objects.exists()
+        else:
+            assert effect_claim(key=key, task_name="t'\\", task_id="1") is True
+            assert effect_claim(key=key, task_name="t", task_id="2") is False
+            assert list(TaskEffect.objects.values_list("key", "task_name", "task_id")) == [
+                (key, "t'\\", "1")]
+        transaction.set_rollback(True)
