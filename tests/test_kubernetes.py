@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 from django.urls import resolve
+from kombu.transport import redis as kombu_redis
 
 from config.celery import app
 from tests.fixtures import ROOT, project_tasks
 from tests.test_deploy_files import procfile
+from workers.core.priorities import REDIS_STEPS
 from workers.core.routing import QUEUES, queue_for
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -143,12 +145,24 @@ def test_scaled_objects_scale_each_pool_on_its_own_queue(overlay):
         target = deployments[spec["scaleTargetRef"]["name"]]
         command = pod_spec(target)["containers"][0]["command"]
         queue = command[command.index("-Q") + 1]
-        (trigger,) = spec["triggers"]
-        assert trigger["type"] == BROKER_OF_OVERLAY[overlay], name
-        listed = trigger["metadata"].get("listName") or trigger["metadata"].get("queueName")
-        assert listed == queue, name
+        triggers = spec["triggers"]
+        assert {trigger["type"] for trigger in triggers} == {BROKER_OF_OVERLAY[overlay]}, name
+        if BROKER_OF_OVERLAY[overlay] == "rabbitmq":  # one queue holds every priority
+            assert [trigger["metadata"]["queueName"] for trigger in triggers] == [queue], name
+        else:
+            assert [trigger["metadata"]["listName"] for trigger in triggers] == redis_lists(queue)
+            sums = spec["advanced"]["scalingModifiers"]
+            assert sums["formula"] == " + ".join(trigger["name"] for trigger in triggers), name
+            assert {sums["target"]} == {t["metadata"]["listLength"] for t in triggers}, name
         assert spec["minReplicaCount"] >= 1, name  # a pool never scales to no worker
         assert spec["maxReplicaCount"] > spec["minReplicaCount"], name
+
+
+def redis_lists(queue: str) -> list[str]:
+    """The lists a queue's messages wait in on Redis, as the workers' fetch reads them:
+    the queue's own key and one per priority step above it (workers/core/priorities.py)."""
+    assert (0, *REDIS_STEPS) == tuple(kombu_redis.Channel.priority_steps)
+    return [queue, *(f"{queue}{kombu_redis.Channel.sep}{step}" for step in REDIS_STEPS)]
 
 
 def workloads(overlay: str) -> dict[str, dict]:
