@@ -4,9 +4,11 @@ import os
 
 from celery import Celery
 
+from config.startup import configuration_errors_in_one_line
 from workers.runtime import install
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+configuration_errors_in_one_line()  # for the settings read below and by Celery's CLI
 
 # The platform's tasks live beside the code they run, in subpackages of the workers app,
 # where Django's app list does not lead autodiscovery (tests/test_task_names.py holds this
