@@ -25,3 +25,12 @@ def configuration_errors_in_one_line() -> None:
             previous(kind, error, trace)
 
     sys.excepthook = hook
+
+
+def settings_read() -> None:
+    """Read the settings now, for a command-line process: Django's management utility
+    catches their ImproperlyConfigured and goes on, so `shell` ran code with the settings
+    refused and `makemigrations` failed later on an unrelated error."""
+    from django.conf import settings
+
+    settings.INSTALLED_APPS  # noqa: B018 (reading one setting imports the module)

@@ -33,13 +33,18 @@ def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
 
 def test_production_refuses_to_start_without_a_secret_key_in_one_line():
     """From manage.py and from the Celery app (workers, beat, Flower's `celery` CLI): the
-    reason alone, not the traceback of the settings import it came out of."""
+    reason alone, not the traceback of the settings import it came out of; and no command
+    goes on without its settings (Django's own utility let `shell` run code, and
+    `makemigrations` fail later on an unrelated error)."""
     worker = subprocess.run([sys.executable, "-m", "celery", "-A", "config", "report"],
                             cwd=ROOT, capture_output=True, text=True, timeout=60,
                             env=run_manage_env(DJANGO_ENV="production"))
-    for result in (run_manage("check", DJANGO_ENV="production"), worker):
-        assert result.returncode == 1
+    for result in (run_manage("check", DJANGO_ENV="production"), worker,
+                   run_manage("shell", "-c", "print('ran')", DJANGO_ENV="production"),
+                   run_manage("makemigrations", "--check", DJANGO_ENV="production")):
+        assert result.returncode == 1, result.args
         assert result.stderr == "configuration error: Set the SECRET_KEY environment variable\n"
+        assert "ran" not in result.stdout
 
 
 def test_production_settings_pass_the_deploy_checks():
