@@ -235,3 +235,17 @@ def test_a_key_of_any_text_is_claimed_as_written_once_and_a_nul_is_refused(key):
             assert list(TaskEffect.objects.values_list("key", "task_name", "task_id")) == [
                 (key, "t'\\", "1")]
         transaction.set_rollback(True)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("key", ["k" * 255 + " ", "k" * 254 + "  ", "k" * 300])
+def test_a_key_longer_than_the_table_holds_is_refused_not_cut(key):
+    """PostgreSQL stores a varchar value too long only by trailing spaces cut to the
+    length: the longer key would claim, and later be taken for, the shorter one."""
+    from django.db import DataError
+
+    from workers.core.effects import effect_claim
+
+    with pytest.raises(DataError, match="longer than the 255"):
+        effect_claim(key=key, task_name="t", task_id="1")
+    assert effect_claim(key=key.rstrip()[:255], task_name="t", task_id="2") is True
