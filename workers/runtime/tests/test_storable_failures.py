@@ -2,6 +2,7 @@
 and jsonb) becomes a dead-letter row, escaped, instead of a spool entry that would stop
 the drain. (The escaping rule itself: workers/dead_letters/tests/test_storable.py.)"""
 
+import pytest
 from celery.utils import uuid
 from django.conf import settings
 from kombu import Connection
@@ -50,6 +51,27 @@ def test_a_task_failing_with_nul_in_its_call_and_message_is_stored_escaped(live_
     assert row.exception_type == "workers.core.exceptions.PermanentError"
     refused = dead_letters_requeue(dead_letter_ids=[row.pk], actor="test").refused
     assert "arguments stored escaped" in refused[row.pk]
+
+
+# The test's own AsyncResult for that id cannot unsubscribe from Redis when it is freed.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_failure_whose_task_id_redis_cannot_encode_is_still_a_dead_letter(live_workers,
+                                                                           test_redis):
+    """A lone surrogate in the task id (JSON's "\\ud800", which any producer can write):
+    the earlier attempts' key cannot be built, and the failure was logged by Celery as a
+    failed signal handler while the message was acked: the job gone, with no row."""
+    test_redis.delete(SPOOL_KEY, SET_ASIDE_KEY)
+    jobs_before = last_outbox_id()
+    key = uuid()
+    task_id = f"{uuid()}\ud800"
+    tasks.permanent.apply_async(args=[key], task_id=task_id, queue=CRITICAL)
+
+    row = stored_or_spooled(test_redis, f"{task_id[:-1]}\\ud800")
+    wait_for_outbox_jobs(test_redis, after_id=jobs_before)  # its alert delivered: idle
+
+    assert runs(test_redis, key) == 1
+    assert row.args == [key]
+    assert row.exception_type == "workers.core.exceptions.PermanentError"
 
 
 def test_poison_messages_with_nul_in_the_body_or_the_arguments_are_stored(live_workers,
