@@ -15,8 +15,10 @@ The rule, applied to every failure before it is stored or spooled:
 - in args, kwargs and the earlier attempts' errors, every string (keys too) follows the
   same rule, NaN and the infinities become the strings "NaN", "Infinity" and
   "-Infinity", and a value JSON cannot hold becomes its repr;
-- a value longer than its column is cut; a task id cut keeps a digest of the whole, so
-  two long ids stay two rows and the same one reported twice stays one.
+- a value longer than its column is cut; a task id cut keeps a digest of the whole, and
+  a task id escaped a digest of what it was (escaping is not one-to-one: a NUL and the
+  four characters backslash-x-0-0 read alike), so two ids stay two rows and the same one
+  reported twice stays one.
 
 Text is for humans, and reads the same escaped. The arguments are a call: when they had
 to change, what is stored is no longer what failed, and replaying it could do something
@@ -50,7 +52,10 @@ def storable_fields(*, fields: dict[str, Any]) -> dict[str, Any]:
     stored = dict(fields)
     for name in ("task_id", *TEXT_FIELDS):
         if isinstance(stored.get(name), str):
-            stored[name] = _fitted(name, storable_text(stored[name]))
+            text = storable_text(stored[name])
+            if name == "task_id" and text != stored[name]:
+                text = f"{text}~{_digest(stored[name])}"  # "a\x00" must not be "a\\x00"'s row
+            stored[name] = _fitted(name, text)
     call_changed = False
     for name in CALL_FIELDS:
         if name in stored:
@@ -156,5 +161,9 @@ def _fitted(name: str, text: str) -> str:
         return text
     if name != "task_id":
         return text[:limit]
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    digest = _digest(text)
     return f"{text[:limit - len(digest) - 1]}~{digest}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]

@@ -95,6 +95,20 @@ def test_poison_messages_with_nul_in_headers_body_or_arguments_are_stored(spool)
 
 
 @pytest.mark.django_db
+def test_task_ids_that_escape_alike_stay_one_row_each(spool):
+    """A NUL is stored as the four characters backslash-x-0-0: without more, the failure
+    of job "z\\x00z" and that of a job whose id is those characters were one row, the
+    second's call lost."""
+    hostile, literal = "z\x00z", "z\\x00z"
+    ids = [getattr(record(task_id), "pk", None) for task_id in (hostile, literal, hostile)]
+
+    assert None not in ids
+    assert ids[0] == ids[2] != ids[1]
+    assert DeadLetter.objects.get(pk=ids[1]).task_id == literal  # kept as it was
+    assert DeadLetter.objects.get(pk=ids[0]).task_id.startswith("z\\x00z~")
+
+
+@pytest.mark.django_db
 def test_over_long_task_ids_stay_one_row_each(spool):
     first, second = "x" * 300 + "1", "x" * 300 + "2"
     ids = [getattr(record(task_id), "pk", None) for task_id in (first, second, first)]
