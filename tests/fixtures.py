@@ -300,14 +300,15 @@ def pytest_configure(config):
     flush = TransactionTestCase._fixture_teardown  # Django's flush after each test
 
     def flush_retried(case):
-        for attempt in range(FLUSH_ATTEMPTS):
+        attempts_left = FLUSH_ATTEMPTS
+        while True:
             try:
                 return flush(case)
             except CommandError as exc:
-                if attempt == FLUSH_ATTEMPTS - 1 or not isinstance(
+                attempts_left -= 1
+                if not attempts_left or not isinstance(
                         getattr(exc.__cause__, "__cause__", None), DeadlockDetected):
                     raise
-        return None
 
     TransactionTestCase._fixture_teardown = flush_retried
 
