@@ -9,9 +9,9 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     from django.core.management import execute_from_command_line
 
-    from config.startup import configuration_errors_in_one_line, settings_read
+    # Importing `config` loads the Celery app, which prints a refused setting in one line.
+    from config.startup import settings_read
 
-    configuration_errors_in_one_line()
     settings_read()
     execute_from_command_line(sys.argv)
 

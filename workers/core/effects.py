@@ -7,6 +7,7 @@ key behind and can be retried.
 """
 
 import inspect
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -72,7 +73,8 @@ def _claim_in_one_round_trip(values: tuple[object, ...]) -> bool:
         connection.close_if_health_check_failed()  # as Django's cursor would, unless skipped
         connection.ensure_connection()
         pgconn: pq.abc.PGconn = connection.connection.pgconn
-        literals = b", ".join(_literal(pgconn, str(value)) for value in values)
+        escape = pq.Escaping(pgconn).escape_literal
+        literals = b", ".join(_literal(escape, str(value)) for value in values)
         query = _claim_statement().encode().replace(b"{values}", literals)
         if pgconn.transaction_status == pq.TransactionStatus.IDLE:
             query = b"BEGIN; " + query
@@ -82,12 +84,12 @@ def _claim_in_one_round_trip(values: tuple[object, ...]) -> bool:
         return result.ntuples == 1
 
 
-def _literal(pgconn: pq.abc.PGconn, text: str) -> bytes:
+def _literal(escape: Callable[[bytes], bytes], text: str) -> bytes:
     """`text` quoted for the statement; a NUL refused as psycopg's own binding refuses it
     (libpq's escaping would silently cut the text there: two keys would become one)."""
     if "\x00" in text:
         raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
-    return pq.Escaping(pgconn).escape_literal(text.encode())
+    return escape(text.encode())
 
 
 @cache
