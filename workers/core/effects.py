@@ -7,18 +7,16 @@ key behind and can be retried.
 """
 
 import inspect
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-import psycopg
 from django.conf import settings
 from django.db import DataError, connection
 from django.utils import timezone
-from psycopg import pq
 
 from workers.core.models import TaskEffect
+from workers.core.one_round_trip import execute_in_one_round_trip
 
 
 def effect_key(*, template: str | None, run: Any, task_id: str, args: tuple[Any, ...],
@@ -57,39 +55,14 @@ def effect_claim(*, key: str, task_name: str, task_id: str) -> bool:
     return _claim_in_one_round_trip(values)
 
 
-def _claim_in_one_round_trip(values: tuple[object, ...]) -> bool:
-    """The claim sent straight through libpq as one simple query, with the transaction's
-    `BEGIN` in front when psycopg has not sent it yet.
-
-    One round trip where psycopg's cursor takes two (its own `BEGIN`, then the
-    statement), and no statement building by Django: together about 120 µs of the
-    600 that a claim and its commit took, a third of the process's CPU for them
-    (docs/performance.md). psycopg sees the transaction open and sends no `BEGIN` of its
-    own for the body; the commit is Django's as before. The statement is therefore not in
-    `connection.queries` nor in an error tracker's query spans.
-    """
-    connection.validate_no_broken_transaction()
-    with connection.wrap_database_errors:
-        connection.close_if_health_check_failed()  # as Django's cursor would, unless skipped
-        connection.ensure_connection()
-        pgconn: pq.abc.PGconn = connection.connection.pgconn
-        escape = pq.Escaping(pgconn).escape_literal
-        literals = b", ".join(_literal(escape, str(value)) for value in values)
-        query = _claim_statement().encode().replace(b"{values}", literals)
-        if pgconn.transaction_status == pq.TransactionStatus.IDLE:
-            query = b"BEGIN; " + query
-        result = pgconn.exec_(query)
-        if result.status != pq.ExecStatus.TUPLES_OK:
-            raise _claim_error(result)
-        return result.ntuples == 1
-
-
-def _literal(escape: Callable[[bytes], bytes], text: str) -> bytes:
-    """`text` quoted for the statement; a NUL refused as psycopg's own binding refuses it
-    (libpq's escaping would silently cut the text there: two keys would become one)."""
-    if "\x00" in text:
-        raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
-    return escape(text.encode())
+def _claim_in_one_round_trip(values: tuple[str, str, str, datetime, datetime]) -> bool:
+    """The claim with the transaction's `BEGIN` in front, in one round trip where
+    psycopg's cursor takes two (its own `BEGIN`, then the statement), and no statement
+    building by Django: together about 120 µs of the 600 that a claim and its commit
+    took, a third of the process's CPU for them (docs/performance.md)."""
+    result = execute_in_one_round_trip(
+        _claim_statement().replace("{values}", ", ".join(["{}"] * len(values))), values)
+    return result.ntuples == 1
 
 
 @cache
@@ -98,19 +71,6 @@ def _claim_statement() -> str:
     table, key_column = quote(TaskEffect._meta.db_table), quote("key")
     return (f"INSERT INTO {table} ({key_column}, task_name, task_id, created_at, expires_at) "  # noqa: S608
             f"VALUES ({{values}}) ON CONFLICT ({key_column}) DO NOTHING RETURNING id")
-
-
-def _claim_error(result: pq.abc.PGresult) -> psycopg.Error:
-    """psycopg's own exception for the failed claim, as its cursor would have raised it
-    (Django's wrapper then turns it into its OperationalError, IntegrityError...)."""
-    message = (result.error_message or b"the key's claim failed").decode(errors="replace")
-    sqlstate = result.error_field(pq.DiagnosticField.SQLSTATE)
-    if sqlstate is None:  # no answer from the server: the connection is gone
-        return psycopg.OperationalError(message)
-    try:
-        return psycopg.errors.lookup(sqlstate.decode())(message)
-    except KeyError:  # a code newer than this psycopg
-        return psycopg.DatabaseError(message)
 
 
 def effect_connection_unchecked() -> bool:

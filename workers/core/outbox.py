@@ -27,6 +27,7 @@ from workers.core.broker_health import broker_reachable
 from workers.core.correlation import correlation_id
 from workers.core.headers import CORRELATION_HEADER
 from workers.core.models import OutboxMessage
+from workers.core.one_round_trip import execute_in_one_round_trip
 from workers.core.outbox_marks import mark_published, outbox_marks_note
 from workers.core.routing import queue_for
 
@@ -82,19 +83,22 @@ def _insert(jobs: list[OutboxMessage]) -> list[OutboxMessage]:
         "priority": ("smallint", [job.priority for job in jobs]),
         "created_at": ("timestamptz", [job.created_at for job in jobs]),
     }
-    if len(jobs) == 1:  # a row's VALUES cost PostgreSQL less than unnest's nine arrays
-        cells = ", ".join(f"%s::{kind}" for kind, _ in columns.values())
-        source, params = f"VALUES ({cells}, 0, '')", [values[0] for _, values in columns.values()]
+    insert = (f"INSERT INTO {OutboxMessage._meta.db_table} "  # the model's table
+              f"({', '.join(columns)}, publish_attempts, last_error) ")
+    if len(jobs) == 1:
+        # A row's VALUES cost PostgreSQL less than unnest's nine arrays, and sent as one
+        # simple query it costs no round trip for psycopg's BEGIN and no parameters
+        # adapted (workers/core/one_round_trip.py).
+        cells = ", ".join(f"{{}}::{kind}" for kind, _ in columns.values())
+        pk = execute_in_one_round_trip(f"{insert}VALUES ({cells}, 0, '') RETURNING id",
+                                       [values[0] for _, values in columns.values()])
+        ids = {jobs[0].task_id: int(pk.get_value(0, 0) or b"")}  # text: b"42"
     else:
         arrays = ", ".join(f"%s::{kind}[]" for kind, _ in columns.values())
-        source = f"SELECT *, 0, '' FROM unnest({arrays})"  # noqa: S608  # placeholders only
-        params = [values for _, values in columns.values()]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {OutboxMessage._meta.db_table} "  # the model's table
-            f"({', '.join(columns)}, publish_attempts, last_error) "
-            f"{source} RETURNING id, task_id", params)
-        ids = {task_id: pk for pk, task_id in cursor.fetchall()}
+        with connection.cursor() as cursor:
+            cursor.execute(f"{insert}SELECT *, 0, '' FROM unnest({arrays}) "  # noqa: S608
+                           "RETURNING id, task_id", [values for _, values in columns.values()])
+            ids = {task_id: pk for pk, task_id in cursor.fetchall()}
     for job in jobs:
         job.pk = ids[job.task_id]
         job._state.adding, job._state.db = False, connection.alias

@@ -7,7 +7,7 @@ import pytest
 from django.db import OperationalError as DjangoOperationalError
 from django.db import transaction
 from django.utils import timezone
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.fixtures import wait_for
@@ -155,3 +155,76 @@ def test_a_job_is_stored_as_the_orm_reads_it_back(args, kwargs, priority, later)
     assert (stored.args, stored.kwargs, stored.headers) == (args, kwargs, {"x-note": "é"})
     assert (stored.eta, stored.priority, stored.published_at) == (eta, priority, None)
     assert stored.created_at == job.created_at
+
+
+def _seen_by_another_session(sql: str) -> tuple:
+    from django.db import connections
+
+    other = connections["default"].copy("observer")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(sql)
+            return cursor.fetchone()
+    finally:
+        other.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_enqueued_outside_a_transaction_is_committed_at_once(monkeypatch):
+    """The one-job INSERT goes past psycopg (workers/core/one_round_trip.py): in autocommit
+    it must not open a transaction psycopg knows nothing of, which nobody would commit."""
+    from django.db import connection
+
+    monkeypatch.setattr("workers.core.outbox._publish", lambda rows, *, mark: len(rows))
+    job = enqueue_effect("autocommitted")
+
+    assert connection.connection.info.transaction_status.name == "IDLE"
+    assert _seen_by_another_session(
+        f"SELECT task_id FROM workers_outboxmessage WHERE id = {int(job.pk)}") == (
+        "autocommitted",)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_that_opens_the_transaction_commits_with_what_follows(monkeypatch):
+    """Sent first in its transaction, the job's INSERT carries the BEGIN: psycopg must see
+    the transaction open (no second BEGIN, which PostgreSQL would answer with a warning)
+    and Django's commit must commit the job with the writes after it."""
+    from django.db import connection
+
+    monkeypatch.setattr("workers.core.outbox._publish", lambda rows, *, mark: len(rows))
+    connection.ensure_connection()
+    notices = []
+    connection.connection.add_notice_handler(lambda notice: notices.append(notice.message_primary))
+    with transaction.atomic():
+        job = enqueue_effect("opens-the-transaction")
+        Effect.objects.create(key="after-the-job")
+
+    assert notices == []
+    assert connection.connection.info.transaction_status.name == "IDLE"
+    assert _seen_by_another_session(
+        "SELECT count(*) FROM workers_outboxmessage o, ledger_effect e "
+        f"WHERE o.id = {int(job.pk)} AND e.key = 'after-the-job' AND o.xmin = e.xmin") == (1,)
+
+
+@pytest.mark.django_db
+@settings(max_examples=100, deadline=None)
+@example(task_id="a\x00b")  # always the refusal, besides what hypothesis draws
+@example(task_id="'); DROP TABLE workers_outboxmessage; --$$\\")
+@given(task_id=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1,
+                       max_size=255))
+def test_a_job_id_of_any_text_is_stored_as_written_and_a_nul_is_refused(task_id):
+    """The one-job INSERT quotes its values itself: any text is stored as it is; a NUL,
+    which libpq's quoting would cut the id at, is refused as the ORM refuses it, with
+    nothing stored."""
+    from django.db import DataError
+
+    with transaction.atomic():
+        if "\x00" in task_id:
+            with pytest.raises(DataError, match="NUL"), transaction.atomic():
+                outbox_enqueue(task_name=record_effect.name, queue="bulk", task_id=task_id)
+            assert not OutboxMessage.objects.exists()
+        else:
+            job = outbox_enqueue(task_name=record_effect.name, queue="bulk", task_id=task_id)
+            assert list(OutboxMessage.objects.values_list("pk", "task_id")) == [
+                (job.pk, task_id)]
+        transaction.set_rollback(True)  # nothing is published
