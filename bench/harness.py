@@ -156,6 +156,21 @@ def wait_drained(*, queue: str, timeout: float = 900,
     raise SystemExit(f"queue {queue} did not drain within {timeout:.0f}s")
 
 
+def wait_empty(*, queues: list[str], on_left: Callable[[dict[str, int]], None],
+               timeout: float = 1800) -> None:
+    """Watch pre-filled queues until all are empty and nothing is left unacknowledged,
+    telling `on_left` what each still holds."""
+    client = broker()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = {queue: client.llen(queue) for queue in queues}
+        on_left(left)
+        if not any(left.values()) and not client.hlen(UNACKED):
+            return
+        time.sleep(0.02)
+    raise SystemExit(f"queues {', '.join(queues)} did not drain within {timeout:.0f}s")
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
