@@ -11,7 +11,7 @@ from functools import cache
 
 from redis.commands.core import Script
 
-from workers.core.platform_redis import redis_client
+from workers.core.platform_redis import redis_client, redis_text
 
 # Delete the key only if it still names this task: a later job may own it by now.
 _RELEASE = """
@@ -28,7 +28,7 @@ def dedup_claim(*, key: str, task_id: str, ttl: int) -> str | None:
             return None
         holder = client.get(_redis_key(key))
         if holder is not None:  # else it expired between the two calls: claim again
-            return holder.decode() if isinstance(holder, bytes) else str(holder)
+            return redis_text(holder)
 
 
 def dedup_release(*, key: str, task_id: str) -> bool:

@@ -101,8 +101,8 @@ def record_dead_letter(*, sender: Any, task_id: str, exception: BaseException,
         earlier_errors = attempt_errors_take(task_id=task_id)
         if request.retries:  # a failure in the main process skips postrun
             retry_over(task_id=task_id)
-    except (RedisError, UnicodeError):  # also a task id Redis cannot encode (a lone
-        earlier_errors = []  # surrogate from a hostile message): the row keeps the last error
+    except RedisError:
+        earlier_errors = []  # the row still keeps the last error
     try:
         dead_letter_record(
             task_id=task_id,

@@ -11,6 +11,7 @@ from tests import tasks
 from tests.faults.brokers import broker_queue
 from tests.fixtures import last_outbox_id, wait_for, wait_for_outbox_jobs
 from tests.waits import ran_on, runs
+from workers.core.platform_redis import redis_client
 from workers.core.routing import CRITICAL
 from workers.dead_letters.models import DeadLetter
 from workers.dead_letters.services import dead_letters_requeue
@@ -73,6 +74,29 @@ def test_a_failure_whose_task_id_redis_cannot_encode_is_still_a_dead_letter(live
     assert runs(test_redis, key) == 1
     assert row.args == [key]
     assert row.exception_type == "workers.core.exceptions.PermanentError"
+
+
+def test_a_retried_job_whose_task_id_redis_cannot_encode_keeps_its_records(live_workers,
+                                                                          test_redis):
+    """The same lone surrogate in a job that retries and holds a dedup key: each attempt's
+    error, the retry record and the key are written under its id. Before, each of them
+    raised in a signal handler: the dead letter lost the earlier errors, and the key
+    stayed held (equal jobs refused) until its TTL."""
+    jobs_before = last_outbox_id()
+    key = uuid()
+    task_id = f"{uuid()}\ud800"
+    tasks.transient_until.apply_async(args=[key, 99], task_id=task_id, queue=CRITICAL,
+                                      dedup_key=f"surrogate:{key}")
+
+    row = wait_for(lambda: DeadLetter.objects.filter(
+        task_id__startswith=f"{task_id[:-1]}\\ud800~").first(), what="the dead letter")
+    wait_for_outbox_jobs(test_redis, after_id=jobs_before)  # its alert delivered: idle
+
+    assert runs(test_redis, key) == 3
+    assert [(entry["attempt"], entry["exception_type"]) for entry in row.attempt_errors] == [
+        (1, "workers.core.exceptions.TransientError"),
+        (2, "workers.core.exceptions.TransientError")]
+    assert not redis_client().exists(f"workers:dedup:surrogate:{key}")
 
 
 def test_poison_messages_with_nul_in_the_body_or_the_arguments_are_stored(live_workers,
