@@ -67,9 +67,9 @@ def outbox_enqueue_many(*, jobs: list[OutboxMessage]) -> list[OutboxMessage]:
 
 
 def _insert(jobs: list[OutboxMessage]) -> list[OutboxMessage]:
-    """The rows, written with one statement. On PostgreSQL a raw INSERT from arrays: the
-    ORM's bulk_create spent as long building its statement, value by value, as the
-    database took to run it (docs/performance.md)."""
+    """The rows, written with one statement. On PostgreSQL a raw INSERT, from arrays or of
+    a single row's VALUES: the ORM's bulk_create spent as long building its statement,
+    value by value, as the database took to run it (docs/performance.md)."""
     if connection.vendor != "postgresql" or not jobs:
         return OutboxMessage.objects.bulk_create(jobs)
     columns: dict[str, tuple[str, list[Any]]] = {
