@@ -37,7 +37,10 @@ logger = logging.getLogger(__name__)
 
 #: KEYS: the queue keys in BRPOP's order, then the unacked hash and its index.
 #: ARGV[1]: the index score (now); ARGV[1 + i]: "1" if KEYS[i] is consumed without acks.
-#: Returns {i, item} or nil. An item that is not a kombu message is returned unrecorded.
+#: Returns {i, item, recorded} or nil; `recorded` is 1 if the script wrote the unacked
+#: records. It cannot for an item cjson does not decode: not a kombu message, or one whose
+#: JSON holds text cjson refuses (a lone surrogate's "\ud800", which Python writes and
+#: reads); kombu's own second round trip records that one (QoS.append).
 FETCH_SCRIPT = """
 local n = #KEYS - 2
 for i = 1, n do
@@ -54,10 +57,11 @@ for i = 1, n do
                     redis.call('HSET', KEYS[n + 1], tag, '[' .. item .. ', ' ..
                         cjson.encode(info['exchange']) .. ', ' ..
                         cjson.encode(info['routing_key']) .. ']')
+                    return {i, item, 1}
                 end
             end
         end
-        return {i, item}
+        return {i, item, 0}
     end
 end
 return nil
@@ -209,9 +213,9 @@ class Channel(kombu_redis.Channel):
             self._fetch_next = bool(reply) or not fetching
             if not fetching or not reply:
                 raise Empty()
-            index, item = reply
+            index, item, recorded = reply
             queue = self._fetch_keys[int(index) - 1].rsplit(self.sep, 1)[0]
-            payload = self._payload(item, recorded=queue not in self._no_ack_queues)
+            payload = self._payload(item, recorded=bool(recorded))
             if payload is None:
                 raise Empty()
             self._queue_cycle.rotate(queue)
@@ -242,7 +246,8 @@ class Channel(kombu_redis.Channel):
                                                                 no_ack=[not record] * len(keys)))
             if not reply:
                 return None
-            payload = self._payload(reply[1], recorded=record)
+            _, item, recorded = reply
+            payload = self._payload(item, recorded=bool(recorded))
             if payload is not None:
                 return payload
 

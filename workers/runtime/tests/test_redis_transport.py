@@ -147,6 +147,20 @@ def test_acked_consumers_are_recorded_until_the_ack_and_no_ack_ones_never(store,
         assert store.hlen("unacked") == 0
 
 
+def test_a_message_cjson_cannot_decode_is_still_recorded_until_the_ack(store, consumed):
+    """JSON with a lone surrogate ("\\ud800", from any header or repr holding one) is valid
+    to Python but not to the fetch script's cjson: the script could not write the unacked
+    records, and the worker took the message as recorded. A worker lost while running it
+    then lost the message: nothing would bring it back."""
+    with connect(ATOMIC) as connection:
+        publish(connection, {"n": 1}, headers={"note": "lone \ud800"})
+        drain(connection, no_ack=False, received=consumed)
+        assert consumed[0].headers == {"note": "lone \ud800"}
+        assert store.hlen("unacked") == store.zcard("unacked_index") == 1
+        consumed[0].ack()
+        assert store.hlen("unacked") == store.zcard("unacked_index") == 0
+
+
 def test_priority_steps_and_the_global_key_prefix_are_respected(store, consumed):
     with connect(ATOMIC, global_keyprefix="tenant:") as connection:
         publish(connection, {"n": 9}, priority=9)
