@@ -95,6 +95,15 @@ def test_a_countdown_beyond_the_safe_window_is_refused_before_publishing():
         task.apply_async(args=["x"], countdown=settings.TASK_MAX_COUNTDOWN + 1)
 
 
+@pytest.mark.parametrize("task_id", [12, "", "job\ud800", ["job"]])
+def test_a_task_id_the_workers_would_refuse_is_refused_before_publishing(task_id):
+    """Workers dead-letter such a message unrun (workers/runtime/request.py); the caller
+    hears of it at once instead."""
+    task = app.tasks["workers.tasks.dead_letter_drill"]
+    with pytest.raises(ValueError, match="non-empty text UTF-8 can carry"):
+        task.apply_async(args=["x"], task_id=task_id)
+
+
 def test_only_json_is_accepted_anywhere():
     conf = app.conf
     assert conf.accept_content == ["json"]

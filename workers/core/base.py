@@ -21,6 +21,7 @@ from workers.core.deliveries import redelivery_count
 from workers.core.exceptions import RedeliveryLimitExceeded, TransientError
 from workers.core.headers import DEDUP_HEADER
 from workers.core.routing import queue_for
+from workers.core.task_ids import task_id_usable
 
 if TYPE_CHECKING:
     from workers.core.models import OutboxMessage
@@ -89,6 +90,9 @@ class PlatformTask(DjangoTask[Any, Any]):
         """Send the task; with `dedup_key`, not while an equal job waits or runs. A delay
         past TASK_MAX_COUNTDOWN is refused (`delay_check`)."""
         delay_check(name=self.name, countdown=options.get("countdown"), eta=options.get("eta"))
+        if options.get("task_id") is not None and not task_id_usable(options["task_id"]):
+            raise ValueError(f"task_id {options['task_id']!r} is not non-empty text UTF-8 "
+                             "can carry: the worker would refuse the message")
         args = tuple(args) if args is not None else None
         if dedup_key is None:
             return super().apply_async(args, kwargs, **options)

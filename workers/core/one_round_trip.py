@@ -47,7 +47,8 @@ def execute_in_one_round_trip(statement: str, values: Sequence[Value]) -> pq.abc
 
 def _literal(escape: Callable[[bytes], bytes], value: Value) -> bytes:
     """`value` quoted for the statement; a NUL refused as psycopg's own binding refuses it
-    (libpq's escaping would silently cut the text there: two keys would become one)."""
+    (libpq's escaping would silently cut the text there: two keys would become one), and
+    a lone surrogate, which UTF-8 cannot carry."""
     if value is None:
         return b"NULL"
     if isinstance(value, int):
@@ -55,7 +56,10 @@ def _literal(escape: Callable[[bytes], bytes], value: Value) -> bytes:
     text = value.isoformat() if isinstance(value, datetime) else value
     if "\x00" in text:
         raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
-    return escape(text.encode())
+    try:
+        return escape(text.encode())
+    except UnicodeEncodeError as error:  # a lone surrogate: refused as clearly as a NUL
+        raise psycopg.DataError(f"text UTF-8 cannot carry: {error}") from error
 
 
 def _error(result: pq.abc.PGresult) -> psycopg.Error:

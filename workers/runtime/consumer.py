@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from workers.core.routing import dead_letter_queue, queue_of_routing_key
+from workers.core.task_ids import task_id_usable
 from workers.dead_letters.services import dead_letter_record_message
 from workers.runtime.config_censor import censor_settings
 
@@ -77,8 +78,15 @@ class DeadLetteringConsumer(Consumer):
         super().on_unknown_message(body, message)
 
     def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
-        name = message.headers.get("task") if isinstance(message.headers, dict) else None
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        name = headers.get("task")
         self._park(message, NotRegistered(f"no task named {name!r} in this worker"))
+        if not task_id_usable(headers.get("id")):
+            # Celery stores a failed result under the id, which raised for a number, a
+            # list or a lone surrogate and stopped the worker ("Unrecoverable error").
+            logger.error("dropped a message for unknown task %r with an unusable id", name)
+            message.reject_log_error(logger, self.connection_errors)
+            return
         super().on_unknown_task(body, message, exc)
 
     def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:

@@ -9,8 +9,10 @@ from celery.exceptions import InvalidTaskError
 from celery.worker.request import Request
 
 from workers.core.redaction import redact_text
+from workers.core.task_ids import task_id_usable
 
 MALFORMED_BODY = "task body is not [args, kwargs, options]"
+UNUSABLE_TASK_ID = "task id is not non-empty text UTF-8 can carry"
 #: Fields of the task events monitors show (Flower) that may carry a secret.
 EVENT_TEXT_FIELDS = ("exception", "traceback", "result")
 
@@ -24,7 +26,8 @@ class PlatformRequest(Request):
     """
 
     def __init__(self, message: Any, *args: Any, **kwargs: Any) -> None:
-        """Turn a body of the wrong shape into an invalid-task error.
+        """Turn a body of the wrong shape, or a task id of the wrong kind, into an
+        invalid-task error.
 
         Celery unpacks the body here without a guard, and the ValueError stops the whole
         worker; redelivered, the same message would stop every worker that takes it.
@@ -36,6 +39,10 @@ class PlatformRequest(Request):
             raise InvalidTaskError(f"{MALFORMED_BODY}: {exc}") from exc
         if not isinstance(self._args, list | tuple) or not isinstance(self._kwargs, dict):
             raise InvalidTaskError(f"{MALFORMED_BODY}: args must be a list, kwargs an object")
+        if not task_id_usable(self.id):
+            # Celery's next step hashes it (a list stopped every worker that took the
+            # message), and the records of the run are keyed by it.
+            raise InvalidTaskError(f"{UNUSABLE_TASK_ID}: {self.id!r}")
 
     @contextmanager
     def _pushed(self) -> Iterator[None]:

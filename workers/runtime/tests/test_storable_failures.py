@@ -2,7 +2,8 @@
 and jsonb) becomes a dead-letter row, escaped, instead of a spool entry that would stop
 the drain. (The escaping rule itself: workers/dead_letters/tests/test_storable.py.)"""
 
-import pytest
+import json
+
 from celery.utils import uuid
 from django.conf import settings
 from kombu import Connection
@@ -54,49 +55,71 @@ def test_a_task_failing_with_nul_in_its_call_and_message_is_stored_escaped(live_
     assert "arguments stored escaped" in refused[row.pk]
 
 
-# The test's own AsyncResult for that id cannot unsubscribe from Redis when it is freed.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_a_failure_whose_task_id_redis_cannot_encode_is_still_a_dead_letter(live_workers,
-                                                                           test_redis):
-    """A lone surrogate in the task id (JSON's "\\ud800", which any producer can write):
-    the earlier attempts' key cannot be built, and the failure was logged by Celery as a
-    failed signal handler while the message was acked: the job gone, with no row."""
+def test_messages_whose_task_id_is_not_usable_text_are_dead_letters_and_the_worker_goes_on(
+        live_workers, test_redis):
+    """A number, a list, an empty id or a lone surrogate (JSON's "\\ud800"), as any producer
+    can write them, for a task the worker knows and for one it does not. Celery hashed the
+    list and stopped the worker, again with each redelivery; it stored a failed result
+    under the others' ids for an unknown task, which raised and stopped the worker; and it
+    ran a known task while its records (result, retries, dead letter) failed to be written.
+    Each message is now one dead letter, no task runs, and the worker goes on."""
     test_redis.delete(SPOOL_KEY, SET_ASIDE_KEY)
+    marker = uuid()
+    suffix = marker.replace("-", "_")  # a task name of this run only: it alerts once
+    critical = broker_queue(settings.CELERY_BROKER_URL, CRITICAL)
+    keys = []
+    with Connection(settings.CELERY_BROKER_URL) as connection:
+        producer = connection.Producer()
+        for n, task in enumerate((tasks.permanent.name, f"tests.tasks.gone_{suffix}")):
+            # Ids of their own: a dead letter is one per task id.
+            for kind, task_id in (("number", 12346 + n), ("list", [marker, n]), ("empty", ""),
+                                  ("surrogate", f"{marker}-{n}\ud800")):
+                keys.append(key := f"{marker}-{kind}-{task.rsplit('.', 1)[-1]}")
+                producer.publish(
+                    json.dumps([[key], {}, {}]).encode(), exchange=CRITICAL,
+                    routing_key=CRITICAL, declare=[critical], serializer=None,
+                    headers={"lang": "py", "task": task, "id": task_id, "root_id": None,
+                             "parent_id": None, "retries": 0},
+                    content_type="application/json", content_encoding="utf-8")
+    after = uuid()
+    tasks.transient_until.apply_async(args=[after, 0], queue=CRITICAL)
+
+    wait_for(lambda: runs(test_redis, after) == 1, what="a job sent after them to run")
+    rows = wait_for(lambda: (found := list(DeadLetter.objects.filter(args__0__startswith=marker)))
+                    and len(found) == len(keys) and found, what="a dead letter for each")
+    fingerprints = {row.fingerprint for row in rows}
+    wait_for(lambda: Alert.objects.filter(  # its own alerts written: the worker is idle
+        key__in=[FAILURE_KEY + fingerprint for fingerprint in fingerprints]).count()
+        == len(fingerprints), what="their alerts")
+
+    assert sorted(row.args[0] for row in rows) == sorted(keys)
+    assert not any(runs(test_redis, key) for key in keys)
+    assert {row.exception_type for row in rows} == {"celery.exceptions.InvalidTaskError",
+                                                    "celery.exceptions.NotRegistered"}
+
+
+def test_a_retried_job_with_a_dedup_key_redis_could_not_encode_keeps_its_records(
+        live_workers, test_redis):
+    """A lone surrogate in the dedup key, which the message's headers carry: the platform's
+    Redis client refused to write the key at the enqueue, and the atomic fetch could not
+    decode the message to record it as unacknowledged. Now the job runs, retries, keeps
+    each attempt's error in its dead letter, and releases the key."""
     jobs_before = last_outbox_id()
     key = uuid()
-    task_id = f"{uuid()}\ud800"
-    tasks.permanent.apply_async(args=[key], task_id=task_id, queue=CRITICAL)
+    dedup_key = f"surrogate:{key}\ud800"
+    result = tasks.transient_until.apply_async(args=[key, 99], queue=CRITICAL,
+                                               dedup_key=dedup_key)
 
-    row = wait_for(lambda: DeadLetter.objects.filter(
-        task_id__startswith=f"{task_id[:-1]}\\ud800~").first(), what="the dead letter")
-    wait_for_outbox_jobs(test_redis, after_id=jobs_before)  # its alert delivered: idle
-
-    assert runs(test_redis, key) == 1
-    assert row.args == [key]
-    assert row.exception_type == "workers.core.exceptions.PermanentError"
-
-
-def test_a_retried_job_whose_task_id_redis_cannot_encode_keeps_its_records(live_workers,
-                                                                          test_redis):
-    """The same lone surrogate in a job that retries and holds a dedup key: each attempt's
-    error, the retry record and the key are written under its id. Before, each of them
-    raised in a signal handler: the dead letter lost the earlier errors, and the key
-    stayed held (equal jobs refused) until its TTL."""
-    jobs_before = last_outbox_id()
-    key = uuid()
-    task_id = f"{uuid()}\ud800"
-    tasks.transient_until.apply_async(args=[key, 99], task_id=task_id, queue=CRITICAL,
-                                      dedup_key=f"surrogate:{key}")
-
-    row = wait_for(lambda: DeadLetter.objects.filter(
-        task_id__startswith=f"{task_id[:-1]}\\ud800~").first(), what="the dead letter")
+    row = wait_for(lambda: DeadLetter.objects.filter(task_id=result.id).first(),
+                   what="the dead letter")
     wait_for_outbox_jobs(test_redis, after_id=jobs_before)  # its alert delivered: idle
 
     assert runs(test_redis, key) == 3
     assert [(entry["attempt"], entry["exception_type"]) for entry in row.attempt_errors] == [
         (1, "workers.core.exceptions.TransientError"),
         (2, "workers.core.exceptions.TransientError")]
-    assert not redis_client().exists(f"workers:dedup:surrogate:{key}")
+    wait_for(lambda: not redis_client().exists(f"workers:dedup:{dedup_key}"),
+             what="the dedup key released")
 
 
 def test_poison_messages_with_nul_in_the_body_or_the_arguments_are_stored(live_workers,
