@@ -12,11 +12,11 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.db import DataError, connection
+from django.db import connection
 from django.utils import timezone
 
 from workers.core.models import TaskEffect
-from workers.core.one_round_trip import execute_in_one_round_trip
+from workers.core.one_round_trip import execute_in_one_round_trip, refuse_longer_than_columns
 
 
 def effect_key(*, template: str | None, run: Any, task_id: str, args: tuple[Any, ...],
@@ -38,13 +38,8 @@ def effect_claim(*, key: str, task_name: str, task_id: str) -> bool:
     One statement, so a concurrent run of the same key waits on the unique index until
     the first commits (then finds the key) or rolls back (then claims it).
     """
-    for field, text in (("key", key), ("task_name", task_name), ("task_id", task_id)):
-        limit = getattr(TaskEffect._meta.get_field(field), "max_length", None) or 0
-        if len(text) > limit:
-            # PostgreSQL cuts trailing spaces past a varchar's length instead of refusing
-            # them: "k" * 255 + " " would be stored as, and taken for, "k" * 255.
-            raise DataError(f"an effect {field} of {len(text)} characters is longer than "
-                            f"the {limit} the table holds")
+    refuse_longer_than_columns(TaskEffect, {"key": key, "task_name": task_name,
+                                            "task_id": task_id})
     now = timezone.now()
     values = (key, task_name, task_id, now, now + timedelta(days=settings.TASK_EFFECT_TTL_DAYS))
     if connection.vendor != "postgresql":  # SQLite, `make dev`'s default: Django's cursor

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import psycopg
-from django.db import connection
+from django.db import DataError, connection, models
 from psycopg import pq
 
 #: A value as the statement may hold it (None is NULL).
@@ -43,6 +43,17 @@ def execute_in_one_round_trip(statement: str, values: Sequence[Value]) -> pq.abc
         if result.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
             raise _error(result)
         return result
+
+
+def refuse_longer_than_columns(model: type[models.Model], texts: dict[str, str]) -> None:
+    """Raise DataError for a text longer than its column holds. PostgreSQL stores one
+    whose excess is spaces cut to the length instead of refusing it: "k" * 255 + " " would
+    be stored as, and later taken for, "k" * 255 (raw statements skip the ORM's checks)."""
+    for field, text in texts.items():
+        limit = getattr(model._meta.get_field(field), "max_length", None) or 0
+        if len(text) > limit:
+            raise DataError(f"a {model._meta.model_name} {field} of {len(text)} characters "
+                            f"is longer than the {limit} the table holds")
 
 
 def _literal(escape: Callable[[bytes], bytes], value: Value) -> bytes:

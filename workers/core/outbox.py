@@ -27,7 +27,7 @@ from workers.core.broker_health import broker_reachable
 from workers.core.correlation import correlation_id
 from workers.core.headers import CORRELATION_HEADER
 from workers.core.models import OutboxMessage
-from workers.core.one_round_trip import execute_in_one_round_trip
+from workers.core.one_round_trip import execute_in_one_round_trip, refuse_longer_than_columns
 from workers.core.outbox_marks import mark_published, outbox_marks_note
 from workers.core.routing import queue_for
 
@@ -72,6 +72,9 @@ def _insert(jobs: list[OutboxMessage]) -> list[OutboxMessage]:
     value by value, as the database took to run it (docs/performance.md)."""
     if connection.vendor != "postgresql" or not jobs:
         return OutboxMessage.objects.bulk_create(jobs)
+    for job in jobs:
+        refuse_longer_than_columns(OutboxMessage, {
+            "task_id": job.task_id, "task_name": job.task_name, "queue": job.queue})
     columns: dict[str, tuple[str, list[Any]]] = {
         "task_id": ("varchar", [job.task_id for job in jobs]),
         "task_name": ("varchar", [job.task_name for job in jobs]),

@@ -228,3 +228,22 @@ def test_a_job_id_of_any_text_is_stored_as_written_or_refused_with_nothing_store
             assert list(OutboxMessage.objects.values_list("pk", "task_id")) == [
                 (job.pk, task_id)]
         transaction.set_rollback(True)  # nothing is published
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("jobs", [1, 2])
+@pytest.mark.parametrize("task_id", ["S" * 255 + "   ", "S" * 300])
+def test_a_job_id_longer_than_the_table_holds_is_refused_not_cut(task_id, jobs):
+    """PostgreSQL stores a varchar value too long only by trailing spaces cut to the
+    length: the row's id would differ from the one published from memory after the
+    commit, and the batch INSERT then failed to match its ids back (a KeyError, with the
+    rows written)."""
+    from django.db import DataError
+
+    from workers.core.outbox import outbox_enqueue_many
+
+    batch = [OutboxMessage(task_id=task_id if n == 0 else f"fits-{n}",
+                           task_name=record_effect.name, queue="bulk") for n in range(jobs)]
+    with pytest.raises(DataError, match="longer than the 255"), transaction.atomic():
+        outbox_enqueue_many(jobs=batch)
+    assert not OutboxMessage.objects.exists()
