@@ -41,7 +41,10 @@ def outbox_enqueue(*, task_name: str, args: list[Any] | tuple[Any, ...] = (),
                    kwargs: dict[str, Any] | None = None, queue: str | None = None,
                    task_id: str | None = None, headers: dict[str, Any] | None = None,
                    eta: datetime | None = None, priority: int | None = None) -> OutboxMessage:
-    """Write the job in the current transaction and publish it once that commits."""
+    """Write the job in the current transaction and publish it once that commits; a queue
+    no worker is declared for is refused here, not found by the publisher after the commit."""
+    if queue is not None and queue not in current_app.amqp.queues:
+        raise ValueError(f"no queue named {queue!r} is declared (CELERY_TASK_QUEUES)")
     (row,) = outbox_enqueue_many(jobs=[OutboxMessage(
         task_id=task_id or uuid(), task_name=task_name, queue=queue or queue_for(task_name),
         args=list(args), kwargs=dict(kwargs or {}), headers=dict(headers or {}), eta=eta,
@@ -116,7 +119,8 @@ def _publish_committed(rows: list[OutboxMessage]) -> None:
     try:
         for start in range(0, len(rows), settings.OUTBOX_BATCH):
             batch = rows[start:start + settings.OUTBOX_BATCH]
-            if _publish(batch, mark=outbox_marks_note) < len(batch):
+            sent, refused = _publish(batch, mark=outbox_marks_note)
+            if sent + len(refused) < len(batch):  # the broker failed: the rest waits too
                 return
     except DatabaseError as exc:
         # What the caller did is committed, jobs included: the sweeper publishes them.
@@ -133,16 +137,20 @@ def outbox_sweep(*, now: datetime) -> int:
     """
     cutoff = now - timedelta(seconds=settings.OUTBOX_SWEEP_GRACE)
     pending = OutboxMessage.objects.filter(published_at__isnull=True, created_at__lte=cutoff)
-    published = 0
+    published, refused = 0, list[int]()
     while True:
-        batch = outbox_publish(pending=pending)
-        published += batch
-        if batch < settings.OUTBOX_BATCH:  # a short batch: nothing left that is not locked
+        # Rows refused in this sweep are not claimed again by it: they would come back in
+        # every batch, the others behind them.
+        sent, refused_now = outbox_publish(pending=pending.exclude(pk__in=refused))
+        published += sent
+        refused += refused_now
+        if sent + len(refused_now) < settings.OUTBOX_BATCH:  # nothing left that is not locked
             return published
 
 
-def outbox_publish(*, pending: QuerySet[OutboxMessage]) -> int:
-    """Claim up to OUTBOX_BATCH unpublished rows, publish them, mark them; return how many.
+def outbox_publish(*, pending: QuerySet[OutboxMessage]) -> tuple[int, list[int]]:
+    """Claim up to OUTBOX_BATCH unpublished rows, publish them, mark them; return how many
+    were published and the ids of those refused as unpublishable (`_publish`).
 
     Rows are claimed with `SELECT … FOR UPDATE SKIP LOCKED`, so sweepers on many hosts
     never publish the same row at once.
@@ -152,13 +160,18 @@ def outbox_publish(*, pending: QuerySet[OutboxMessage]) -> int:
                     .select_for_update(skip_locked=True)[:settings.OUTBOX_BATCH])
         # Marked before the claim's locks go: a mark noted for later would let the next
         # sweep send them again.
-        return _publish(rows, mark=mark_published) if rows else 0
+        return _publish(rows, mark=mark_published) if rows else (0, [])
 
 
-def _publish(rows: list[OutboxMessage], *, mark: Callable[..., None]) -> int:
+def _publish(rows: list[OutboxMessage], *,
+             mark: Callable[..., None]) -> tuple[int, list[int]]:
     """Send the rows in one batch, then have `mark` mark them sent; return how many were
-    sent (all or none: after a broker error the sweeper sends the batch again, doubles
-    allowed).
+    sent (after a broker error none: the sweeper sends the batch again, doubles allowed)
+    and the ids of rows refused before any broker was asked.
+
+    A refused row is one no message can be built from, such as a job for a queue a deploy
+    removed: it keeps its error and waits, and the others go. Raised, it rolled the
+    sweeper's claim back, and the same batch failed again on every sweep.
 
     Never raises for a broker outage: the rows stay pending for the sweeper. The caller
     is often a request that has already committed and must neither fail nor wait for
@@ -166,24 +179,35 @@ def _publish(rows: list[OutboxMessage], *, mark: Callable[..., None]) -> int:
     """
     if not _broker_answering():
         logger.warning("outbox: broker unreachable, jobs left for the sweeper")
-        return 0
+        return 0, []
+    refused: dict[int, Exception] = {}
     try:
         # The app's AMQP class is the runtime's RedactingAMQP (config/celery.py).
         with current_app.amqp.publishing_batch() as batch:  # type: ignore[attr-defined]
             for row in rows:
-                batch.send(row.task_name, args=row.args, kwargs=row.kwargs, queue=row.queue,
-                           task_id=row.task_id, headers=row.headers, eta=row.eta,
-                           priority=row.priority)
+                try:
+                    batch.send(row.task_name, args=row.args, kwargs=row.kwargs,
+                               queue=row.queue, task_id=row.task_id, headers=row.headers,
+                               eta=row.eta, priority=row.priority)
+                except OperationalError:
+                    raise
+                except Exception as exc:  # this row's own: kept with it
+                    refused[row.pk] = exc
     except OperationalError as exc:  # some may have gone: sending them again is allowed
         _last_publish.at = 0.0
         logger.warning("outbox: %d job(s) left for the sweeper, the broker did not take them: %s",
                        len(rows), exc)
         OutboxMessage.objects.filter(pk__in=[row.pk for row in rows]).update(
             publish_attempts=F("publish_attempts") + 1, last_error=str(exc)[:2000])
-        return 0
+        return 0, []
     _last_publish.at = time.monotonic()
-    mark(ids=[row.pk for row in rows])
-    return len(rows)
+    sent = [row.pk for row in rows if row.pk not in refused]
+    mark(ids=sent)
+    for pk, error in refused.items():
+        logger.error("outbox: job %s cannot be published, kept with its error: %r", pk, error)
+        OutboxMessage.objects.filter(pk=pk).update(
+            publish_attempts=F("publish_attempts") + 1, last_error=repr(error)[:2000])
+    return len(sent), list(refused)
 
 
 def _broker_answering() -> bool:

@@ -21,7 +21,7 @@ from workers.core.models import TaskEffect
 def unpublished(monkeypatch):
     """Keep the receipts these eager runs queue in the outbox: a worker running them would
     race the test database's teardown."""
-    monkeypatch.setattr("workers.core.outbox._publish", lambda rows: 0)
+    monkeypatch.setattr("workers.core.outbox._publish", lambda rows, *, mark: (0, []))
 
 
 @pytest.mark.django_db(transaction=True)

@@ -82,6 +82,33 @@ def test_the_sweeper_skips_rows_another_publisher_holds(test_redis):
     assert outbox_sweep(now=later) == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_row_no_message_can_be_built_from_keeps_its_error_and_the_others_go(test_redis,
+                                                                             caplog):
+    """A job for a queue a deploy removed: it raised out of the sweeper's batch, which rolled
+    the claim back, and the same batch failed on every sweep with the good rows in it."""
+    with transaction.atomic():
+        enqueue_effect("before-the-gone-one")
+        OutboxMessage.objects.create(task_id="gone-queue", task_name=record_effect.name,
+                                     queue="removed-in-a-deploy", kwargs={"key": "gone"})
+        enqueue_effect("after-the-gone-one")
+    OutboxMessage.objects.update(published_at=None)  # all three left to the sweeper
+
+    assert outbox_sweep(now=timezone.now() + timedelta(minutes=1)) == 2
+    gone = OutboxMessage.objects.get(task_id="gone-queue")
+    assert (gone.published_at, gone.publish_attempts) == (None, 1)
+    assert "removed-in-a-deploy" in gone.last_error
+    assert OutboxMessage.objects.filter(published_at__isnull=False).count() == 2
+    assert "cannot be published, kept with its error" in caplog.text
+
+
+@pytest.mark.django_db
+def test_a_job_for_a_queue_no_worker_is_declared_for_is_refused_at_the_enqueue():
+    with pytest.raises(ValueError, match="no queue named 'nowhere'"), transaction.atomic():
+        outbox_enqueue(task_name=record_effect.name, queue="nowhere")
+    assert not OutboxMessage.objects.exists()
+
+
 def test_only_effect_once_or_idempotent_tasks_may_use_the_outbox():
     with pytest.raises(TypeError, match="neither effect_once nor idempotent"):
         probe.delay_via_outbox(0.0)
@@ -108,8 +135,11 @@ def test_only_jobs_whose_transaction_committed_are_published(monkeypatch):
     """A rolled-back savepoint's job, and a rolled-back transaction's, are never sent, not
     even by the next commit of the same thread."""
     sent = []
-    monkeypatch.setattr("workers.core.outbox._publish",
-                        lambda rows, *, mark: sent.extend(row.task_id for row in rows) or len(rows))
+    def published(rows, *, mark):
+        sent.extend(row.task_id for row in rows)
+        return len(rows), []
+
+    monkeypatch.setattr("workers.core.outbox._publish", published)
     def fails_after_enqueueing(key: str) -> None:
         with transaction.atomic():
             enqueue_effect(key)
@@ -175,7 +205,7 @@ def test_a_job_enqueued_outside_a_transaction_is_committed_at_once(monkeypatch):
     it must not open a transaction psycopg knows nothing of, which nobody would commit."""
     from django.db import connection
 
-    monkeypatch.setattr("workers.core.outbox._publish", lambda rows, *, mark: len(rows))
+    monkeypatch.setattr("workers.core.outbox._publish", lambda rows, *, mark: (len(rows), []))
     job = enqueue_effect("autocommitted")
 
     assert connection.connection.info.transaction_status.name == "IDLE"
@@ -191,7 +221,7 @@ def test_a_job_that_opens_the_transaction_commits_with_what_follows(monkeypatch)
     and Django's commit must commit the job with the writes after it."""
     from django.db import connection
 
-    monkeypatch.setattr("workers.core.outbox._publish", lambda rows, *, mark: len(rows))
+    monkeypatch.setattr("workers.core.outbox._publish", lambda rows, *, mark: (len(rows), []))
     connection.ensure_connection()
     notices = []
     connection.connection.add_notice_handler(lambda notice: notices.append(notice.message_primary))

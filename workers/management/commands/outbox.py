@@ -28,4 +28,6 @@ class Command(BaseCommand):
         self.stdout.write(f"published {published}, still unpublished {pending}")
         if oldest is not None and oldest > settings.OUTBOX_SWEEP_GRACE:
             raise CommandError("jobs past the grace period could not be published: is the "
-                               "broker reachable? (python manage.py check_services)")
+                               "broker reachable? (python manage.py check_services) A job "
+                               "refused on its own keeps its reason in its last error "
+                               "(admin: Outbox messages)")
