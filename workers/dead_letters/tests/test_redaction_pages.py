@@ -411,3 +411,19 @@ def test_no_filter_in_the_outbox_s_address_bar_reads_what_its_pages_redact(viewe
                        {"last_error__contains": "PLANT"}, {"task_name__iregex": "("}):
             assert client.get(outbox, lookup).status_code == 400, lookup
     assert viewer.get(outbox, {"queue__exact": BULK}).status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_cli_writes_stored_ids_and_names_as_one_line_of_plain_text(capsys):
+    """A task id, name or queue is whatever a producer wrote: its escape sequences cleared
+    an operator's screen or retitled the terminal, and its newlines forged lines."""
+    DeadLetterFactory(task_name="evil\x1b[2J\x1b[31mFAKE\nforged line",
+                      task_id="id\x1b]0;title\x07\r-done", queue="bulk\u202e",
+                      exception_type="Boom\x1b[0m", worker="w\x08")
+
+    for command in (["list"], ["show", str(DeadLetter.objects.get().pk)], ["groups"]):
+        call_command("dlq", *command)
+        output = capsys.readouterr().out
+        assert not set(output) & set("\x1b\x07\x08\r\u202e"), command
+        assert "evil\\u001b[2J" in output, command
+        assert not any(line.startswith("forged") for line in output.splitlines()), command
