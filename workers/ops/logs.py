@@ -14,6 +14,7 @@ sees each record before this handler does.)
 """
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from celery import current_app
@@ -49,15 +50,33 @@ class TaskContextFilter(logging.Filter):
         return True
 
 
+def _with_one_line_arguments(record: logging.LogRecord) -> str:
+    """The record's message with a newline in any text argument written as `\\n`."""
+    args = record.args
+    if isinstance(args, tuple):
+        args = tuple(_one_line(value) for value in args)
+    elif isinstance(args, Mapping):
+        args = {key: _one_line(value) for key, value in args.items()}
+    message = str(record.msg)
+    return message % args if args else message
+
+
+def _one_line(value: object) -> object:
+    return value.replace("\n", "\\n") if isinstance(value, str) else value
+
+
 def redact_record(record: logging.LogRecord, *, hidden: tuple[str, ...] = ()) -> None:
     """The record's message, traceback and extra data, redacted in place, `hidden` (the
     running task's secret arguments) taken out of the text. A record whose message cannot
     be formatted is left for the handler to report as it would."""
     try:
         message = record.getMessage()
+        own_lines = _with_one_line_arguments(record)
     except Exception:  # the logging call's own bug: the handler reports it
         return
-    shown = visible_text(redact_text(hide_values(message, hidden)))  # no log injection
+    # No log injection: control characters written out, and a newline only where the
+    # message's own text has one, not inside a value it was given (a producer's task id).
+    shown = visible_text(redact_text(hide_values(own_lines, hidden)))
     if shown != message:
         record.msg, record.args = shown, None
     if record.exc_info:

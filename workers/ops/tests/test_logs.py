@@ -1,6 +1,8 @@
 """JSON logs with task context, and a correlation id from the request through every task."""
 
 import json
+import logging
+import sys
 
 import pytest
 
@@ -8,6 +10,7 @@ from tests.factories import CustomerFactory, invoice_event, post_event
 from tests.fixtures import PRIVATE_BROKER, publish_task, wait_for
 from workers.core.headers import CORRELATION_HEADER
 from workers.core.models import OutboxMessage
+from workers.ops.logs import TaskContextFilter
 
 
 def records(log) -> list[dict]:
@@ -80,3 +83,24 @@ def test_worker_logs_show_no_secret_of_a_failed_task_or_a_poison_message(celery_
         assert secret not in text, secret
     assert "[redacted]" in text
     assert lines
+
+
+def test_a_value_logged_cannot_start_a_line_of_its_own():
+    """A newline in a value a line was given (a producer's task id in Celery's "Task
+    name[id] received") started a forged line in the plain format. The message's own
+    newlines and a traceback's stay."""
+    try:
+        raise ValueError("first\nsecond")
+    except ValueError:
+        failure = sys.exc_info()
+    record = logging.LogRecord(
+        "celery.worker.strategy", logging.INFO, __file__, 1,
+        "Task %(name)s[%(id)s] received\nthe message's own line",
+        ({"name": "t", "id": "x\n2026-12-04 ERROR forged"},), failure)
+
+    TaskContextFilter().filter(record)
+    lines = logging.Formatter("%(message)s").format(record).splitlines()
+
+    assert lines[:2] == ["Task t[x\\n2026-12-04 ERROR forged] received",
+                         "the message's own line"]
+    assert lines[-2:] == ["ValueError: first", "second"]
