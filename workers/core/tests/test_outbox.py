@@ -4,6 +4,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import OperationalError as DjangoOperationalError
 from django.db import transaction
 from django.utils import timezone
@@ -100,6 +101,10 @@ def test_a_row_no_message_can_be_built_from_keeps_its_error_and_the_others_go(te
     assert "removed-in-a-deploy" in gone.last_error
     assert OutboxMessage.objects.filter(published_at__isnull=False).count() == 2
     assert "cannot be published, kept with its error" in caplog.text
+    OutboxMessage.objects.update(created_at=timezone.now() - timedelta(minutes=1))
+    with pytest.raises(CommandError, match="although the broker answers: each keeps its "
+                                           "reason in its last error"):
+        call_command("outbox", "sweep")  # not sent to look for a broker that is up
 
 
 @pytest.mark.django_db

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from workers.core.broker_health import broker_reachable
 from workers.core.outbox import outbox_pending_stats, outbox_sweep
 
 
@@ -26,8 +27,11 @@ class Command(BaseCommand):
         published = outbox_sweep(now=timezone.now())
         pending, oldest = outbox_pending_stats(now=timezone.now())
         self.stdout.write(f"published {published}, still unpublished {pending}")
-        if oldest is not None and oldest > settings.OUTBOX_SWEEP_GRACE:
-            raise CommandError("jobs past the grace period could not be published: is the "
-                               "broker reachable? (python manage.py check_services) A job "
-                               "refused on its own keeps its reason in its last error "
+        if oldest is None or oldest <= settings.OUTBOX_SWEEP_GRACE:
+            return
+        if broker_reachable():  # a job refused on its own (a queue gone in a deploy)
+            raise CommandError("jobs past the grace period are still unpublished although the "
+                               "broker answers: each keeps its reason in its last error "
                                "(admin: Outbox messages)")
+        raise CommandError("jobs past the grace period could not be published: is the "
+                           "broker reachable? (python manage.py check_services)")
