@@ -371,6 +371,12 @@ def visible_text(text: str) -> str:
     return _INVISIBLE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
+def visible_line(text: str) -> str:
+    """`text` as one line of what it holds: `visible_text`, with newlines and tabs written
+    out too, for a stored value (a task id, a name) printed inside a line of its own."""
+    return visible_text(text).replace("\n", "\\n").replace("\t", "\\t")
+
+
 def hide_values(text: str, values: Sequence[str]) -> str:
     """`text` with each of `values` (longest first) replaced by the redaction mark; one
     shorter than MIN_CALL_SECRET (a PIN) only where it stands alone, not inside a longer

@@ -20,7 +20,14 @@ from typing import Any
 from celery import current_app
 
 from workers.core.correlation import correlation_id
-from workers.core.redaction import call_secrets, hide_values, redact, redact_text, visible_text
+from workers.core.redaction import (
+    call_secrets,
+    hide_values,
+    redact,
+    redact_text,
+    visible_line,
+    visible_text,
+)
 from workers.core.routing import queue_of_routing_key
 
 #: A record's own attributes; any other one is extra data (`extra=`), which the JSON format
@@ -50,19 +57,20 @@ class TaskContextFilter(logging.Filter):
         return True
 
 
-def _with_one_line_arguments(record: logging.LogRecord) -> str:
-    """The record's message with a newline in any text argument written as `\\n`."""
+def _message_with_values_on_one_line(record: logging.LogRecord) -> str:
+    """The record's message as `getMessage` formats it, but with each text argument as
+    one line (`visible_line`)."""
     args = record.args
     if isinstance(args, tuple):
-        args = tuple(_one_line(value) for value in args)
+        args = tuple(_on_one_line(value) for value in args)
     elif isinstance(args, Mapping):
-        args = {key: _one_line(value) for key, value in args.items()}
+        args = {key: _on_one_line(value) for key, value in args.items()}
     message = str(record.msg)
     return message % args if args else message
 
 
-def _one_line(value: object) -> object:
-    return value.replace("\n", "\\n") if isinstance(value, str) else value
+def _on_one_line(value: object) -> object:
+    return visible_line(value) if isinstance(value, str) else value
 
 
 def redact_record(record: logging.LogRecord, *, hidden: tuple[str, ...] = ()) -> None:
@@ -70,14 +78,14 @@ def redact_record(record: logging.LogRecord, *, hidden: tuple[str, ...] = ()) ->
     running task's secret arguments) taken out of the text. A record whose message cannot
     be formatted is left for the handler to report as it would."""
     try:
-        message = record.getMessage()
-        own_lines = _with_one_line_arguments(record)
+        message = _message_with_values_on_one_line(record)
     except Exception:  # the logging call's own bug: the handler reports it
         return
     # No log injection: control characters written out, and a newline only where the
     # message's own text has one, not inside a value it was given (a producer's task id).
-    shown = visible_text(redact_text(hide_values(own_lines, hidden)))
-    if shown != message:
+    # Formatted once: a record with arguments always takes its formatted message.
+    shown = visible_text(redact_text(hide_values(message, hidden)))
+    if record.args or shown != message:
         record.msg, record.args = shown, None
     if record.exc_info:
         record.exc_text = _TRACEBACKS.formatException(record.exc_info)

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from workers.core.redaction import redact_call, redact_text, visible_text
+from workers.core.redaction import redact_call, redact_text, visible_line
 from workers.dead_letters.edits import EditRefused, dead_letter_edit_requeue
 from workers.dead_letters.export import FORMATS, dead_letters_export
 from workers.dead_letters.lifecycle import (
@@ -198,23 +198,23 @@ class Command(BaseCommand):
         if row is None:
             raise CommandError(f"no dead letter with id {dead_letter_id}")
         for label, value in (
-                ("task", _one_line(f"{row.task_name}[{row.task_id}] on {row.queue or '?'}")),
+                ("task", visible_line(f"{row.task_name}[{row.task_id}] on {row.queue or '?'}")),
                 ("status", row.status + (f" until {row.snoozed_until:%Y-%m-%d %H:%M}"
                                          if row.snoozed_until else "")),
-                ("cause", f"{row.fingerprint} {_one_line(row.exception_type)}: "
+                ("cause", f"{row.fingerprint} {visible_line(row.exception_type)}: "
                           f"{shown_text(row=row, text=row.message)}"),
                 ("failed", f"{row.failed_at:%Y-%m-%d %H:%M:%S} after {row.attempts} "
-                           f"attempt(s) on {_one_line(row.worker or '?')}"),
+                           f"attempt(s) on {visible_line(row.worker or '?')}"),
                 ("payload", _payload(row)),
                 ("replay of", row.replay_of_id or "-")):
             self.stdout.write(f"{label:>10}  {value}")
         for entry in row.attempt_errors:
             self.stdout.write(f"{'attempt ' + str(entry['attempt']):>10}  "
-                              f"{_one_line(entry['exception_type'])}: "
+                              f"{visible_line(entry['exception_type'])}: "
                               f"{shown_text(row=row, text=entry['message'])}")
         for event in row.events.order_by("at"):
-            self.stdout.write(f"{event.at:%Y-%m-%d %H:%M}  {_one_line(event.actor)}: "
-                              f"{event.get_action_display()} {_one_line(event.text)}".rstrip())
+            self.stdout.write(f"{event.at:%Y-%m-%d %H:%M}  {visible_line(event.actor)}: "
+                              f"{event.get_action_display()} {visible_line(event.text)}".rstrip())
 
     def _groups(self, *, open_only: bool) -> None:
         self.stdout.write(f"{'fingerprint':16}  {'open':>6}  {'all':>6}  {'24h':>5}  "
@@ -223,8 +223,8 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{group.fingerprint:16}  {group.open:>6}  {group.count:>6}  "
                 f"{group.last_day:>5}  {group.last_seen:%Y-%m-%d %H:%M}  "
-                f"{_one_line(group.task_name)}\n{'':>57}{_one_line(group.exception_type)}: "
-                f"{_one_line(redact_text(group.example)[:100])}")
+                f"{visible_line(group.task_name)}\n{'':>57}{visible_line(group.exception_type)}: "
+                f"{visible_line(redact_text(group.example)[:100])}")
 
     def _redrive(self, rows: QuerySet[DeadLetter], options: dict[str, Any]) -> None:
         try:
@@ -295,10 +295,10 @@ class Command(BaseCommand):
                           f"{'tries':>5}  task / exception / payload")
         for row in rows:
             self.stdout.write(
-                f"{row.pk:>6}  {row.status:9}  {_one_line(row.queue):8}  "
+                f"{row.pk:>6}  {row.status:9}  {visible_line(row.queue):8}  "
                 f"{row.failed_at:%Y-%m-%d %H:%M:%S}  {row.attempts:>5}  "
-                f"{_one_line(row.task_name)}\n{'':>58}{_one_line(row.exception_type)}: "
-                f"{_one_line(shown_text(row=row, text=row.message)[:100])}\n"
+                f"{visible_line(row.task_name)}\n{'':>58}{visible_line(row.exception_type)}: "
+                f"{visible_line(shown_text(row=row, text=row.message)[:100])}\n"
                 f"{'':>58}{_payload(row)}"
             )
 
@@ -335,12 +335,6 @@ class Command(BaseCommand):
             time.sleep(0.05)
         raise CommandError(f"drill failed: no dead letter for task {task_id} within "
                            f"{timeout:.0f}s; is worker-critical running?")
-
-
-def _one_line(text: str) -> str:
-    """A stored field as one line of the terminal: task ids, names and queues are whatever
-    a producer wrote, and their control characters cleared the screen or forged lines."""
-    return visible_text(text).replace("\n", "\\n").replace("\t", "\\t")
 
 
 def _payload(row: DeadLetter) -> str:
