@@ -11,6 +11,7 @@ an error tracker's query spans. PostgreSQL only: callers keep Django's cursor el
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import cache
 
 import psycopg
 from django.db import DataError, connection, models
@@ -50,10 +51,15 @@ def refuse_longer_than_columns(model: type[models.Model], texts: dict[str, str])
     whose excess is spaces cut to the length instead of refusing it: "k" * 255 + " " would
     be stored as, and later taken for, "k" * 255 (raw statements skip the ORM's checks)."""
     for field, text in texts.items():
-        limit = getattr(model._meta.get_field(field), "max_length", None) or 0
+        limit = _column_length(model, field)
         if len(text) > limit:
             raise DataError(f"a {model._meta.model_name} {field} of {len(text)} characters "
                             f"is longer than the {limit} the table holds")
+
+
+@cache
+def _column_length(model: type[models.Model], field: str) -> int:
+    return getattr(model._meta.get_field(field), "max_length", None) or 0
 
 
 def _literal(escape: Callable[[bytes], bytes], value: Value) -> bytes:

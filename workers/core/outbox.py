@@ -75,9 +75,9 @@ def _insert(jobs: list[OutboxMessage]) -> list[OutboxMessage]:
     value by value, as the database took to run it (docs/performance.md)."""
     if connection.vendor != "postgresql" or not jobs:
         return OutboxMessage.objects.bulk_create(jobs)
-    for job in jobs:
-        refuse_longer_than_columns(OutboxMessage, {
-            "task_id": job.task_id, "task_name": job.task_name, "queue": job.queue})
+    refuse_longer_than_columns(OutboxMessage, {  # the longest of each: once a batch
+        field: max((getattr(job, field) for job in jobs), key=len)
+        for field in ("task_id", "task_name", "queue")})
     columns: dict[str, tuple[str, list[Any]]] = {
         "task_id": ("varchar", [job.task_id for job in jobs]),
         "task_name": ("varchar", [job.task_name for job in jobs]),
