@@ -57,20 +57,29 @@ class TaskContextFilter(logging.Filter):
         return True
 
 
-def _message_with_values_on_one_line(record: logging.LogRecord) -> str:
+def _message_with_values_on_one_line(record: logging.LogRecord) -> tuple[str, bool]:
     """The record's message as `getMessage` formats it, but with each text argument as
-    one line (`visible_line`)."""
+    one line (`visible_line`); and whether that changed any argument."""
     args = record.args
+    changed = False
     if isinstance(args, tuple):
-        args = tuple(_on_one_line(value) for value in args)
+        shown = tuple(_on_one_line(value) for value in args)
+        changed = any(value is not one_line for value, one_line in zip(args, shown, strict=True))
+        args = shown
     elif isinstance(args, Mapping):
-        args = {key: _on_one_line(value) for key, value in args.items()}
+        shown_map = {key: _on_one_line(value) for key, value in args.items()}
+        changed = any(value is not shown_map[key] for key, value in args.items())
+        args = shown_map
     message = str(record.msg)
-    return message % args if args else message
+    return (message % args if args else message), changed
 
 
 def _on_one_line(value: object) -> object:
-    return visible_line(value) if isinstance(value, str) else value
+    """A text argument as one line; the same object when that changes nothing."""
+    if not isinstance(value, str):
+        return value
+    one_line = visible_line(value)
+    return value if one_line == value else one_line
 
 
 def redact_record(record: logging.LogRecord, *, hidden: tuple[str, ...] = ()) -> None:
@@ -78,14 +87,14 @@ def redact_record(record: logging.LogRecord, *, hidden: tuple[str, ...] = ()) ->
     running task's secret arguments) taken out of the text. A record whose message cannot
     be formatted is left for the handler to report as it would."""
     try:
-        message = _message_with_values_on_one_line(record)
+        message, values_changed = _message_with_values_on_one_line(record)
     except Exception:  # the logging call's own bug: the handler reports it
         return
     # No log injection: control characters written out, and a newline only where the
     # message's own text has one, not inside a value it was given (a producer's task id).
-    # Formatted once: a record with arguments always takes its formatted message.
+    # A record left as it is keeps its arguments apart (Sentry's scrubbing reads them).
     shown = visible_text(redact_text(hide_values(message, hidden)))
-    if record.args or shown != message:
+    if values_changed or shown != message:
         record.msg, record.args = shown, None
     if record.exc_info:
         record.exc_text = _TRACEBACKS.formatException(record.exc_info)
