@@ -17,11 +17,22 @@ urgent, so nothing could be put ahead of ordinary work); here the fetch takes th
 `priority_steps` from the highest down, and ordinary messages, on the queue's primary key,
 come last (workers/core/priorities.py maps Django's priorities onto the steps).
 
+A worker's acks ride on its next fetch. kombu acknowledges with a MULTI/EXEC of its own,
+a round trip the worker's event loop waits on for every task (a quarter of the main
+process's time in a no-op drain, which that process bounds). In the event loop an ack
+gives the delivery's credit back at once and leaves its tag with the channel; the next
+fetch script removes the tags' records before it pops, in the same round trip, and a
+timer sends what no fetch took (a channel not fetching: cancelled, or shutting down).
+A worker killed before then leaves those records, and the visibility timeout brings
+the messages back as it brings back a task killed just before its ack: the at-least-once
+every platform task already allows (effect-once keys skip the rerun).
+
 Everything here leans on kombu's Redis channel internals; every private name it uses is
 checked by workers/runtime/tests/test_celery_internals.py.
 """
 
 import logging
+from collections import deque
 from queue import Empty
 from time import monotonic, time
 from typing import Any
@@ -36,13 +47,19 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 logger = logging.getLogger(__name__)
 
 #: KEYS: the queue keys in BRPOP's order, then the unacked hash and its index.
-#: ARGV[1]: the index score (now); ARGV[1 + i]: "1" if KEYS[i] is consumed without acks.
+#: ARGV[1]: the index score (now); ARGV[1 + i]: "1" if KEYS[i] is consumed without acks;
+#: the ARGV after those: delivery tags acknowledged since the last fetch, whose records
+#: go first.
 #: Returns {i, item, recorded} or nil; `recorded` is 1 if the script wrote the unacked
 #: records. It cannot for an item cjson does not decode: not a kombu message, or one whose
 #: JSON holds text cjson refuses (a lone surrogate's "\ud800", which Python writes and
 #: reads); kombu's own second round trip records that one (QoS.append).
 FETCH_SCRIPT = """
 local n = #KEYS - 2
+for j = n + 2, #ARGV do
+    redis.call('ZREM', KEYS[n + 2], ARGV[j])
+    redis.call('HDEL', KEYS[n + 1], ARGV[j])
+end
 for i = 1, n do
     local item = redis.call('RPOP', KEYS[i])
     if item then
@@ -79,7 +96,9 @@ class QoS(kombu_redis.QoS):
             super().append(message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
-        """Acknowledge; if Redis is gone, still give the delivery's credit back.
+        """Acknowledge: in a worker's event loop on the next fetch (the module's
+        docstring); elsewhere at once, and if Redis is gone, still give the delivery's
+        credit back.
 
         kombu forgets a delivery only once Redis has removed its unacked record. Acks that
         fail while Redis is down (tasks finishing during the outage) then keep the
@@ -87,6 +106,11 @@ class QoS(kombu_redis.QoS):
         lost connection and never reconnects. The record, if Redis kept it, brings the
         message back after the visibility timeout (effect-once tasks skip the rerun).
         """
+        transport = self.channel.connection  # None once the channel is closed
+        if transport is not None and transport.acks_ride_on_fetch:
+            virtual.QoS.ack(self, delivery_tag)
+            self.channel.acks_pending.append(delivery_tag)
+            return
         try:
             super().ack(delivery_tag)
         except self.channel.connection_errors as exc:
@@ -135,6 +159,9 @@ class Channel(kombu_redis.Channel):
         self._fetch_next = True
         self._fetch_keys: list[str] = []
         self._command_client: Any = None
+        #: Tags acknowledged in the event loop whose records no fetch has removed yet (a
+        #: deque: a thread pool's threads ack too).
+        self.acks_pending: deque[str] = deque()
         super().__init__(*args, **kwargs)
 
     def _create_client(self, asynchronous: bool = False) -> Any:
@@ -259,7 +286,41 @@ class Channel(kombu_redis.Channel):
         return ["EVAL", FETCH_SCRIPT, len(keys) + 2,
                 *(self._prefixed(key) for key in keys),
                 self._prefixed(self.unacked_key), self._prefixed(self.unacked_index_key),
-                repr(time()), *("1" if flag else "0" for flag in no_ack)]
+                repr(time()), *("1" if flag else "0" for flag in no_ack),
+                *self._take_pending_acks()]
+
+    def _take_pending_acks(self) -> list[str]:
+        """The tags acknowledged since the last fetch, now on their way. If their round
+        trip fails they are not sent again: their records stay, and the visibility
+        timeout brings the messages back, as after an ack that fails."""
+        pending, taken = self.acks_pending, []
+        while pending:
+            taken.append(pending.popleft())
+        return taken
+
+    def flush_acks(self) -> None:
+        """Remove the records of the acks no fetch took, in one round trip.
+
+        Called by the transport's timer and at close. A lost connection found here is
+        raised by the next poll (QoS.can_consume), as an ack's would have been.
+        """
+        tags = self._take_pending_acks()
+        if not tags:
+            return
+        try:
+            with self.conn_or_acquire() as client:
+                client.pipeline().zrem(self.unacked_index_key, *tags).hdel(
+                    self.unacked_key, *tags).execute()
+        except self.connection_errors as exc:
+            self.connection_lost = exc
+            logger.warning("could not remove the records of %d acknowledged messages (%s); "
+                           "the visibility timeout will bring them back", len(tags), exc)
+
+    def close(self) -> None:
+        """Send the acks still pending before kombu's close hands back the deliveries."""
+        if not self.closed and self.connection is not None:
+            self.flush_acks()
+        super().close()
 
     def decode_body(self, body: Any, encoding: str | None = None) -> Any:
         """kombu's, except that a body its declared encoding cannot decode (base64 that is
@@ -297,10 +358,36 @@ class Transport(kombu_redis.Transport):
 
     Channel = Channel
 
+    #: Seconds between sends of the acks that no fetch took.
+    ack_flush_interval = 0.5
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: Delivery tags whose unacked records the fetch already wrote.
         self.recorded_tags: set[str] = set()
+        #: Whether acks wait for the next fetch: only in an event loop, whose timer sends
+        #: what no fetch took.
+        self.acks_ride_on_fetch = False
+        self._ack_flush_timer: Any = None
+
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        super().register_with_event_loop(connection, loop)
+        if self._ack_flush_timer is not None:  # a reconnect registers again
+            self._ack_flush_timer.cancel()
+        self._ack_flush_timer = loop.call_repeatedly(self.ack_flush_interval, self._flush_acks)
+        self.acks_ride_on_fetch = True
+
+    def _flush_acks(self) -> None:
+        for channel in list(self.channels or ()):
+            channel.flush_acks()
+
+    def close_connection(self, connection: Any) -> None:
+        """Close the channels (each sends its pending acks), then stop the timer: a
+        reconnect's transport is a new one with a timer of its own."""
+        super().close_connection(connection)
+        if self._ack_flush_timer is not None:
+            self._ack_flush_timer.cancel()
+            self._ack_flush_timer = None
 
 
 class SentinelChannel(Channel, kombu_redis.SentinelChannel):

@@ -134,6 +134,29 @@ def test_redis_channel_internals_the_atomic_fetch_replaces_or_calls():
         assert connection.transport.driver_type == "redis"  # keeps worker_disable_prefetch
 
 
+def test_the_transport_internals_acks_riding_on_the_fetch_use():
+    """workers/runtime/redis_transport.py: kombu's virtual QoS gives a delivery's credit
+    back in `ack` (`_quick_ack`) and counts it in `can_consume`; the Redis transport
+    registers with the worker's hub (`register_with_event_loop`, `call_repeatedly`) and
+    closes its channels in `close_connection`, where each channel drops its transport
+    (`connection = None`) and leaves `channels`."""
+    source = inspect.getsource(virtual.QoS)
+    assert "self._quick_ack(delivery_tag)" in inspect.getsource(virtual.QoS.ack)
+    assert "len(self._dirty)" in inspect.getsource(virtual.QoS.can_consume)
+    assert "self._quick_ack = self._dirty.add" in source
+    assert parameters(kombu_redis.Transport.register_with_event_loop) == [
+        "self", "connection", "loop"]
+    assert "loop.call_repeatedly(" in inspect.getsource(
+        kombu_redis.Transport.register_with_event_loop)
+    assert parameters(virtual.Transport.close_connection) == ["self", "connection"]
+    assert "channel.close()" in inspect.getsource(virtual.Transport.close_connection)
+    closing = inspect.getsource(virtual.Transport.close_channel)
+    assert "self.channels.remove(channel)" in closing
+    assert "channel.connection = None" in closing
+    assert "self._qos.restore_unacked_once()" in inspect.getsource(virtual.Channel.close)
+    assert "_remove_from_indices" in inspect.getsource(kombu_redis.QoS.reject)
+
+
 def test_redis_sentinel_channel_the_atomic_fetch_mixes_into():
     """workers/runtime/redis_transport.py: kombu's Sentinel channel finds the primary in
     its pool (`_get_pool`) and reads its options from the transport options; the atomic

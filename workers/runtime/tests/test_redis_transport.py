@@ -2,11 +2,13 @@
 
 import json
 import select
+from collections.abc import Callable, Iterator
 from time import monotonic
 
 import pytest
 import redis
 from kombu import Connection, Exchange, Queue
+from kombu.asynchronous import Hub
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
@@ -308,3 +310,55 @@ def test_a_body_its_encoding_cannot_decode_is_a_dead_letter_not_a_dead_worker(ce
     wait_for(lambda: f"Task tests.tasks.log_line[{after}] succeeded" in log.read_text(),
              what="the worker to run the next job")
     assert "Unrecoverable error" not in log.read_text()
+
+
+@pytest.fixture
+def hub() -> Iterator[Hub]:
+    loop = Hub()
+    yield loop
+    loop.close()
+
+
+def turn_until(loop: Iterator[None], condition: Callable[[], object], *, what: str) -> None:
+    """Run the event loop, a turn at a time, until `condition` holds."""
+    wait_for(lambda: next(loop) or condition(), what=what)
+
+
+def test_in_a_worker_loop_an_ack_rides_on_the_next_fetch_or_the_timer_or_the_close(
+        store, hub):
+    """The ack's own round trip was a quarter of a worker's main process in a drain. In
+    the event loop the ack gives its credit back at once and its record goes with the
+    fetch that takes the next message; with no fetch coming (the consumer cancelled), the
+    transport's timer sends it; a closing channel sends what is left."""
+    received: list = []
+    with connect(ATOMIC) as connection:
+        for n in range(3):
+            publish(connection, {"n": n})
+        connection.register_with_event_loop(hub)
+        channel = connection.default_channel
+        channel.basic_qos(prefetch_count=1)
+        loop = hub.create_loop()
+        consumer = connection.Consumer(QUEUE, channel=channel, callbacks=[
+            lambda body, message: received.append(message)])
+        consumer.consume()
+        turn_until(loop, lambda: received, what="the first delivery")
+        first = received[0]
+        assert store.hexists("unacked", first.delivery_tag)
+
+        first.ack()
+        assert channel.qos.can_consume()  # the credit is back at once...
+        assert store.hexists("unacked", first.delivery_tag)  # ...the record is not yet
+        turn_until(loop, lambda: len(received) == 2, what="the second delivery")
+        assert not store.hexists("unacked", first.delivery_tag)  # gone with that fetch
+        assert not store.zscore("unacked_index", first.delivery_tag)
+
+        consumer.cancel()  # no fetch will follow this ack
+        received[1].ack()
+        turn_until(loop, lambda: store.hlen("unacked") == 0, what="the timer to send the ack")
+        assert store.zcard("unacked_index") == 0
+
+        third = channel.basic_get(QUEUE.name)
+        assert store.hexists("unacked", third.delivery_tag)
+        third.ack()
+    assert store.hlen("unacked") == store.zcard("unacked_index") == 0  # sent at the close
+    assert store.llen("rt") == 0  # and nothing handed back
