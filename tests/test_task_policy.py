@@ -123,3 +123,22 @@ def test_reliability_defaults():
     assert conf.task_ignore_result is True
     assert conf.worker_max_tasks_per_child
     assert conf.worker_max_memory_per_child
+
+
+@pytest.mark.broker
+def test_a_replay_is_noted_with_its_ack_only_where_the_ack_can_carry_it():
+    """The main process notes a successful replay with its ack on the platform's Redis
+    (workers/runtime/request.py); the pool process notes it everywhere else: on RabbitMQ,
+    for a task acknowledged before it runs, or for a task with a request class of its own
+    (whose acks do not carry the note). A note nobody writes leaves the row "requeued"."""
+    from celery.worker.request import Request
+
+    from workers.runtime.request import replay_noted_with_ack
+
+    task = app.tasks["tests.tasks.log_line"]
+    on_redis = not settings.BROKER_IS_RABBITMQ
+    assert replay_noted_with_ack(task) is on_redis
+    early = type("Early", (), {"acks_late": False, "Request": task.Request})
+    assert not replay_noted_with_ack(early)
+    own = type("Own", (), {"acks_late": True, "Request": Request})
+    assert not replay_noted_with_ack(own)

@@ -2,10 +2,12 @@
 its row is resolved with others in one UPDATE.
 
 Resolving each row as its replay succeeded cost an UPDATE and a durable commit per job,
-half a requeue's time (docs/performance.md). Now the success is an RPUSH; whoever pushes
-the RESOLVE_BATCH-th note resolves a batch, each worker's main process resolves what is
-noted every RESOLVE_EVERY seconds (workers/runtime/replay_resolution.py), and beat's spool
-drain does too, for a worker that has stopped.
+half a requeue's time (docs/performance.md). Now the success is an RPUSH: by the worker's
+main process with the replay's ack on a Redis broker (workers/runtime/request.py), else by
+the pool process, which then resolves a batch if its note is the RESOLVE_BATCH-th. Each
+worker's main process resolves what is noted every RESOLVE_EVERY seconds
+(workers/runtime/replay_resolution.py), and beat's spool drain does too, for a worker that
+has stopped.
 
 A batch is claimed by moving its notes to a claim list of its own in one step, and the
 claim is deleted once its UPDATE has committed; a process killed in between leaves the
@@ -47,12 +49,17 @@ return notes
 """
 
 
+def replay_note(*, dead_letter_id: int, replay_task_id: str) -> str:
+    """What is pushed onto PENDING_KEY for a replay that succeeded."""
+    return json.dumps([dead_letter_id, replay_task_id])
+
+
 def replay_succeeded(*, dead_letter_id: int, replay_task_id: str) -> None:
     """Note that a dead letter's replay succeeded; resolve a batch if this one fills it.
     With Redis unreachable (beside RabbitMQ) the row is resolved on its own, as before."""
     try:
-        pending = redis_client().rpush(PENDING_KEY,
-                                       json.dumps([dead_letter_id, replay_task_id]))
+        pending = redis_client().rpush(PENDING_KEY, replay_note(
+            dead_letter_id=dead_letter_id, replay_task_id=replay_task_id))
     except redis.RedisError:
         _resolve(ids=[dead_letter_id], task_ids=[replay_task_id])
         return

@@ -46,24 +46,28 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 logger = logging.getLogger(__name__)
 
-#: KEYS: the queue keys in BRPOP's order, then the unacked hash and its index.
-#: ARGV[1]: the index score (now); ARGV[1 + i]: "1" if KEYS[i] is consumed without acks;
-#: the ARGV after those: delivery tags acknowledged since the last fetch, whose records
-#: go first.
+#: KEYS: the n queue keys in BRPOP's order, the unacked hash and its index, then the keys
+#: of the pushes that go with the acks.
+#: ARGV[1]: the index score (now); ARGV[2]: n; ARGV[3]: m, the number of acks;
+#: ARGV[3 + i]: "1" if KEYS[i] is consumed without acks; then the m delivery tags
+#: acknowledged since the last fetch, whose records go first; then the value of each push.
 #: Returns {i, item, recorded} or nil; `recorded` is 1 if the script wrote the unacked
 #: records. It cannot for an item cjson does not decode: not a kombu message, or one whose
 #: JSON holds text cjson refuses (a lone surrogate's "\ud800", which Python writes and
 #: reads); kombu's own second round trip records that one (QoS.append).
 FETCH_SCRIPT = """
-local n = #KEYS - 2
-for j = n + 2, #ARGV do
+local n, m = tonumber(ARGV[2]), tonumber(ARGV[3])
+for j = 4 + n, 3 + n + m do
     redis.call('ZREM', KEYS[n + 2], ARGV[j])
     redis.call('HDEL', KEYS[n + 1], ARGV[j])
+end
+for k = n + 3, #KEYS do
+    redis.call('RPUSH', KEYS[k], ARGV[k + m + 1])
 end
 for i = 1, n do
     local item = redis.call('RPOP', KEYS[i])
     if item then
-        if ARGV[i + 1] ~= '1' then
+        if ARGV[3 + i] ~= '1' then
             local ok, payload = pcall(cjson.decode, item)
             if ok and type(payload) == 'table' and type(payload['properties']) == 'table' then
                 local properties = payload['properties']
@@ -159,9 +163,11 @@ class Channel(kombu_redis.Channel):
         self._fetch_next = True
         self._fetch_keys: list[str] = []
         self._command_client: Any = None
-        #: Tags acknowledged in the event loop whose records no fetch has removed yet (a
-        #: deque: a thread pool's threads ack too).
+        #: Tags acknowledged in the event loop whose records no fetch has removed yet, and
+        #: the (key, value) pushes that go with them (deques: a thread pool's threads ack
+        #: too).
         self.acks_pending: deque[str] = deque()
+        self.pushes_pending: deque[tuple[str, str]] = deque()
         super().__init__(*args, **kwargs)
 
     def _create_client(self, asynchronous: bool = False) -> Any:
@@ -281,36 +287,57 @@ class Channel(kombu_redis.Channel):
     def _urgent_first(self) -> list[int]:
         return sorted(self.priority_steps, reverse=True)
 
+    def push_with_ack(self, key: str, value: str) -> None:
+        """RPUSH `value` onto `key` (unprefixed: a key of the platform's own) in the round
+        trip of the next ack, the delivery's own when called just before it: both happen
+        or neither does. Outside an event loop, at once."""
+        transport = self.connection
+        if transport is not None and transport.acks_ride_on_fetch:
+            self.pushes_pending.append((key, value))
+            return
+        with self.conn_or_acquire() as client:
+            client.rpush(key, value)
+
     def _fetch_command(self, keys: list[str], *, no_ack: list[bool]) -> list[Any]:
+        tags, pushes = self._take_pending()
         # EVAL, not EVALSHA: the script cache is empty after a Redis restart.
-        return ["EVAL", FETCH_SCRIPT, len(keys) + 2,
+        return ["EVAL", FETCH_SCRIPT, len(keys) + 2 + len(pushes),
                 *(self._prefixed(key) for key in keys),
                 self._prefixed(self.unacked_key), self._prefixed(self.unacked_index_key),
-                repr(time()), *("1" if flag else "0" for flag in no_ack),
-                *self._take_pending_acks()]
+                *(key for key, _ in pushes),
+                repr(time()), len(keys), len(tags), *("1" if flag else "0" for flag in no_ack),
+                *tags, *(value for _, value in pushes)]
 
-    def _take_pending_acks(self) -> list[str]:
-        """The tags acknowledged since the last fetch, now on their way. If their round
-        trip fails they are not sent again: their records stay, and the visibility
-        timeout brings the messages back, as after an ack that fails."""
-        pending, taken = self.acks_pending, []
-        while pending:
-            taken.append(pending.popleft())
-        return taken
+    def _take_pending(self) -> tuple[list[str], list[tuple[str, str]]]:
+        """The acks and pushes since the last fetch, now on their way. If their round
+        trip fails they are not sent again: the acks' records stay, and the visibility
+        timeout brings the messages back, as after an ack that fails (a push goes with
+        its ack: the rerun pushes it)."""
+        tags: list[str] = []
+        pushes: list[tuple[str, str]] = []
+        while self.acks_pending:
+            tags.append(self.acks_pending.popleft())
+        while self.pushes_pending:
+            pushes.append(self.pushes_pending.popleft())
+        return tags, pushes
 
     def flush_acks(self) -> None:
-        """Remove the records of the acks no fetch took, in one round trip.
+        """Send the acks and pushes no fetch took, in one transaction.
 
         Called by the transport's timer and at close. A lost connection found here is
         raised by the next poll (QoS.can_consume), as an ack's would have been.
         """
-        tags = self._take_pending_acks()
-        if not tags:
+        tags, pushes = self._take_pending()
+        if not tags and not pushes:
             return
         try:
             with self.conn_or_acquire() as client:
-                client.pipeline().zrem(self.unacked_index_key, *tags).hdel(
-                    self.unacked_key, *tags).execute()
+                pipe = client.pipeline()
+                if tags:
+                    pipe.zrem(self.unacked_index_key, *tags).hdel(self.unacked_key, *tags)
+                for key, value in pushes:
+                    pipe.rpush(key, value)
+                pipe.execute()
         except self.connection_errors as exc:
             self.connection_lost = exc
             logger.warning("could not remove the records of %d acknowledged messages (%s); "

@@ -1,7 +1,7 @@
 """A worker bootstep that resolves, every RESOLVE_EVERY seconds, the dead letters whose
-replays this worker's pool (or any other) noted as succeeded
-(workers/dead_letters/replay_resolutions.py): so a replay's row shows "resolved" about a
-second after it ran, and a burst of replays costs an UPDATE a batch."""
+replays this worker (or any other) noted as succeeded
+(workers/dead_letters/replay_resolutions.py): so a replay's row shows "resolved" within a
+quarter of a second after it ran, and a burst of replays costs an UPDATE a batch."""
 
 import logging
 from typing import Any
@@ -14,7 +14,7 @@ from workers.runtime.timers import RepeatingStep
 
 logger = logging.getLogger(__name__)
 
-RESOLVE_EVERY = 1.0  # seconds
+RESOLVE_EVERY = 0.25  # seconds: a pass with nothing noted is two round trips to Redis
 
 
 def resolve_noted() -> None:

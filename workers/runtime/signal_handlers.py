@@ -47,6 +47,7 @@ from workers.dead_letters.services import (
     dead_letter_record,
 )
 from workers.runtime.attempts import attempt_error_push, attempt_errors_take, retry_over
+from workers.runtime.request import replay_noted_with_ack
 
 logger = logging.getLogger(__name__)
 
@@ -167,9 +168,12 @@ def release_dedup_key(*, sender: Any, task_id: str, state: str | None = None,
 
 @task_success.connect
 def resolve_replayed_dead_letter(sender: Any = None, **_: Any) -> None:
+    """Note a successful replay, unless the worker's main process notes it with the ack
+    (workers/runtime/request.py)."""
     request = sender.request
     dead_letter_id = request.get(REPLAY_HEADER)
-    if dead_letter_id is not None:
+    if dead_letter_id is not None and (getattr(request, "is_eager", False)
+                                       or not replay_noted_with_ack(sender)):
         replay_succeeded(dead_letter_id=dead_letter_id, replay_task_id=request.id)
 
 

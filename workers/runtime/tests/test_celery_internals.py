@@ -157,6 +157,20 @@ def test_the_transport_internals_acks_riding_on_the_fetch_use():
     assert "_remove_from_indices" in inspect.getsource(kombu_redis.QoS.reject)
 
 
+def test_the_request_internals_a_replay_noted_with_its_ack_reads():
+    """workers/runtime/request.py: a request's ack after success comes once the worker's
+    state holds its id as successful (`task_ready(successful=True)`, in the request class
+    Celery builds for the pool), and the request's message headers are `_request_dict`."""
+    from celery.worker.request import create_request_cls
+
+    source = inspect.getsource(create_request_cls)
+    assert source.index("task_ready(self, successful=True)") < source.index(
+        "self.acknowledge()")
+    assert "successful_requests.add(request.id)" in inspect.getsource(worker_state.task_ready)
+    assert "message.headers.copy()" in inspect.getsource(celery_request.Request.__init__)
+    assert "if not self.acknowledged:" in inspect.getsource(celery_request.Request.acknowledge)
+
+
 def test_redis_sentinel_channel_the_atomic_fetch_mixes_into():
     """workers/runtime/redis_transport.py: kombu's Sentinel channel finds the primary in
     its pool (`_get_pool`) and reads its options from the transport options; the atomic

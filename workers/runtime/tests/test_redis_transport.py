@@ -362,3 +362,36 @@ def test_in_a_worker_loop_an_ack_rides_on_the_next_fetch_or_the_timer_or_the_clo
         third.ack()
     assert store.hlen("unacked") == store.zcard("unacked_index") == 0  # sent at the close
     assert store.llen("rt") == 0  # and nothing handed back
+
+
+def test_a_push_goes_with_the_next_ack_in_the_loop_and_at_once_outside_it(store, hub):
+    """What a successful replay's note rides on (workers/runtime/request.py): in the event
+    loop the push waits for the ack's round trip, the fetch's or the timer's; the two are
+    one step. Elsewhere it is sent at once."""
+    received: list = []
+    with connect(ATOMIC) as connection:
+        publish(connection, {"n": 1})
+        publish(connection, {"n": 2})
+        channel = connection.default_channel
+        channel.push_with_ack("notes", "outside")
+        assert store.lrange("notes", 0, -1) == [b"outside"]
+
+        connection.register_with_event_loop(hub)
+        channel.basic_qos(prefetch_count=1)
+        loop = hub.create_loop()
+        consumer = connection.Consumer(QUEUE, channel=channel, callbacks=[
+            lambda body, message: received.append(message)])
+        consumer.consume()
+        turn_until(loop, lambda: received, what="the first delivery")
+        channel.push_with_ack("notes", "with the fetch")
+        received[0].ack()
+        assert store.llen("notes") == 1
+        turn_until(loop, lambda: len(received) == 2, what="the second delivery")
+        assert store.lrange("notes", 0, -1) == [b"outside", b"with the fetch"]
+        assert not store.hexists("unacked", received[0].delivery_tag)
+
+        consumer.cancel()
+        channel.push_with_ack("notes", "with the timer")
+        received[1].ack()
+        turn_until(loop, lambda: store.llen("notes") == 3, what="the timer")
+        assert store.hlen("unacked") == 0
