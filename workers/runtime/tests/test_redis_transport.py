@@ -7,7 +7,7 @@ from time import monotonic
 
 import pytest
 import redis
-from kombu import Connection, Exchange, Queue
+from kombu import Connection, Consumer, Exchange, Queue
 from kombu.asynchronous import Hub
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
@@ -324,6 +324,20 @@ def turn_until(loop: Iterator[None], condition: Callable[[], object], *, what: s
     wait_for(lambda: next(loop) or condition(), what=what)
 
 
+def consume_in_loop(connection: Connection, hub: Hub,
+                    received: list) -> tuple[Iterator[None], Consumer]:
+    """The connection's default channel consuming QUEUE one message at a time in `hub`'s
+    loop, as a worker's does; returns once the first message is in `received`."""
+    connection.register_with_event_loop(hub)
+    connection.default_channel.basic_qos(prefetch_count=1)
+    loop = hub.create_loop()
+    consumer = connection.Consumer(QUEUE, channel=connection.default_channel, callbacks=[
+        lambda body, message: received.append(message)])
+    consumer.consume()
+    turn_until(loop, lambda: received, what="the first delivery")
+    return loop, consumer
+
+
 def test_in_a_worker_loop_an_ack_rides_on_the_next_fetch_or_the_timer_or_the_close(
         store, hub):
     """The ack's own round trip was a quarter of a worker's main process in a drain. In
@@ -334,14 +348,8 @@ def test_in_a_worker_loop_an_ack_rides_on_the_next_fetch_or_the_timer_or_the_clo
     with connect(ATOMIC) as connection:
         for n in range(3):
             publish(connection, {"n": n})
-        connection.register_with_event_loop(hub)
         channel = connection.default_channel
-        channel.basic_qos(prefetch_count=1)
-        loop = hub.create_loop()
-        consumer = connection.Consumer(QUEUE, channel=channel, callbacks=[
-            lambda body, message: received.append(message)])
-        consumer.consume()
-        turn_until(loop, lambda: received, what="the first delivery")
+        loop, consumer = consume_in_loop(connection, hub, received)
         first = received[0]
         assert store.hexists("unacked", first.delivery_tag)
 
@@ -376,13 +384,7 @@ def test_a_push_goes_with_the_next_ack_in_the_loop_and_at_once_outside_it(store,
         channel.push_with_ack("notes", "outside")
         assert store.lrange("notes", 0, -1) == [b"outside"]
 
-        connection.register_with_event_loop(hub)
-        channel.basic_qos(prefetch_count=1)
-        loop = hub.create_loop()
-        consumer = connection.Consumer(QUEUE, channel=channel, callbacks=[
-            lambda body, message: received.append(message)])
-        consumer.consume()
-        turn_until(loop, lambda: received, what="the first delivery")
+        loop, consumer = consume_in_loop(connection, hub, received)
         channel.push_with_ack("notes", "with the fetch")
         received[0].ack()
         assert store.llen("notes") == 1
