@@ -18,6 +18,7 @@ leaves those rows "requeued", their replays run: the note is the only record of 
 """
 
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -27,7 +28,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from workers.core.platform_redis import redis_client, redis_text
+from workers.core.redaction import visible_line
 from workers.dead_letters.models import DeadLetter
+
+logger = logging.getLogger(__name__)
 
 # One hash tag: the script touches all three keys (a Redis Cluster keeps them together).
 PENDING_KEY = "{workers:replays}:succeeded"
@@ -37,6 +41,7 @@ CLAIM_PREFIX = "{workers:replays}:claim:"
 RESOLVE_BATCH = 200
 #: Seconds after which a claim is taken for the work of a process that died.
 CLAIM_ABANDONED = 60
+BIGINT_END = 2**63  # a dead letter's id is a PostgreSQL bigint
 
 # Moves up to ARGV[1] notes from the pending list to a new claim list, atomically.
 _CLAIM = """
@@ -89,13 +94,29 @@ def replays_resolve(*, limit: int | None = None) -> int:
 
 
 def _resolve_claim(claim: str, notes: list[Any]) -> int:
-    pairs = [json.loads(note) for note in notes]
-    resolved = _resolve(ids=[int(pair[0]) for pair in pairs],
-                        task_ids=[str(pair[1]) for pair in pairs]) if pairs else 0
+    pairs = [pair for pair in map(_parsed_note, notes) if pair is not None]
+    resolved = _resolve(ids=[pair[0] for pair in pairs],
+                        task_ids=[pair[1] for pair in pairs]) if pairs else 0
     client = redis_client()
     client.delete(claim)
     client.zrem(CLAIMS_KEY, claim)
     return resolved
+
+
+def _parsed_note(note: Any) -> tuple[int, str] | None:
+    """(dead letter id, replay task id), or None for a note no replay of a row could have
+    written: its id comes from the message's `replay_of` header, which any producer can
+    set. One such note failed the UPDATE of every note claimed with it, on every pass."""
+    try:
+        dead_letter_id, task_id = json.loads(redis_text(note))
+    except (ValueError, TypeError):
+        dead_letter_id = task_id = None
+    if (type(dead_letter_id) is not int or not 0 < dead_letter_id < BIGINT_END
+            or not isinstance(task_id, str)):
+        logger.warning("dropped a replay note no dead letter's replay wrote: %s",
+                       visible_line(redis_text(note)[:200]))
+        return None
+    return dead_letter_id, task_id
 
 
 @transaction.atomic

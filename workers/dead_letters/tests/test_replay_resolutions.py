@@ -8,6 +8,8 @@ import time
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from tests.factories import DeadLetterFactory
 from workers.dead_letters import replay_resolutions
@@ -94,3 +96,36 @@ def test_a_batch_taken_by_a_process_that_died_is_resolved_once_abandoned(test_re
     assert statuses() == {"resolved": 1}
     assert not test_redis.exists(claim)
     assert not test_redis.zcard(CLAIMS_KEY)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                 max_size=3),
+    max_leaves=6)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(forged=JSON_VALUES)
+@example(forged=2**63)
+@example(forged="1")
+@example(forged=True)
+def test_a_note_whose_replay_header_was_forged_is_dropped_and_its_batch_resolved(
+        test_redis, forged):
+    """The id in a note is the message's `replay_of` header, which any producer can set. A
+    forged one (text, a list, an id past a bigint) failed the UPDATE of every note claimed
+    with it, on every pass; now it is dropped and the rest of its batch is resolved."""
+    test_redis.delete(PENDING_KEY)
+    row, = requeued(1)
+    replay_resolutions.redis_client().rpush(PENDING_KEY, json.dumps([forged, "forged-task"]))
+    replay_succeeded(dead_letter_id=row.pk, replay_task_id=row.replay_task_id)
+
+    replays_resolve()
+
+    row.refresh_from_db()
+    assert row.status == DeadLetter.Status.RESOLVED
+    assert test_redis.llen(PENDING_KEY) == 0
+    assert test_redis.zcard(CLAIMS_KEY) == 0
+    row.delete()
