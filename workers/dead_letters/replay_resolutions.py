@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from workers.core.platform_redis import redis_client, redis_text
 from workers.core.redaction import visible_line
+from workers.core.task_ids import task_id_usable
 from workers.dead_letters.models import DeadLetter
 
 logger = logging.getLogger(__name__)
@@ -106,13 +107,15 @@ def _resolve_claim(claim: str, notes: list[Any]) -> int:
 def _parsed_note(note: Any) -> tuple[int, str] | None:
     """(dead letter id, replay task id), or None for a note no replay of a row could have
     written: its id comes from the message's `replay_of` header, which any producer can
-    set. One such note failed the UPDATE of every note claimed with it, on every pass."""
+    set, and its task id from the message too (a NUL, which PostgreSQL text refuses, runs
+    in a worker). One such note failed the UPDATE of every note claimed with it, on every
+    pass."""
     try:
         dead_letter_id, task_id = json.loads(redis_text(note))
     except (ValueError, TypeError):
         dead_letter_id = task_id = None
     if (type(dead_letter_id) is not int or not 0 < dead_letter_id < BIGINT_END
-            or not isinstance(task_id, str)):
+            or not task_id_usable(task_id) or "\x00" in task_id):
         logger.warning("dropped a replay note no dead letter's replay wrote: %s",
                        visible_line(redis_text(note)[:200]))
         return None

@@ -108,18 +108,21 @@ JSON_VALUES = st.recursive(
 
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(forged=JSON_VALUES)
-@example(forged=2**63)
-@example(forged="1")
-@example(forged=True)
+@given(forged=JSON_VALUES, task_id=st.text(max_size=8))
+@example(forged=2**63, task_id="t")
+@example(forged="1", task_id="t")
+@example(forged=True, task_id="t")
+@example(forged=1, task_id="a\x00b")
+@example(forged=1, task_id="\ud800")
 def test_a_note_whose_replay_header_was_forged_is_dropped_and_its_batch_resolved(
-        test_redis, forged):
-    """The id in a note is the message's `replay_of` header, which any producer can set. A
-    forged one (text, a list, an id past a bigint) failed the UPDATE of every note claimed
-    with it, on every pass; now it is dropped and the rest of its batch is resolved."""
+        test_redis, forged, task_id):
+    """The id in a note is the message's `replay_of` header, which any producer can set,
+    and its task id the message's. A forged one (text, a list, an id past a bigint, a NUL
+    in the task id) failed the UPDATE of every note claimed with it, on every pass; now it
+    is dropped and the rest of its batch is resolved."""
     test_redis.delete(PENDING_KEY)
     row, = requeued(1)
-    replay_resolutions.redis_client().rpush(PENDING_KEY, json.dumps([forged, "forged-task"]))
+    replay_resolutions.redis_client().rpush(PENDING_KEY, json.dumps([forged, task_id]))
     replay_succeeded(dead_letter_id=row.pk, replay_task_id=row.replay_task_id)
 
     replays_resolve()
