@@ -31,6 +31,7 @@ from workers.core.platform_redis import redis_client, redis_text
 from workers.core.redaction import visible_line
 from workers.core.task_ids import task_id_usable
 from workers.dead_letters.models import DeadLetter
+from workers.dead_letters.storable import dead_letter_id_usable
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,6 @@ CLAIM_PREFIX = "{workers:replays}:claim:"
 RESOLVE_BATCH = 200
 #: Seconds after which a claim is taken for the work of a process that died.
 CLAIM_ABANDONED = 60
-BIGINT_END = 2**63  # a dead letter's id is a PostgreSQL bigint
 
 # Moves up to ARGV[1] notes from the pending list to a new claim list, atomically.
 _CLAIM = """
@@ -114,8 +114,8 @@ def _parsed_note(note: Any) -> tuple[int, str] | None:
         dead_letter_id, task_id = json.loads(redis_text(note))
     except (ValueError, TypeError):
         dead_letter_id = task_id = None
-    if (type(dead_letter_id) is not int or not 0 < dead_letter_id < BIGINT_END
-            or not task_id_usable(task_id) or "\x00" in task_id):
+    if (not dead_letter_id_usable(dead_letter_id) or not task_id_usable(task_id)
+            or "\x00" in task_id):
         logger.warning("dropped a replay note no dead letter's replay wrote: %s",
                        visible_line(redis_text(note)[:200]))
         return None

@@ -64,13 +64,18 @@ def storable_fields(*, fields: dict[str, Any]) -> dict[str, Any]:
     if "attempt_errors" in stored:
         stored["attempt_errors"] = storable_json(stored["attempt_errors"])[0]
     replay_of_id = stored.get("replay_of_id")
-    if replay_of_id is not None and not (type(replay_of_id) is int
-                                         and 0 < replay_of_id <= _BIGINT):
+    if replay_of_id is not None and not dead_letter_id_usable(replay_of_id):
         stored["replay_of_id"] = None  # a header nothing of ours wrote: no row it could be
     if call_changed and not call_was_escaped(str(stored.get("message", ""))):
         message = str(stored.get("message") or "")
         stored["message"] = f"{message}\n{ESCAPED_CALL_NOTE}" if message else ESCAPED_CALL_NOTE
     return stored
+
+
+def dead_letter_id_usable(value: object) -> bool:
+    """Whether `value`, read from a message's `replay_of` header (which any producer can
+    set), can be a dead letter's id: an integer, not a bool, within a positive bigint."""
+    return type(value) is int and 0 < value <= _BIGINT
 
 
 def call_was_escaped(message: str) -> bool:
