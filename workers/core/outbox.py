@@ -70,45 +70,52 @@ def outbox_enqueue_many(*, jobs: list[OutboxMessage]) -> list[OutboxMessage]:
 
 
 def _insert(jobs: list[OutboxMessage]) -> list[OutboxMessage]:
-    """The rows, written with one statement. On PostgreSQL a raw INSERT, from arrays or of
-    a single row's VALUES: the ORM's bulk_create spent as long building its statement,
-    value by value, as the database took to run it (docs/performance.md)."""
+    """The rows, written with one statement. On PostgreSQL a raw INSERT, of a single row's
+    VALUES or of the rows sent as one JSON document: the ORM's bulk_create spent as long
+    building its statement, value by value, as the database took to run it, and arrays,
+    one a column, cost psycopg a Python call a value (docs/performance.md)."""
     if connection.vendor != "postgresql" or not jobs:
         return OutboxMessage.objects.bulk_create(jobs)
     refuse_longer_than_columns(OutboxMessage, {  # the longest of each: once a batch
         field: max((getattr(job, field) for job in jobs), key=len)
         for field in ("task_id", "task_name", "queue")})
-    columns: dict[str, tuple[str, list[Any]]] = {
-        "task_id": ("varchar", [job.task_id for job in jobs]),
-        "task_name": ("varchar", [job.task_name for job in jobs]),
-        "queue": ("varchar", [job.queue for job in jobs]),
-        "args": ("jsonb", [json.dumps(job.args) for job in jobs]),
-        "kwargs": ("jsonb", [json.dumps(job.kwargs) for job in jobs]),
-        "headers": ("jsonb", [json.dumps(job.headers) for job in jobs]),
-        "eta": ("timestamptz", [job.eta for job in jobs]),
-        "priority": ("smallint", [job.priority for job in jobs]),
-        "created_at": ("timestamptz", [job.created_at for job in jobs]),
-    }
     insert = (f"INSERT INTO {OutboxMessage._meta.db_table} "  # the model's table
-              f"({', '.join(columns)}, publish_attempts, last_error) ")
+              f"({', '.join(_COLUMNS)}, publish_attempts, last_error) ")
     if len(jobs) == 1:
-        # A row's VALUES cost PostgreSQL less than unnest's nine arrays, and sent as one
+        # A row's VALUES cost PostgreSQL less than a document's rows, and sent as one
         # simple query it costs no round trip for psycopg's BEGIN and no parameters
         # adapted (workers/core/one_round_trip.py).
-        cells = ", ".join(f"{{}}::{kind}" for kind, _ in columns.values())
-        pk = execute_in_one_round_trip(f"{insert}VALUES ({cells}, 0, '') RETURNING id",
-                                       [values[0] for _, values in columns.values()])
-        ids = {jobs[0].task_id: int(pk.get_value(0, 0) or b"")}  # text: b"42"
+        (job,) = jobs
+        cells = ", ".join(f"{{}}::{kind}" for kind in _COLUMNS.values())
+        pk = execute_in_one_round_trip(f"{insert}VALUES ({cells}, 0, '') RETURNING id", [
+            job.task_id, job.task_name, job.queue, json.dumps(job.args),
+            json.dumps(job.kwargs), json.dumps(job.headers), job.eta, job.priority,
+            job.created_at])
+        ids = {job.task_id: int(pk.get_value(0, 0) or b"")}  # text: b"42"
     else:
-        arrays = ", ".join(f"%s::{kind}[]" for kind, _ in columns.values())
+        # One json.dumps of the batch, in C; jsonb refuses what text cannot hold (a NUL,
+        # a lone surrogate) as a DataError, with nothing stored.
+        document = json.dumps([[
+            job.task_id, job.task_name, job.queue, job.args, job.kwargs, job.headers,
+            job.eta and job.eta.isoformat(), job.priority, job.created_at.isoformat(),
+        ] for job in jobs])
+        cells = ", ".join(f"(job->>{n})::{kind}" if kind != "jsonb" else f"job->{n}"
+                          for n, kind in enumerate(_COLUMNS.values()))
         with connection.cursor() as cursor:
-            cursor.execute(f"{insert}SELECT *, 0, '' FROM unnest({arrays}) "  # noqa: S608
-                           "RETURNING id, task_id", [values for _, values in columns.values()])
+            cursor.execute(f"{insert}SELECT {cells}, 0, '' "  # noqa: S608
+                           "FROM jsonb_array_elements(%s::jsonb) AS job RETURNING id, task_id",
+                           [document])
             ids = {task_id: pk for pk, task_id in cursor.fetchall()}
     for job in jobs:
         job.pk = ids[job.task_id]
         job._state.adding, job._state.db = False, connection.alias
     return jobs
+
+
+#: The columns a job's INSERT writes, with their types.
+_COLUMNS = {"task_id": "varchar", "task_name": "varchar", "queue": "varchar", "args": "jsonb",
+            "kwargs": "jsonb", "headers": "jsonb", "eta": "timestamptz",
+            "priority": "smallint", "created_at": "timestamptz"}
 
 
 def _publish_committed(rows: list[OutboxMessage]) -> None:

@@ -4,6 +4,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from celery.utils import uuid
 from django.core.management import CommandError, call_command
 from django.db import OperationalError as DjangoOperationalError
 from django.db import transaction
@@ -15,7 +16,7 @@ from tests.fixtures import wait_for
 from tests.ledger.models import Effect
 from tests.tasks import FINISHED, record_effect
 from workers.core.models import OutboxMessage
-from workers.core.outbox import outbox_enqueue, outbox_sweep
+from workers.core.outbox import outbox_enqueue, outbox_enqueue_many, outbox_sweep
 from workers.ops.tasks import probe
 
 
@@ -174,22 +175,26 @@ JSON_VALUES = st.recursive(
 @settings(max_examples=40, deadline=None)
 @given(args=st.lists(JSON_VALUES, max_size=4), kwargs=st.dictionaries(JSON_TEXT, JSON_VALUES,
                                                                         max_size=4),
-       priority=st.none() | st.integers(0, 9), later=st.booleans())
-def test_a_job_is_stored_as_the_orm_reads_it_back(args, kwargs, priority, later):
+       priority=st.none() | st.integers(0, 9), later=st.booleans(), jobs=st.integers(1, 3))
+def test_a_job_is_stored_as_the_orm_reads_it_back(args, kwargs, priority, later, jobs):
     """The outbox's raw INSERT keeps every field exactly (the rows are published from
-    what it wrote: a sweeper reads them back through the ORM)."""
+    what it wrote: a sweeper reads them back through the ORM), one job (a row's VALUES)
+    or several (a JSON document of rows)."""
     eta = timezone.now() + timedelta(minutes=5) if later else None
     with transaction.atomic():
-        job = outbox_enqueue(task_name="tests.tasks.record_effect", args=args, kwargs=kwargs,
-                             queue="bulk", headers={"x-note": "é"}, eta=eta,
-                             priority=priority)
-        stored = OutboxMessage.objects.get(pk=job.pk)
+        written = outbox_enqueue_many(jobs=[OutboxMessage(
+            task_id=uuid(), task_name="tests.tasks.record_effect", args=args, kwargs=kwargs,
+            queue="bulk", headers={"x-note": "é😀"}, eta=eta, priority=priority)
+            for _ in range(jobs)])
+        stored = {row.pk: row for row in OutboxMessage.objects.all()}
         transaction.set_rollback(True)  # nothing is published
-    assert (stored.task_id, stored.task_name, stored.queue) == (job.task_id, job.task_name,
-                                                                "bulk")
-    assert (stored.args, stored.kwargs, stored.headers) == (args, kwargs, {"x-note": "é"})
-    assert (stored.eta, stored.priority, stored.published_at) == (eta, priority, None)
-    assert stored.created_at == job.created_at
+    assert sorted(stored) == sorted(job.pk for job in written)
+    for job in written:
+        row = stored[job.pk]
+        assert (row.task_id, row.task_name, row.queue) == (job.task_id, job.task_name, "bulk")
+        assert (row.args, row.kwargs, row.headers) == (args, kwargs, {"x-note": "é😀"})
+        assert (row.eta, row.priority, row.published_at) == (eta, priority, None)
+        assert row.created_at == job.created_at
 
 
 def _seen_by_another_session(sql: str) -> tuple:
@@ -243,25 +248,34 @@ def test_a_job_that_opens_the_transaction_commits_with_what_follows(monkeypatch)
 
 @pytest.mark.django_db
 @settings(max_examples=100, deadline=None)
-@example(task_id="a\x00b")  # always the refusals, besides what hypothesis draws
-@example(task_id="a\ud800b")
-@example(task_id="'); DROP TABLE workers_outboxmessage; --$$\\")
-@given(task_id=st.text(min_size=1, max_size=255))
-def test_a_job_id_of_any_text_is_stored_as_written_or_refused_with_nothing_stored(task_id):
-    """The one-job INSERT quotes its values itself: any text is stored as it is; a NUL,
-    which libpq's quoting would cut the id at, is refused as the ORM refuses it, and so is
-    a lone surrogate, which UTF-8 cannot carry, each with nothing stored."""
+@example(task_id="a\x00b", jobs=1)  # always the refusals, besides what hypothesis draws
+@example(task_id="a\x00b", jobs=2)
+@example(task_id="a\ud800b", jobs=1)
+@example(task_id="a\ud800b", jobs=2)
+@example(task_id="'); DROP TABLE workers_outboxmessage; --$$\\", jobs=1)
+@example(task_id="'); DROP TABLE workers_outboxmessage; --$$\\", jobs=2)
+@given(task_id=st.text(min_size=1, max_size=255), jobs=st.integers(1, 2))
+def test_a_job_id_of_any_text_is_stored_as_written_or_refused_with_nothing_stored(task_id,
+                                                                                  jobs):
+    """The one-job INSERT quotes its values itself, a batch's goes as a JSON document: any
+    text is stored as it is; a NUL, which libpq's quoting would cut the id at, is refused
+    as the ORM refuses it, and so is a lone surrogate, which UTF-8 cannot carry, each with
+    nothing stored (the batch's other job neither)."""
     from django.db import DataError
 
+    batch = [OutboxMessage(task_id=task_id if n == 0 else f"{task_id[:200]}-{n}",
+                           task_name=record_effect.name, queue="bulk") for n in range(jobs)]
     with transaction.atomic():
         if "\x00" in task_id or any("\ud800" <= c <= "\udfff" for c in task_id):
-            with pytest.raises(DataError, match=r"NUL|UTF-8"), transaction.atomic():
-                outbox_enqueue(task_name=record_effect.name, queue="bulk", task_id=task_id)
+            with pytest.raises(DataError, match=r"NUL|UTF-8|Unicode|surrogate"), \
+                    transaction.atomic():
+                outbox_enqueue_many(jobs=batch)
             assert not OutboxMessage.objects.exists()
         else:
-            job = outbox_enqueue(task_name=record_effect.name, queue="bulk", task_id=task_id)
-            assert list(OutboxMessage.objects.values_list("pk", "task_id")) == [
-                (job.pk, task_id)]
+            written = outbox_enqueue_many(jobs=batch)
+            assert sorted(OutboxMessage.objects.values_list("pk", "task_id")) == sorted(
+                (job.pk, job.task_id) for job in written)
+            assert written[0].task_id == task_id
         transaction.set_rollback(True)  # nothing is published
 
 
@@ -274,8 +288,6 @@ def test_a_job_id_longer_than_the_table_holds_is_refused_not_cut(task_id, jobs):
     commit, and the batch INSERT then failed to match its ids back (a KeyError, with the
     rows written)."""
     from django.db import DataError
-
-    from workers.core.outbox import outbox_enqueue_many
 
     batch = [OutboxMessage(task_id=task_id if n == 0 else f"fits-{n}",
                            task_name=record_effect.name, queue="bulk") for n in range(jobs)]
