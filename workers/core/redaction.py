@@ -279,6 +279,8 @@ def redact_call(*, task_name: str, args: Sequence[Any] | None,
     modules it imports) has no names for its positional arguments: every string in them
     is hidden, since any might be the password."""
     args = list(args or ())
+    if not args:  # nothing to name: a call by keywords only needs no task looked up
+        return [], redact(dict(kwargs or {}))
     names = _parameter_names(task_name, len(args))
     if names is None:
         return [redact(_strings_hidden(value)) for value in args], redact(dict(kwargs or {}))

@@ -58,7 +58,8 @@ def stamp_enqueue_time(headers: dict[str, Any] | None = None, **_: Any) -> None:
     correlation id of the request or task enqueueing it (a new one for beat's sends)."""
     if headers is not None:
         headers.setdefault(ENQUEUED_AT_HEADER, time.time())
-        headers.setdefault(CORRELATION_HEADER, correlation_id() or new_correlation_id())
+        if CORRELATION_HEADER not in headers:  # an outbox row's: bound when it was written
+            headers[CORRELATION_HEADER] = correlation_id() or new_correlation_id()
 
 
 @task_prerun.connect

@@ -49,6 +49,9 @@ class RedactingAMQP(AMQP):
                 name, args, kwargs, options.get("argsrepr"), options.get("kwargsrepr"))
         message = super().as_task_v2(task_id, name, args, kwargs, *more, **options)
         if recording is not None:
+            # The origin too: the same for every call from this process, and Celery
+            # builds the node name anew for each (gethostname and all).
+            given[1].setdefault("origin", message.headers["origin"])
             recording.append((*given, dict(message.properties)))
         return message
 

@@ -111,8 +111,12 @@ def test_redis_channel_internals_the_atomic_fetch_replaces_or_calls():
                  "_maybe_update_queues_expire", "_in_poll", "_brpop_sent_at",
                  "from_transport_options", "priority_steps", "sep", "unacked_key",
                  "unacked_index_key", "global_keyprefix", "conn_or_acquire", "client",
-                 "_create_client", "pool", "_pool", "decode_body", "codecs"):
+                 "_create_client", "pool", "_pool", "decode_body", "codecs",
+                 "_next_delivery_tag"):
         assert hasattr(kombu_redis.Channel, name), name
+    # Every publish takes its delivery tag from _next_delivery_tag.
+    assert "self._next_delivery_tag()" in inspect.getsource(
+        virtual.Channel._inplace_augment_message)
     assert "global_keyprefix" in kombu_redis.Channel.from_transport_options
     # conn_or_acquire() without a client calls _create_client(), which the channel caches.
     assert "self._create_client()" in inspect.getsource(kombu_redis.Channel.conn_or_acquire)
