@@ -228,10 +228,30 @@ def _hidden_value(text: str, start: int) -> tuple[str, int]:
 def redact_text(text: str) -> str:
     """Text with secrets hidden: the values of keys that name a secret, in any notation
     and at any depth of escaping, and every value that looks like a secret. For messages,
-    tracebacks, raw message bodies and reprs."""
+    tracebacks, raw message bodies and reprs.
+
+    Short texts come back from a cache: a worker redacts every log line's values (a task's
+    name, "[]", "{}", "None"), and its regular expressions cost microseconds a text. The
+    cache is keyed by this process's secrets too, which a test may change."""
+    if len(text) <= CACHED_TEXT:
+        return _redacted_short(text, setting_secrets())
+    return _redacted(text)
+
+
+#: Texts up to this long are cached by `redact_text` (its cache holds at most 4,096).
+CACHED_TEXT = 200
+
+
+@lru_cache(maxsize=4096)
+def _redacted_short(text: str, _secrets: tuple[str, ...]) -> str:
+    return _redacted(text)
+
+
+def _redacted(text: str) -> str:
     parts: list[str] = []
     position = 0
-    while (match := _KEYED.search(text, position)) is not None:
+    keyed = ":" in text or "=" in text  # else no key can match: each ends with one of them
+    while keyed and (match := _KEYED.search(text, position)) is not None:
         if not sensitive_key(match["key"]):
             parts.append(text[position:match.end()])
             position = match.end()  # the value is scanned too: it may hold a repr

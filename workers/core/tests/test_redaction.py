@@ -285,6 +285,17 @@ def test_a_credential_setting_is_hidden_by_value_in_any_text(settings):
     assert redact_text("a short reply") == "a short reply"
 
 
+def test_a_short_text_shown_before_a_secret_setting_changed_is_redacted_anew(settings):
+    """Short texts are cached (a worker's log lines repeat them): the cache must not keep
+    what was shown before this process knew a secret."""
+    text = "login as mailuser with S3cretPassw0rd!"
+    settings.EMAIL_HOST_PASSWORD = "another-passw0rd"
+    assert redact_text(text) == text
+
+    settings.EMAIL_HOST_PASSWORD = "S3cretPassw0rd!"
+    assert redact_text(text) == f"login as mailuser with {REDACTED}"
+
+
 @given(text=st.text())
 def test_shown_text_holds_no_character_that_hides_or_reorders_what_is_read(text):
     shown = visible_text(text)
