@@ -33,6 +33,9 @@ from workers.dead_letters.storable import message_without_note, storable_fields
 logger = logging.getLogger(__name__)
 
 REQUEUE_BATCH = 500
+#: What `rules.refusal` reads of a row.
+RULE_FIELDS = ("pk", "status", "task_name", "raw_body", "args", "kwargs", "message",
+               "original_args")
 AUDITED_IDS = 1000  # an audit event lists at most this many ids
 
 
@@ -186,8 +189,7 @@ def dead_letters_preview(*, action: Action, dead_letter_ids: Iterable[int]) -> P
     eligible, left_out = [], Counter[str]()
     for start in range(0, len(ids), REQUEUE_BATCH):
         rows = DeadLetter.objects.filter(pk__in=ids[start:start + REQUEUE_BATCH]).only(
-            "pk", "status", "task_name", "raw_body", "args", "kwargs", "message",
-            "original_args")
+            *RULE_FIELDS)
         for row in rows:
             reason = refusal(action, row)
             if reason:
@@ -237,7 +239,9 @@ def dead_letters_send_replays(*, dead_letter_ids: Iterable[int], actor: str,
 
 def _requeue_batch(ids: list[int], *, actor: str, outcome: RequeueOutcome,
                    queue: str | None, redrive_id: int | None) -> None:
-    rows = list(DeadLetter.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
+    # Not the traceback, the attempts' errors and the rest a replay does not send.
+    rows = list(DeadLetter.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+                .only(*RULE_FIELDS, "queue"))
     for missing in sorted(set(ids) - {row.pk for row in rows}):
         outcome.refused[missing] = f"no dead letter with id {missing}"
     chosen = []

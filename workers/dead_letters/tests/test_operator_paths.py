@@ -73,6 +73,29 @@ def test_select_all_requeue_touches_only_open_replayable_rows(admin_client):
 
 
 @pytest.mark.django_db
+def test_a_requeue_costs_the_same_queries_for_few_rows_as_for_many():
+    """A requeue reads only what its rules and the replay need (not tracebacks), and a
+    field it reads that the query left out would cost a query per row: the count must
+    not grow with the rows."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from workers.dead_letters.services import dead_letters_send_replays
+
+    def queries_to_requeue(count: int) -> list[str]:
+        rows = [DeadLetterFactory(queue=BULK, traceback="Traceback ...\n" * 200)
+                for _ in range(count)]
+        with CaptureQueriesContext(connection) as queries:
+            outcome = dead_letters_send_replays(dead_letter_ids=ids(rows), actor="ops")
+        assert sorted(outcome.requeued) == ids(rows)
+        return [query["sql"] for query in queries.captured_queries]
+
+    few, many = queries_to_requeue(2), queries_to_requeue(40)
+    assert len(few) == len(many)
+    assert not any('"traceback"' in sql for sql in many if sql.startswith("SELECT"))
+
+
+@pytest.mark.django_db
 def test_select_all_redrive_drafts_only_rows_it_may_replay(admin_client):
     rows = mixed_rows()
     admin_client.post(reverse(CHANGELIST), {
