@@ -16,7 +16,11 @@ from django.test.utils import CaptureQueriesContext
 from apps.notifications.mail_backends import InMemoryBatchBackend
 from apps.notifications.models import Campaign, Kind, Notification
 from apps.notifications.providers import BatchRecipient, ProviderUnavailable, message_id_for
-from apps.notifications.services import campaign_create, campaign_send_chunk
+from apps.notifications.services import (
+    _create_chunk_notifications,
+    campaign_create,
+    campaign_send_chunk,
+)
 
 BATCH_BACKEND = "apps.notifications.mail_backends.InMemoryBatchBackend"
 pytestmark = pytest.mark.django_db
@@ -146,3 +150,41 @@ def test_the_batch_backends_refuse_what_is_not_one_address(settings, to):
     assert send(campaign, users) == 1
 
     assert Notification.objects.get(campaign=campaign, recipient=to).status == "failed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_a_duplicate_of_the_chunk_holds_are_skipped_and_left_to_it(settings):
+    """A redelivered chunk runs beside the first: each batch locks its rows and skips the
+    rows the other holds, so no recipient gets the message twice, and the chunk is left
+    unfinished while any is still pending."""
+    from django.db import connections
+
+    settings.EMAIL_BACKEND = BATCH_BACKEND
+    settings.NOTIFICATIONS_SEND_BATCH = 4
+    mail.batches = []
+    campaign, users = campaign_to([f"dup{i}@example.com" for i in range(10)])
+    _create_chunk_notifications(campaign=campaign, first_user_id=users[0].pk,
+                                last_user_id=users[-1].pk)  # as the duplicate did
+    held = list(Notification.objects.filter(campaign=campaign, status="pending")
+                .order_by("id").values_list("id", flat=True)[:3])
+    duplicate = connections["default"].copy("duplicate")
+    try:
+        duplicate.set_autocommit(False)
+        with duplicate.cursor() as cursor:  # the duplicate's batch, mid-send
+            cursor.execute("SELECT id FROM notifications_notification WHERE id = ANY(%s) "
+                           "FOR UPDATE", [held])
+        with connection.cursor() as cursor:  # a batch that waited for them fails, not hangs
+            cursor.execute("SET lock_timeout = '10s'")
+        sent = send(campaign, users)
+    finally:
+        duplicate.rollback()
+        duplicate.close()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+
+    assert sent == 7  # 10, less the 3 held
+    sent_to = [r.to for batch in mail.batches for r in batch.recipients]
+    assert len(sent_to) == len(set(sent_to)) == 7
+    assert set(Notification.objects.filter(status="pending").values_list("id", flat=True)) \
+        == set(held)
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.SENDING
