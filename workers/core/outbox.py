@@ -25,7 +25,7 @@ from kombu.exceptions import OperationalError
 
 from workers.core.broker_health import broker_reachable
 from workers.core.correlation import correlation_id
-from workers.core.headers import CORRELATION_HEADER
+from workers.core.headers import CORRELATION_HEADER, ROW_OWN_HEADERS
 from workers.core.models import OutboxMessage
 from workers.core.one_round_trip import execute_in_one_round_trip, refuse_longer_than_columns
 from workers.core.outbox_marks import mark_published, outbox_marks_note
@@ -41,10 +41,8 @@ def outbox_enqueue(*, task_name: str, args: list[Any] | tuple[Any, ...] = (),
                    kwargs: dict[str, Any] | None = None, queue: str | None = None,
                    task_id: str | None = None, headers: dict[str, Any] | None = None,
                    eta: datetime | None = None, priority: int | None = None) -> OutboxMessage:
-    """Write the job in the current transaction and publish it once that commits; a queue
-    no worker is declared for is refused here, not found by the publisher after the commit."""
-    if queue is not None and queue not in current_app.amqp.queues:
-        raise ValueError(f"no queue named {queue!r} is declared (CELERY_TASK_QUEUES)")
+    """Write the job in the current transaction and publish it once that commits; what no
+    message could be built from is refused here (`outbox_enqueue_many`)."""
     (row,) = outbox_enqueue_many(jobs=[OutboxMessage(
         task_id=task_id or uuid(), task_name=task_name, queue=queue or queue_for(task_name),
         args=list(args), kwargs=dict(kwargs or {}), headers=dict(headers or {}), eta=eta,
@@ -56,7 +54,12 @@ def outbox_enqueue_many(*, jobs: list[OutboxMessage]) -> list[OutboxMessage]:
     """Write many jobs with one INSERT; they are published together once it commits.
 
     Each keeps the correlation id bound now: the sweeper may publish it from elsewhere.
+    Refused with ValueError, nothing written: a queue no worker is declared for, an empty
+    task id (Celery would publish the job under a new one, and the sweeper under yet
+    another), and a header Celery writes itself (`ROW_OWN_HEADERS`). Found by the
+    publisher after the commit, each would wait in the outbox for good.
     """
+    _refuse_unpublishable(jobs)
     bound = correlation_id()
     if bound:
         for job in jobs:
@@ -67,6 +70,18 @@ def outbox_enqueue_many(*, jobs: list[OutboxMessage]) -> list[OutboxMessage]:
         # rows that committed are ever published.
         transaction.on_commit(lambda: _publish_committed(rows))
     return rows
+
+
+def _refuse_unpublishable(jobs: list[OutboxMessage]) -> None:
+    for queue in {job.queue for job in jobs}:
+        if queue not in current_app.amqp.queues:
+            raise ValueError(f"no queue named {queue!r} is declared (CELERY_TASK_QUEUES)")
+    for job in jobs:
+        if not isinstance(job.task_id, str) or not job.task_id:
+            raise ValueError(f"a job's task id must be non-empty text, not {job.task_id!r}")
+        if job.headers and not ROW_OWN_HEADERS.isdisjoint(job.headers):
+            raise ValueError("a job's headers may not replace what Celery writes: "
+                             f"{sorted(ROW_OWN_HEADERS.intersection(job.headers))}")
 
 
 def _insert(jobs: list[OutboxMessage]) -> list[OutboxMessage]:

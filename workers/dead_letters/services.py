@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from celery import current_app
 from celery.utils import uuid
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, QuerySet
@@ -245,8 +246,12 @@ def _requeue_batch(ids: list[int], *, actor: str, outcome: RequeueOutcome,
     for missing in sorted(set(ids) - {row.pk for row in rows}):
         outcome.refused[missing] = f"no dead letter with id {missing}"
     chosen = []
+    declared = current_app.amqp.queues
     for row in rows:
-        reason = refusal(Action.REQUEUE, row)
+        reason = refusal(Action.REQUEUE, row) or (
+            "" if (queue or row.queue) in declared else
+            f"queue {queue or row.queue} is not declared in this deploy: redrive it to "
+            "another queue, or discard it")
         if reason:
             outcome.refused[row.pk] = f"dead letter {row.pk}: {reason}"
         else:

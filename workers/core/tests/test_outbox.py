@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from tests.fixtures import wait_for
 from tests.ledger.models import Effect
 from tests.tasks import FINISHED, record_effect
+from workers.core.headers import ROW_OWN_HEADERS
 from workers.core.models import OutboxMessage
 from workers.core.outbox import outbox_enqueue, outbox_enqueue_many, outbox_sweep
 from workers.ops.tasks import probe
@@ -294,3 +295,29 @@ def test_a_job_id_longer_than_the_table_holds_is_refused_not_cut(task_id, jobs):
     with pytest.raises(DataError, match="longer than the 255"), transaction.atomic():
         outbox_enqueue_many(jobs=batch)
     assert not OutboxMessage.objects.exists()
+
+
+@pytest.mark.django_db
+@settings(max_examples=60, deadline=None)
+@given(header=st.sampled_from(sorted(ROW_OWN_HEADERS)) | st.text(max_size=12),
+       queue=st.sampled_from(["bulk", "critical", "nosuchqueue", ""]),
+       task_id=st.sampled_from(["", "job-1", None, 7]), jobs=st.integers(1, 3))
+def test_a_batch_no_message_could_be_built_from_is_refused_with_nothing_stored(
+        header, queue, task_id, jobs):
+    """A job the publisher could never send as written waits in the outbox for good, so
+    it is refused when written: an undeclared queue, an empty or non-text task id, a
+    header that would replace what Celery writes (the task, its id, the shown call)."""
+    batch = [OutboxMessage(task_id=task_id if n == 0 else f"job-{n + 1}",
+                           task_name=record_effect.name, queue=queue,
+                           headers={header: "x"}) for n in range(jobs)]
+    unpublishable = (queue not in ("bulk", "critical") or task_id in ("", None, 7)
+                     or header in ROW_OWN_HEADERS)
+    with transaction.atomic():
+        if unpublishable:
+            with pytest.raises(ValueError, match=r"queue|task id|headers"):
+                outbox_enqueue_many(jobs=batch)
+            assert not OutboxMessage.objects.exists()
+        else:
+            outbox_enqueue_many(jobs=batch)
+            assert OutboxMessage.objects.count() == jobs
+        transaction.set_rollback(True)  # nothing is published

@@ -73,6 +73,21 @@ def test_select_all_requeue_touches_only_open_replayable_rows(admin_client):
 
 
 @pytest.mark.django_db
+def test_a_row_whose_queue_a_deploy_removed_is_refused_by_name_and_the_rest_go():
+    """Its replay could never be published (the outbox refuses an undeclared queue): the
+    row says why, and the other rows of the same requeue are replayed."""
+    from workers.dead_letters.services import dead_letters_requeue
+
+    gone, kept = DeadLetterFactory(queue="removed-queue"), DeadLetterFactory(queue=BULK)
+    outcome = dead_letters_requeue(dead_letter_ids=[gone.pk, kept.pk], actor="ops")
+
+    assert list(outcome.requeued) == [kept.pk]
+    assert "queue removed-queue is not declared" in outcome.refused[gone.pk]
+    gone.refresh_from_db()
+    assert (gone.status, gone.replay_task_id) == (Status.NEW, "")
+
+
+@pytest.mark.django_db
 def test_a_requeue_costs_the_same_queries_for_few_rows_as_for_many():
     """A requeue reads only what its rules and the replay need (not tracebacks), and a
     field it reads that the query left out would cost a query per row: the count must
@@ -217,6 +232,16 @@ def test_the_cli_says_why_a_named_row_is_not_requeued():
         call_command("dlq", "requeue", str(row.pk))
     row.refresh_from_db()
     assert row.requeue_count == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("action", ["requeue", "discard"])
+def test_the_cli_says_when_nothing_matches_instead_of_exiting_silently(action, capsys):
+    DeadLetterFactory(task_name="tests.tasks.permanent")
+    call_command("dlq", action, "--task", "tests.tasks.no_such_task")
+    assert "no dead letter matches ({'task': 'tests.tasks.no_such_task'})" in (
+        capsys.readouterr().out)
+    assert not DeadLetterEvent.objects.exists()  # no audit event for nothing done
 
 
 @pytest.mark.django_db

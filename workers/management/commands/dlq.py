@@ -303,6 +303,8 @@ class Command(BaseCommand):
             )
 
     def _requeue(self, rows: QuerySet[DeadLetter], options: dict[str, Any]) -> None:
+        if self._none_match(rows, options):
+            return
         outcome = dead_letters_requeue(dead_letter_ids=list(rows.values_list("pk", flat=True)),
                                        actor=f"cli:{_user()}",
                                        detail={"filter": _filter_text(options)})
@@ -312,6 +314,8 @@ class Command(BaseCommand):
             raise CommandError("; ".join(outcome.refused.values()))
 
     def _discard(self, rows: QuerySet[DeadLetter], options: dict[str, Any]) -> None:
+        if self._none_match(rows, options):
+            return
         outcome = dead_letters_discard(dead_letter_ids=list(rows.values_list("pk", flat=True)),
                                        actor=f"cli:{_user()}",
                                        detail={"filter": _filter_text(options)})
@@ -319,6 +323,13 @@ class Command(BaseCommand):
             self.stdout.write(f"discarded dead letter {pk}")
         if outcome.refused:
             raise CommandError("; ".join(outcome.refused.values()))
+
+    def _none_match(self, rows: QuerySet[DeadLetter], options: dict[str, Any]) -> bool:
+        """Say so when the selection is empty: a silent exit read as "done"."""
+        if rows.exists():
+            return False
+        self.stdout.write(f"no dead letter matches ({_filter_text(options)}): nothing done")
+        return True
 
     def _drill(self, *, timeout: float) -> None:
         task_id = uuid()
