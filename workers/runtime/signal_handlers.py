@@ -40,7 +40,7 @@ from workers.core.headers import (
     REPLAY_HEADER,
 )
 from workers.core.outbox_marks import outbox_marks_flush_before_exit
-from workers.core.redaction import call_secrets
+from workers.core.redaction import REDACTED, call_secrets, redact_text
 from workers.core.routing import queue_for, queue_of_routing_key
 from workers.dead_letters.replay_resolutions import replay_succeeded
 from workers.dead_letters.services import (
@@ -60,6 +60,22 @@ def stamp_enqueue_time(headers: dict[str, Any] | None = None, **_: Any) -> None:
         headers.setdefault(ENQUEUED_AT_HEADER, time.time())
         if CORRELATION_HEADER not in headers:  # an outbox row's: bound when it was written
             headers[CORRELATION_HEADER] = correlation_id() or new_correlation_id()
+
+
+@before_task_publish.connect
+def redact_reprs_given_as_headers(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """The shown call as text, redacted again: a caller's `headers={"argsrepr": …}` replaces
+    the one Celery's builder redacted (workers/runtime/task_messages.py). Each is already
+    redacted text almost always, which redacting leaves as it is (and short ones come from
+    a cache)."""
+    if headers is None:
+        return
+    for name in ("argsrepr", "kwargsrepr"):
+        shown = headers.get(name)
+        if isinstance(shown, str):
+            headers[name] = redact_text(shown)
+        elif shown is not None:
+            headers[name] = REDACTED
 
 
 @task_prerun.connect

@@ -140,3 +140,25 @@ def test_a_connection_that_died_in_the_pool_fails_one_batch_as_an_absent_broker(
         after = send_batched(queue_name, 2, batch)
 
     assert [m.headers["id"] for m in drained(queue_name)][-1] == after
+
+
+def test_reprs_a_caller_gives_as_headers_are_redacted_too(queue_name):
+    """A caller's `headers={"argsrepr": …}` replaces the repr Celery's builder redacted;
+    what the message shows of the call is redacted again at publish, one by one and in a
+    batch."""
+    headers = {"argsrepr": "['alice', 'password=hunter2-given']",
+               "kwargsrepr": {"api_key": "sk_live_notshownatall"}}
+    with app.producer_or_acquire() as producer:
+        app.send_task("tests.tasks.record_effect", args=["k"], queue=queue_name,
+                      producer=producer, headers=headers, ignore_result=True, retry=False)
+    with batch_publishing(app=app) as batch:
+        for n in range(2):
+            batch.send("tests.tasks.record_effect", args=[f"k{n}"], kwargs={},
+                       queue=queue_name, task_id=str(uuid.uuid4()), headers=headers,
+                       eta=None, priority=None)
+    messages = drained(queue_name)
+
+    assert len(messages) == 3
+    for message in messages:
+        assert message.headers["argsrepr"] == "['alice', 'password=[redacted]']"
+        assert message.headers["kwargsrepr"] == "[redacted]"
