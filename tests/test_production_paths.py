@@ -8,6 +8,7 @@ gunicorn worker and accepted by the next.
 """
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -97,6 +98,25 @@ def test_a_fresh_process_finds_every_project_task_and_no_celery_built_in(process
 
 
 # --- manage.py as a process of its own -------------------------------------------------
+
+def test_cli_output_to_a_reader_that_went_away_ends_without_a_traceback(process_env,
+                                                                         transactional_db):
+    """`manage.py dlq list | head`: the reader closes the pipe while the command writes."""
+    for _ in range(3):
+        DeadLetterFactory()
+    reader, writer = os.pipe()
+    os.close(reader)  # gone before the command writes its first line
+    try:
+        result = subprocess.run([sys.executable, "manage.py", "dlq", "list"], cwd=ROOT,
+                                env=process_env, stdout=writer, stderr=subprocess.PIPE,
+                                text=True, timeout=HANG, check=False)
+    finally:
+        os.close(writer)
+
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "BrokenPipe" not in result.stderr, result.stderr
+
 
 def test_cli_edit_requeues_a_notification_with_corrected_arguments(process_env, live_workers):
     notification = pending_notification()
