@@ -248,10 +248,11 @@ def _requeue_batch(ids: list[int], *, actor: str, outcome: RequeueOutcome,
     chosen = []
     declared = current_app.amqp.queues
     for row in rows:
+        target = queue or row.queue
         reason = refusal(Action.REQUEUE, row) or (
-            "" if (queue or row.queue) in declared else
-            f"queue {queue or row.queue} is not declared in this deploy: redrive it to "
-            "another queue, or discard it")
+            "" if target in declared else
+            f"queue {target} is not declared in this deploy: redrive it to another queue, "
+            "or discard it")
         if reason:
             outcome.refused[row.pk] = f"dead letter {row.pk}: {reason}"
         else:

@@ -303,9 +303,10 @@ class Command(BaseCommand):
             )
 
     def _requeue(self, rows: QuerySet[DeadLetter], options: dict[str, Any]) -> None:
-        if self._none_match(rows, options):
+        ids = self._matching_ids(rows, options)
+        if not ids:
             return
-        outcome = dead_letters_requeue(dead_letter_ids=list(rows.values_list("pk", flat=True)),
+        outcome = dead_letters_requeue(dead_letter_ids=ids,
                                        actor=f"cli:{_user()}",
                                        detail={"filter": _filter_text(options)})
         for pk, replay_task_id in outcome.requeued.items():
@@ -314,9 +315,10 @@ class Command(BaseCommand):
             raise CommandError("; ".join(outcome.refused.values()))
 
     def _discard(self, rows: QuerySet[DeadLetter], options: dict[str, Any]) -> None:
-        if self._none_match(rows, options):
+        ids = self._matching_ids(rows, options)
+        if not ids:
             return
-        outcome = dead_letters_discard(dead_letter_ids=list(rows.values_list("pk", flat=True)),
+        outcome = dead_letters_discard(dead_letter_ids=ids,
                                        actor=f"cli:{_user()}",
                                        detail={"filter": _filter_text(options)})
         for pk in outcome.discarded:
@@ -324,12 +326,12 @@ class Command(BaseCommand):
         if outcome.refused:
             raise CommandError("; ".join(outcome.refused.values()))
 
-    def _none_match(self, rows: QuerySet[DeadLetter], options: dict[str, Any]) -> bool:
-        """Say so when the selection is empty: a silent exit read as "done"."""
-        if rows.exists():
-            return False
-        self.stdout.write(f"no dead letter matches ({_filter_text(options)}): nothing done")
-        return True
+    def _matching_ids(self, rows: QuerySet[DeadLetter], options: dict[str, Any]) -> list[int]:
+        """The selection's ids; when there are none, say so: a silent exit read as "done"."""
+        ids = list(rows.values_list("pk", flat=True))
+        if not ids:
+            self.stdout.write(f"no dead letter matches ({_filter_text(options)}): nothing done")
+        return ids
 
     def _drill(self, *, timeout: float) -> None:
         task_id = uuid()
