@@ -1,6 +1,6 @@
 """Transactional email (one message, `critical`) and campaigns (fan-out over `bulk`)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date
 from typing import Any, NamedTuple, TypeVar
 
@@ -257,7 +257,7 @@ def _deliver(provider: EmailProvider, notification: Notification) -> None:
 
 
 def _record_failure(notification: Notification, error: _Error) -> _Error:
-    notification.last_error = str(error)[:2000]
+    notification.last_error = _storable(str(error)[:2000])
     notification.updated_at = timezone.now()
     if isinstance(error, PermanentError):
         notification.status = Notification.Status.FAILED
@@ -289,14 +289,14 @@ def _deliver_batch(provider: EmailProvider,
                            variables={"email": n.recipient}) for n in notifications])
         for notification, outcome in zip(notifications, result.outcomes, strict=False):
             if outcome.rejected:
-                refused.append((notification.pk, outcome.rejected[:2000]))
+                refused.append((notification.pk, outcome.rejected))
             else:
                 sent.append((notification.pk, outcome.message_id))
         if result.error is not None:
             error = result.error
             left = notifications[len(result.outcomes):]
             Notification.objects.filter(pk__in=[n.pk for n in left]).update(
-                last_error=str(error)[:2000], updated_at=timezone.now())
+                last_error=_storable(str(error)[:2000]), updated_at=timezone.now())
             break
     _write_outcomes(sent=sent, refused=refused)
     return len(sent), error
@@ -304,23 +304,28 @@ def _deliver_batch(provider: EmailProvider,
 
 def _write_outcomes(*, sent: list[tuple[int, str]], refused: list[tuple[int, str]]) -> None:
     """SENT with each provider id, FAILED with each reason: one UPDATE from arrays each
-    (the ORM's bulk_update writes a CASE per row and field, docs/performance.md)."""
+    (the ORM's bulk_update writes a CASE per row and field, docs/performance.md). The
+    provider has taken the batch by now: whatever it answered is stored (cut to its
+    column, `_storable`), since an error here would roll the outcomes back and send the
+    batch again."""
     now = timezone.now()
     if connection.vendor != "postgresql":  # SQLite, `make dev`'s default: a row at a time
         for pk, message_id in sent:
             Notification.objects.filter(pk=pk).update(
                 status=Notification.Status.SENT, sent_at=now, last_error="",
-                provider_message_id=message_id, attempts=F("attempts") + 1, updated_at=now)
+                provider_message_id=_storable(message_id[:255]), attempts=F("attempts") + 1,
+                updated_at=now)
         for pk, reason in refused:
             Notification.objects.filter(pk=pk).update(
-                status=Notification.Status.FAILED, last_error=reason,
+                status=Notification.Status.FAILED, last_error=_storable(reason[:2000]),
                 attempts=F("attempts") + 1, updated_at=now)
         return
     table = Notification._meta.db_table
     for rows, assignments, values in (
             (sent, "status = %s, sent_at = %s, last_error = '', "
-                   "provider_message_id = outcome.value", [Notification.Status.SENT, now]),
-            (refused, "status = %s, last_error = outcome.value",
+                   "provider_message_id = left(outcome.value, 255)",
+             [Notification.Status.SENT, now]),
+            (refused, "status = %s, last_error = left(outcome.value, 2000)",
              [Notification.Status.FAILED])):
         if not rows:
             continue
@@ -329,7 +334,31 @@ def _write_outcomes(*, sent: list[tuple[int, str]], refused: list[tuple[int, str
                 f"UPDATE {table} SET {assignments}, attempts = attempts + 1, "  # noqa: S608
                 "updated_at = %s FROM unnest(%s::bigint[], %s::text[]) AS outcome(id, value) "
                 f"WHERE {table}.id = outcome.id",
-                [*values, now, [pk for pk, _ in rows], [value for _, value in rows]])
+                [*values, now, _array_literal(str(pk) for pk, _ in rows),
+                 _array_literal(_quoted(value) for _, value in rows)])
+
+
+def _array_literal(elements: Iterable[str]) -> str:
+    """An array's text form, passed as one string: psycopg adapts a list element by
+    element in Python, a fifth of a newsletter worker's CPU (docs/performance.md)."""
+    return _storable("{" + ",".join(elements) + "}")
+
+
+def _quoted(text: str) -> str:
+    """`text` as an element of an array's text form, whatever it holds."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _storable(text: str) -> str:
+    """`text` as a text column takes it: a NUL or a lone surrogate, which PostgreSQL
+    refuses, replaced by U+FFFD."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = "".join("\ufffd" if "\ud800" <= char <= "\udfff" else char for char in text)
+    return text
 
 
 def digest_start_for_day(*, day: date) -> Campaign:

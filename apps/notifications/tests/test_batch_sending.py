@@ -12,10 +12,18 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from apps.notifications.mail_backends import InMemoryBatchBackend
 from apps.notifications.models import Campaign, Kind, Notification
-from apps.notifications.providers import BatchRecipient, ProviderUnavailable, message_id_for
+from apps.notifications.providers import (
+    BatchRecipient,
+    ProviderUnavailable,
+    RecipientOutcome,
+    message_id_for,
+)
 from apps.notifications.services import (
     _create_chunk_notifications,
     campaign_create,
@@ -103,6 +111,47 @@ def test_an_outage_leaves_the_whole_batch_pending_for_the_retry(settings):
     assert all("went away" in n.last_error for n in notifications)
     settings.EMAIL_BACKEND = BATCH_BACKEND
     assert send(campaign, users) == 3  # the retry sends them all, once
+
+
+class AnsweringBackend(InMemoryBatchBackend):
+    """A provider answering with whatever `answers` holds: (message id, rejection)."""
+    answers: list[tuple[str, str]] = []
+
+    def send_batch(self, **_: object) -> list:
+        return [RecipientOutcome(message_id=message_id, rejected=rejected)
+                for message_id, rejected in self.answers]
+
+
+def stored(text: str, limit: int) -> str:
+    """What a text column keeps of a provider's answer: cut, NUL and lone surrogates
+    replaced."""
+    return "".join("\ufffd" if char == "\x00" or "\ud800" <= char <= "\udfff" else char
+                   for char in text[:limit])
+
+
+any_text = st.text(st.characters(codec=None, categories=None), max_size=2100) | st.sampled_from(
+    ['"', "\\", "{}", "a,b", '"\\"', "\x00", "\ud800", "NULL", "x" * 2100])
+
+
+@hypothesis_settings(max_examples=40, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(answers=st.lists(st.tuples(any_text, st.just("")) | st.tuples(
+    st.just(""), any_text.filter(bool)), min_size=1, max_size=4))
+def test_whatever_the_provider_answers_is_stored_and_nothing_is_sent_again(settings,
+                                                                          answers):
+    """Once the provider has taken a batch, its answer (a message id or a reason, with
+    quotes, NULs, lone surrogates, any length) is written: an error there would roll the
+    outcomes back and send the batch again."""
+    settings.EMAIL_BACKEND = f"{__name__}.AnsweringBackend"
+    AnsweringBackend.answers = answers
+    campaign, users = campaign_to([f"answer{i}@example.com" for i in range(len(answers))])
+
+    assert send(campaign, users) == sum(1 for _, rejected in answers if not rejected)
+
+    rows = Notification.objects.filter(campaign=campaign).order_by("pk")
+    assert [(n.status, n.provider_message_id, n.last_error) for n in rows] == [
+        ("failed", "", stored(rejected, 2000)) if rejected else
+        ("sent", stored(message_id, 255), "") for message_id, rejected in answers]
 
 
 def test_a_backend_without_batches_gets_a_message_per_recipient(mailoutbox):
