@@ -388,8 +388,8 @@ def _write_outcomes(*, sent: list[tuple[int, str]], refused: list[tuple[int, str
 
 
 def _array_literal(elements: Iterable[str]) -> str:
-    """An array's text form, passed as one string: psycopg adapts a list element by
-    element in Python, a fifth of a newsletter worker's CPU (docs/performance.md)."""
+    """An array's text form, passed as one string where psycopg would adapt a list
+    element by element in Python (docs/performance.md)."""
     return _storable("{" + ",".join(elements) + "}")
 
 
