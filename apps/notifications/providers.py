@@ -29,6 +29,12 @@ class ProviderRateLimited(TransientError):
     """The provider asked us to slow down (SMTP 4xx, HTTP 429)."""
 
 
+class RecipientDeferred(ProviderRateLimited):
+    """The recipient's server asked to try this one address later (a full mailbox,
+    greylisting): the rest of a campaign's batch goes on, and the address waits for the
+    chunk's retry."""
+
+
 class InvalidAddress(PermanentError):
     """The provider refused the recipient; no retry will change that."""
 
@@ -62,6 +68,7 @@ class RecipientOutcome:
     """What the provider did with one recipient: accepted (its message id) or rejected."""
     message_id: str = ""
     rejected: str = ""  # why, for a recipient no retry will help (a refused address)
+    deferred: str = ""  # why, for a recipient to try again later (a full mailbox)
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,8 @@ class EmailProvider:
                     message_id=recipient.message_id))))
             except PermanentError as refused:
                 outcomes.append(RecipientOutcome(rejected=str(refused)))
+            except RecipientDeferred as deferred:
+                outcomes.append(RecipientOutcome(deferred=str(deferred)))
             except TransientError as error:
                 return BatchOutcome(outcomes=outcomes, error=error)
             except Exception as error:  # unforeseen: kept as an outage, so that the
@@ -147,7 +156,13 @@ def classified_errors() -> Iterator[None]:
         raise InvalidAddress(str(exc)) from exc
     except smtplib.SMTPRecipientsRefused as exc:  # RCPT refused: the code says why
         code, reason = next(iter(exc.recipients.values()))
-        raise classify_smtp_reply(code, reason) from exc
+        error = classify_smtp_reply(code, reason)
+        if isinstance(error, ProviderRateLimited) and code != 421:  # 421: the whole server
+            error = RecipientDeferred(str(error))
+        raise error from exc
+    except smtplib.SMTPSenderRefused as exc:  # MAIL FROM: the setup, not the recipient
+        raise ProviderUnavailable(
+            f"sender refused: {classify_smtp_reply(exc.smtp_code, exc.smtp_error)}") from exc
     except smtplib.SMTPResponseException as exc:
         raise classify_smtp_reply(exc.smtp_code, exc.smtp_error) from exc
     except (smtplib.SMTPException, OSError) as exc:  # timeouts, resets, disconnects

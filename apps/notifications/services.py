@@ -22,6 +22,7 @@ from apps.notifications.providers import (
     BatchRecipient,
     EmailProvider,
     OutgoingEmail,
+    RecipientDeferred,
     message_id_for,
 )
 from apps.notifications.selectors import campaign_audience
@@ -146,12 +147,13 @@ def campaign_send_chunk(*, campaign_id: int, first_user_id: int, last_user_id: i
     Each batch is as large as the shared rate limit grants and is committed on its own, so
     a crash re-sends at most one batch; rows locked by a duplicate of this task are skipped.
     Once the range has nothing pending, the chunk is done, and so is the campaign if it was
-    the last.
+    the last. Recipients whose server asked to be tried later stay pending while the rest
+    are sent, and the chunk then raises RecipientDeferred, so that its retry sends them.
     """
     campaign = Campaign.objects.get(pk=campaign_id)
     _create_chunk_notifications(campaign=campaign, first_user_id=first_user_id,
                                 last_user_id=last_user_id)
-    sent, after_user_id = 0, first_user_id - 1
+    sent, deferred, after_user_id = 0, [], first_user_id - 1
     with EmailProvider() as provider:
         while True:
             granted = rate_limit_acquire(name=provider.name,
@@ -162,13 +164,17 @@ def campaign_send_chunk(*, campaign_id: int, first_user_id: int, last_user_id: i
                                last_user_id=last_user_id, limit=granted)
                 if not batch:
                     break
-                sent_now, error = _deliver_batch(provider, batch)
+                sent_now, deferred_now, error = _deliver_batch(provider, batch)
             sent += sent_now
+            deferred += deferred_now
             if error is not None:
                 raise error
             after_user_id = batch[-1].user_id
     _chunk_finish(campaign_id=campaign_id, first_user_id=first_user_id,
                   last_user_id=last_user_id)
+    if deferred:
+        raise RecipientDeferred(f"{len(deferred)} recipient(s) to try again later; the "
+                                f"first: {deferred[0]}")
     return sent
 
 
@@ -323,15 +329,17 @@ class _Pending(NamedTuple):
 
 
 def _deliver_batch(provider: EmailProvider,
-                   batch: list[_Pending]) -> tuple[int, TransientError | None]:
+                   batch: list[_Pending]) -> tuple[int, list[str], TransientError | None]:
     """Send a batch, one provider call per distinct message (a campaign's batch is one):
-    a refused address fails alone, a provider outage stops the batch. The outcomes are
-    written with a statement for the sent and one for the refused, whatever the size."""
+    a refused address fails alone, a deferred one stays pending with its reason, a provider
+    outage stops the batch. Return how many were sent, why each deferred one was, and the
+    outage. The outcomes are written with a statement for the sent and one for the
+    refused, whatever the size (deferrals are rare: a statement each)."""
     by_message: dict[tuple[str, str], list[_Pending]] = {}
     for notification in batch:
         by_message.setdefault((notification.subject, notification.body), []).append(
             notification)
-    sent, refused, error = [], [], None
+    sent, refused, deferred, error = [], [], [], None
     for (subject, body), notifications in by_message.items():
         result = provider.send_batch(subject=subject, body=body, recipients=[
             BatchRecipient(to=n.recipient, message_id=message_id_for(n.pk),
@@ -339,6 +347,8 @@ def _deliver_batch(provider: EmailProvider,
         for notification, outcome in zip(notifications, result.outcomes, strict=False):
             if outcome.rejected:
                 refused.append((notification.pk, outcome.rejected))
+            elif outcome.deferred:
+                deferred.append((notification.pk, outcome.deferred))
             else:
                 sent.append((notification.pk, outcome.message_id))
         if result.error is not None:
@@ -348,7 +358,11 @@ def _deliver_batch(provider: EmailProvider,
                 last_error=_storable(str(error)[:2000]), updated_at=timezone.now())
             break
     _write_outcomes(sent=sent, refused=refused)
-    return len(sent), error
+    now = timezone.now()
+    for pk, reason in deferred:
+        Notification.objects.filter(pk=pk).update(
+            last_error=_storable(reason[:2000]), attempts=F("attempts") + 1, updated_at=now)
+    return len(sent), [reason for _, reason in deferred], error
 
 
 def _write_outcomes(*, sent: list[tuple[int, str]], refused: list[tuple[int, str]]) -> None:

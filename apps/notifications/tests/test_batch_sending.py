@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.core.mail.backends import locmem
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given
@@ -20,7 +21,9 @@ from apps.notifications.mail_backends import InMemoryBatchBackend
 from apps.notifications.models import Campaign, Kind, Notification
 from apps.notifications.providers import (
     BatchRecipient,
+    ProviderRateLimited,
     ProviderUnavailable,
+    RecipientDeferred,
     RecipientOutcome,
     message_id_for,
 )
@@ -153,6 +156,69 @@ def test_whatever_the_provider_answers_is_stored_and_nothing_is_sent_again(setti
         ("failed", "", stored(rejected, 2000)) if rejected else
         ("sent", stored(message_id, 255), "") for message_id, rejected in answers]
     assert send(campaign, users) == 0  # a redelivered chunk finds every outcome written
+
+
+class RefusingSmtpBackend(locmem.EmailBackend):
+    """Django's SMTP errors from a backend without batches: a RCPT reply for the addresses
+    in `replies`, or the sender refused."""
+    replies: dict[str, tuple[int, bytes]] = {}
+    sender_refused = False
+
+    def send_messages(self, messages):  # type: ignore[no-untyped-def]
+        if self.sender_refused:
+            raise smtplib.SMTPSenderRefused(553, b"5.7.1 Sender address rejected",
+                                            "no-reply@example.com")
+        for message in messages:
+            if message.to[0] in self.replies:
+                raise smtplib.SMTPRecipientsRefused({message.to[0]:
+                                                     self.replies[message.to[0]]})
+        return super().send_messages(messages)
+
+
+@pytest.fixture
+def refusing(settings, mailoutbox):
+    settings.EMAIL_BACKEND = f"{__name__}.RefusingSmtpBackend"
+    RefusingSmtpBackend.replies, RefusingSmtpBackend.sender_refused = {}, False
+    return RefusingSmtpBackend
+
+
+def test_a_mailbox_asking_to_wait_waits_alone_for_the_chunks_retry(refusing, mailoutbox):
+    """A full mailbox (452) does not hold its neighbours back: they are sent, it stays
+    pending with the reason, and the chunk's retry sends it once it is accepted."""
+    refusing.replies = {"full@example.com": (452, b"4.2.2 Mailbox full")}
+    campaign, users = campaign_to(["ann@example.com", "full@example.com", "bob@example.com"])
+
+    with pytest.raises(RecipientDeferred, match="Mailbox full"):
+        send(campaign, users)
+
+    assert sorted(m.to[0] for m in mailoutbox) == ["ann@example.com", "bob@example.com"]
+    full = Notification.objects.get(campaign=campaign, recipient="full@example.com")
+    assert (full.status, full.attempts) == (Notification.Status.PENDING, 1)
+    assert "452 4.2.2 Mailbox full" in full.last_error
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.SENDING
+    refusing.replies = {}
+    assert send(campaign, users) == 1  # the retry: the deferred one alone
+    assert sorted(m.to[0] for m in mailoutbox) == [
+        "ann@example.com", "bob@example.com", "full@example.com"]
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
+
+
+def test_a_server_refusing_every_message_stops_the_batch_for_the_retry(refusing, mailoutbox):
+    """421 (the server itself) and a refused sender are the setup, not the recipients:
+    nothing fails for good, everyone waits for the retry."""
+    refusing.replies = {"first@example.com": (421, b"4.7.0 try again later")}
+    campaign, users = campaign_to(["first@example.com", "second@example.com"])
+    with pytest.raises(ProviderRateLimited) as raised:
+        send(campaign, users)
+    assert not isinstance(raised.value, RecipientDeferred)
+
+    refusing.replies, refusing.sender_refused = {}, True
+    with pytest.raises(ProviderUnavailable, match="sender refused: 553"):
+        send(campaign, users)
+
+    assert mailoutbox == []
+    assert set(Notification.objects.filter(campaign=campaign).values_list(
+        "status", flat=True)) == {Notification.Status.PENDING}
 
 
 def test_a_backend_without_batches_gets_a_message_per_recipient(mailoutbox):
