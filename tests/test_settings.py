@@ -217,3 +217,13 @@ def test_flower_refuses_a_login_it_could_not_compare():
                         FLOWER_ADDRESS="127.0.0.1", FLOWER_PORT=str(free_port()))
     assert result.returncode != 0
     assert "FLOWER_BASIC_AUTH must be ASCII" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["NOTIFICATIONS_CHUNK_SIZE", "NOTIFICATIONS_SEND_BATCH",
+                                  "NOTIFICATIONS_RATE_PER_SECOND"])
+def test_a_campaign_size_or_rate_below_one_is_refused_at_start(name):
+    """0 made a chunk's rate-limit wait loop for ever, or the fan-out fail on its first
+    campaign; it is a one-line configuration error instead."""
+    result = run_manage("check", **{name: "0"})
+    assert result.returncode == 1
+    assert result.stderr == f"configuration error: {name} must be at least 1, not 0\n"

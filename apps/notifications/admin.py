@@ -29,6 +29,14 @@ class CampaignAdmin(admin.ModelAdmin):
     readonly_fields = ("status", "recipients_total", "chunks_total", "created_at", "started_at")
     actions = ("start",)
 
+    def get_readonly_fields(self, request: HttpRequest,
+                            obj: Campaign | None = None) -> tuple[str, ...]:
+        """A campaign that started is what its chunks send: an edit would give the chunks
+        still to run another text, or another kind's audience and opt-outs."""
+        if obj is not None and obj.status != Campaign.Status.DRAFT:
+            return tuple(field.name for field in Campaign._meta.fields)
+        return tuple(self.readonly_fields)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
         sent, failed = Notification.Status.SENT, Notification.Status.FAILED
         return super().get_queryset(request).annotate(

@@ -1,6 +1,7 @@
 """Messages the product sends, the campaigns that fan them out, and who opted out."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
@@ -29,6 +30,14 @@ class NotificationPreference(models.Model):
         return f"preferences of user {self.user_id}"
 
 
+def single_line(value: str) -> None:
+    """A subject is one header line: a line break in it would either be refused by the
+    mail backend for every recipient or, on a backend that does not check, start a
+    header of the sender's choosing."""
+    if "\r" in value or "\n" in value:
+        raise ValidationError("A subject cannot contain a line break.")
+
+
 def default_chunk_size() -> int:
     """Users per bulk task of a new campaign: NOTIFICATIONS_CHUNK_SIZE, read when it is made."""
     return int(settings.NOTIFICATIONS_CHUNK_SIZE)
@@ -46,7 +55,7 @@ class Campaign(models.Model):
                                                     (Kind.NEWSLETTER, Kind.NEWSLETTER.label)])
     # e.g. "digest:2026-11-24", so beat firing twice creates one campaign
     key = models.CharField(max_length=255, unique=True)
-    subject = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255, validators=[single_line])
     body = models.TextField()
     # At least 1: a campaign of chunks of 0 recipients can never be sent.
     chunk_size = models.PositiveIntegerField(default=default_chunk_size,

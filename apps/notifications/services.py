@@ -17,6 +17,7 @@ from apps.notifications.models import (
     CampaignChunk,
     Kind,
     Notification,
+    single_line,
 )
 from apps.notifications.providers import (
     BatchRecipient,
@@ -91,7 +92,9 @@ def notification_send(*, notification_id: int) -> Notification:
 def campaign_create(*, kind: str, key: str, subject: str, body: str,
                     chunk_size: int | None = None) -> Campaign:
     """A draft campaign; the same key returns the existing one. Without `chunk_size`, the
-    model's default (NOTIFICATIONS_CHUNK_SIZE)."""
+    model's default (NOTIFICATIONS_CHUNK_SIZE). A subject with a line break is refused
+    (ValidationError), as the admin refuses it."""
+    single_line(subject)
     defaults: dict[str, object] = {"kind": kind, "subject": subject, "body": body}
     if chunk_size is not None:
         defaults["chunk_size"] = chunk_size

@@ -1,14 +1,14 @@
 """The example apps' knobs: notifications' fan-out and provider rate, billing's Stripe
 webhook and dunning, analytics' ingestion limits and retention."""
 
-from config.settings.environment import env
+from config.settings.environment import env, positive_int
 
 # Users per bulk task when a campaign fans out (100,000 users -> 200 tasks at 500).
-NOTIFICATIONS_CHUNK_SIZE = env.int("NOTIFICATIONS_CHUNK_SIZE", default=500)
+NOTIFICATIONS_CHUNK_SIZE = positive_int("NOTIFICATIONS_CHUNK_SIZE", default=500)
 # The email provider's limit, shared by every bulk worker (messages per second).
-NOTIFICATIONS_RATE_PER_SECOND = env.int("NOTIFICATIONS_RATE_PER_SECOND", default=100)
+NOTIFICATIONS_RATE_PER_SECOND = positive_int("NOTIFICATIONS_RATE_PER_SECOND", default=100)
 # Messages sent and committed together within a chunk (a crash re-sends at most these).
-NOTIFICATIONS_SEND_BATCH = env.int("NOTIFICATIONS_SEND_BATCH", default=50)
+NOTIFICATIONS_SEND_BATCH = positive_int("NOTIFICATIONS_SEND_BATCH", default=50)
 
 # Stripe's webhook signing secret (whsec_…); without it the webhook answers 503.
 BILLING_WEBHOOK_SECRET = env.str("BILLING_WEBHOOK_SECRET", default="")

@@ -17,3 +17,12 @@ DJANGO_ENV = env.str("DJANGO_ENV", default="production")
 if DJANGO_ENV not in {"dev", "test", "production"}:
     raise ImproperlyConfigured(f"DJANGO_ENV must be dev, test or production, not {DJANGO_ENV!r}")
 LOCAL = DJANGO_ENV in {"dev", "test"}
+
+
+def positive_int(name: str, *, default: int) -> int:
+    """An integer setting that must be at least 1: a count or a rate of 0 or below would
+    make the work it sizes loop for ever or fail at its first use, not at start-up."""
+    value = env.int(name, default=default)
+    if value < 1:
+        raise ImproperlyConfigured(f"{name} must be at least 1, not {value}")
+    return value

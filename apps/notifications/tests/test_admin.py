@@ -1,9 +1,12 @@
-"""The campaign admin refuses a campaign that could never be sent."""
+"""The campaign admin refuses a campaign that could never be sent, or sent as written, and
+freezes one that started."""
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from apps.notifications.models import Campaign, Kind
+from apps.notifications.services import campaign_create
 
 
 @pytest.mark.django_db
@@ -14,3 +17,40 @@ def test_a_campaign_of_chunks_of_zero_is_refused(admin_client):
     assert page.status_code == 200
     assert "greater than or equal to 1" in page.content.decode()
     assert not Campaign.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("subject", ["Line1\r\nBcc: x@evil.com", "a\nb", "a\rb"])
+def test_a_subject_with_a_line_break_is_refused(admin_client, subject):
+    page = admin_client.post(reverse("admin:notifications_campaign_add"), {
+        "kind": Kind.NEWSLETTER, "key": "crlf", "subject": subject, "body": "b",
+        "chunk_size": "10"})
+    assert page.status_code == 200
+    assert "cannot contain a line break" in page.content.decode()
+    assert not Campaign.objects.exists()
+    with pytest.raises(ValidationError):
+        campaign_create(kind=Kind.NEWSLETTER, key="crlf", subject=subject, body="b")
+    assert not Campaign.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status", [Campaign.Status.SENDING, Campaign.Status.DONE])
+def test_a_campaign_that_started_cannot_be_edited(admin_client, status):
+    """Its chunks still to run would send another text, or to another kind's audience."""
+    campaign = Campaign.objects.create(kind=Kind.NEWSLETTER, key="started", subject="News",
+                                       body="What is new", chunk_size=10, status=status)
+    url = reverse("admin:notifications_campaign_change", args=[campaign.pk])
+    assert admin_client.get(url).status_code == 200
+    page = admin_client.post(url, {"kind": Kind.DIGEST, "key": "other", "subject": "Changed",
+                                   "body": "Changed", "chunk_size": "1"})
+    assert page.status_code in (200, 302)
+    campaign.refresh_from_db()
+    assert (campaign.kind, campaign.key, campaign.subject, campaign.body,
+            campaign.chunk_size) == (Kind.NEWSLETTER, "started", "News", "What is new", 10)
+    draft = Campaign.objects.create(kind=Kind.NEWSLETTER, key="draft", subject="News",
+                                    body="What is new", chunk_size=10)
+    admin_client.post(reverse("admin:notifications_campaign_change", args=[draft.pk]), {
+        "kind": Kind.NEWSLETTER, "key": "draft", "subject": "Edited", "body": "What is new",
+        "chunk_size": "10"})
+    draft.refresh_from_db()
+    assert draft.subject == "Edited"  # a draft stays editable
