@@ -272,12 +272,20 @@ def _chunk_finish(*, campaign_id: int, first_user_id: int, last_user_id: int) ->
 def _campaign_finish_if_done(*, campaign_id: int) -> bool:
     """SENDING -> DONE in one conditional UPDATE, when no chunk is unfinished: of two
     chunks that both see none left, the second waits for the first's row lock, then finds
-    the campaign no longer SENDING and changes nothing."""
+    the campaign no longer SENDING and changes nothing. Rows left pending by users deleted
+    mid-campaign (their user is NULL, outside every chunk's range) are failed then: never
+    sent, and no longer waiting."""
     with connection.cursor() as cursor:
         cursor.execute(_campaign_done_statement(), [
             Campaign.Status.DONE, campaign_id, Campaign.Status.SENDING, campaign_id,
             CampaignChunk.Status.DONE])
-        return bool(cursor.rowcount)
+        if not cursor.rowcount:
+            return False
+    Notification.objects.filter(campaign_id=campaign_id, status=Notification.Status.PENDING,
+                                user__isnull=True).update(
+        status=Notification.Status.FAILED, last_error="the user was deleted before sending",
+        updated_at=timezone.now())
+    return True
 
 
 @cache

@@ -304,3 +304,22 @@ def test_rows_a_duplicate_of_the_chunk_holds_are_skipped_and_left_to_it(settings
     assert set(Notification.objects.filter(status="pending").values_list("id", flat=True)) \
         == set(held)
     assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.SENDING
+
+
+def test_a_user_deleted_mid_campaign_is_not_sent_and_leaves_no_row_pending(settings):
+    settings.EMAIL_BACKEND = BATCH_BACKEND
+    mail.batches = []
+    campaign, users = campaign_to(["stay@example.com", "gone@example.com"])
+    _create_chunk_notifications(campaign=campaign, first_user_id=users[0].pk,
+                                last_user_id=users[-1].pk)  # the chunk began
+    first, last = users[0].pk, users[-1].pk
+    users[1].delete()  # its row keeps the message, without the user
+
+    assert campaign_send_chunk(campaign_id=campaign.pk, first_user_id=first,
+                               last_user_id=last) == 1
+
+    assert [r.to for batch in mail.batches for r in batch.recipients] == ["stay@example.com"]
+    gone = Notification.objects.get(campaign=campaign, recipient="gone@example.com")
+    assert (gone.status, gone.last_error) == (Notification.Status.FAILED,
+                                              "the user was deleted before sending")
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
