@@ -9,6 +9,7 @@ campaigns' batches that way (apps/notifications/mail_backends.py); any other is 
 message per recipient.
 """
 
+import re
 import smtplib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -79,6 +80,23 @@ class BatchOutcome:
     error: TransientError | None = None
 
 
+# What a provider takes for an address at all: a local part of at most 64 characters with
+# nothing that would make it a list, a display name, a control character or a reordered
+# text, an @, and a dotted domain of letters, digits and hyphens. (Django's validate_email,
+# with its lazily compiled patterns, costs about 25 µs each.)
+_ADDRESS = re.compile(r"[^@\s,;:<>()\[\]\\\"\x00-\x1f\x7f\u200e\u200f\u202a-\u202e"
+                      r"\u2066-\u2069]{1,64}@[^\W_]([\w-]*[^\W_])?(\.[^\W_]([\w-]*[^\W_])?)+")
+
+
+def address_refusal(to: str) -> str:
+    """Why `to` is not one address a message can go to, or "" when it is. SMTP would
+    otherwise send "Eve <eve@evil.com>" to eve@evil.com and rewrite what it cannot parse,
+    where the batch backends refuse both."""
+    if len(to) > 254 or _ADDRESS.fullmatch(to) is None:
+        return f"invalid address: {to!r}"
+    return ""
+
+
 def personalised(text: str, variables: Mapping[str, str]) -> str:
     """`text` with `$name` replaced by the recipient's variable (unknown names left)."""
     return Template(text).safe_substitute(variables) if variables else text
@@ -100,6 +118,8 @@ class EmailProvider:
 
     def send(self, email: OutgoingEmail) -> str:
         """Send one message; return the provider's message id."""
+        if refusal := address_refusal(email.to):
+            raise InvalidAddress(refusal)
         message = EmailMessage(email.subject, email.body, settings.DEFAULT_FROM_EMAIL,
                                [email.to], headers={"Message-ID": email.message_id},
                                connection=self.connection)

@@ -258,7 +258,7 @@ def test_an_address_smtp_cannot_parse_fails_alone_and_nothing_is_sent_twice(sett
 
 @pytest.mark.parametrize("to", ["a@b.com,evil", "victim@example.com>, <attacker@evil.com",
                                 "a\u202eb@example.com", f"{'x' * 65}@example.com",
-                                "a@b", "a@-b.com"])
+                                "a@b", "a@-b.com", "bel\x07@example.com"])
 def test_the_batch_backends_refuse_what_is_not_one_address(settings, to):
     settings.EMAIL_BACKEND = BATCH_BACKEND
     campaign, users = campaign_to([to, "fine@example.com"])
@@ -323,3 +323,18 @@ def test_a_user_deleted_mid_campaign_is_not_sent_and_leaves_no_row_pending(setti
     assert (gone.status, gone.last_error) == (Notification.Status.FAILED,
                                               "the user was deleted before sending")
     assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
+
+
+@pytest.mark.parametrize("to", ["Eve <eve@evil.com>", "a%s%(x)s@example.com",
+                                "esc\x1b[31m@example.com", "cr\r\nBcc: v@evil.com",
+                                "a\u202eb@example.com"])
+def test_smtp_refuses_what_the_batch_backends_refuse(refusing, mailoutbox, to):
+    """Without batches a message each goes through Django, which would take a display
+    name's address or rewrite what it cannot parse: refused alike, for that recipient."""
+    campaign, users = campaign_to([to, "fine@example.com"])
+
+    assert send(campaign, users) == 1
+
+    assert [m.to for m in mailoutbox] == [["fine@example.com"]]
+    refused = Notification.objects.get(campaign=campaign, recipient=to)
+    assert (refused.status, refused.last_error) == ("failed", f"invalid address: {to!r}")
