@@ -2,7 +2,12 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
-from apps.notifications.models import Campaign, Notification, NotificationPreference
+from apps.notifications.models import (
+    Campaign,
+    CampaignChunk,
+    Notification,
+    NotificationPreference,
+)
 from apps.notifications.services import campaign_start
 
 
@@ -56,6 +61,23 @@ class CampaignAdmin(admin.ModelAdmin):
         for campaign in rows:
             campaign_start(campaign_id=campaign.pk)
         self.message_user(request, f"{rows.count()} campaign(s) sending.", messages.SUCCESS)
+
+
+@admin.register(CampaignChunk)
+class CampaignChunkAdmin(admin.ModelAdmin):
+    """Which ranges of a campaign are still pending: a chunk that stays so has its job
+    retrying or in the dead letters. Written by the fan-out and the chunks only."""
+    list_display = ("campaign", "first_user_id", "last_user_id", "status")
+    list_filter = ("status",)
+    list_select_related = ("campaign",)
+    search_fields = ("=campaign__key",)
+    readonly_fields = ("campaign", "first_user_id", "last_user_id", "status")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 @admin.register(NotificationPreference)
