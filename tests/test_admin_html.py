@@ -28,7 +28,13 @@ from django_celery_beat.models import (
 
 from apps.analytics.models import Event, ExportJob, HourlyRollup
 from apps.billing.models import Customer, Invoice, Payment, PaymentEvent, Subscription
-from apps.notifications.models import Campaign, Kind, Notification, NotificationPreference
+from apps.notifications.models import (
+    Campaign,
+    CampaignChunk,
+    Kind,
+    Notification,
+    NotificationPreference,
+)
 from tests.factories import DeadLetterFactory, dead_letter_roles
 from workers.core.models import OutboxMessage
 from workers.dead_letters.lifecycle import dead_letter_note
@@ -119,6 +125,7 @@ def a_row_of_every_model(admin_user: User) -> dict[str, Model]:
     PaymentEvent.objects.create(event_id="evt_html", type="invoice.paid", object_id="in_html",
                                 created=DAY, payload={"id": "evt_html"})
     campaign = Campaign.objects.create(kind=Kind.NEWSLETTER, key="k", subject="s", body="b")
+    CampaignChunk.objects.create(campaign=campaign, first_user_id=1, last_user_id=500)
     Notification.objects.create(kind=Kind.NEWSLETTER, recipient="r@example.com",
                                 campaign=campaign, subject="s", body="b", idempotency_key="n1")
     NotificationPreference.objects.create(user=admin_user, digest_opt_out=True)
