@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 from celery.utils import uuid
 from django.core.management import CommandError, call_command
+from django.db import DataError, transaction
 from django.db import OperationalError as DjangoOperationalError
-from django.db import transaction
 from django.utils import timezone
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -262,8 +262,6 @@ def test_a_job_id_of_any_text_is_stored_as_written_or_refused_with_nothing_store
     text is stored as it is; a NUL, which libpq's quoting would cut the id at, is refused
     as the ORM refuses it, and so is a lone surrogate, which UTF-8 cannot carry, each with
     nothing stored (the batch's other job neither)."""
-    from django.db import DataError
-
     batch = [OutboxMessage(task_id=task_id if n == 0 else f"{task_id[:200]}-{n}",
                            task_name=record_effect.name, queue="bulk") for n in range(jobs)]
     with transaction.atomic():
@@ -288,8 +286,6 @@ def test_a_job_id_longer_than_the_table_holds_is_refused_not_cut(task_id, jobs):
     length: the row's id would differ from the one published from memory after the
     commit, and the batch INSERT then failed to match its ids back (a KeyError, with the
     rows written)."""
-    from django.db import DataError
-
     batch = [OutboxMessage(task_id=task_id if n == 0 else f"fits-{n}",
                            task_name=record_effect.name, queue="bulk") for n in range(jobs)]
     with pytest.raises(DataError, match="longer than the 255"), transaction.atomic():
@@ -302,11 +298,14 @@ def test_a_job_id_longer_than_the_table_holds_is_refused_not_cut(task_id, jobs):
 @given(header=st.sampled_from(sorted(ROW_OWN_HEADERS)) | st.text(max_size=12),
        queue=st.sampled_from(["bulk", "critical", "nosuchqueue", ""]),
        task_id=st.sampled_from(["", "job-1", None, 7]), jobs=st.integers(1, 3))
+@example(header="x-\x00", queue="bulk", task_id="job-1", jobs=1)
+@example(header="x-\x00", queue="bulk", task_id="job-1", jobs=2)
 def test_a_batch_no_message_could_be_built_from_is_refused_with_nothing_stored(
         header, queue, task_id, jobs):
     """A job the publisher could never send as written waits in the outbox for good, so
     it is refused when written: an undeclared queue, an empty or non-text task id, a
-    header that would replace what Celery writes (the task, its id, the shown call)."""
+    header that would replace what Celery writes (the task, its id, the shown call). A
+    header name PostgreSQL cannot store (a NUL) is its DataError, nothing stored."""
     batch = [OutboxMessage(task_id=task_id if n == 0 else f"job-{n + 1}",
                            task_name=record_effect.name, queue=queue,
                            headers={header: "x"}) for n in range(jobs)]
@@ -315,6 +314,10 @@ def test_a_batch_no_message_could_be_built_from_is_refused_with_nothing_stored(
     with transaction.atomic():
         if unpublishable:
             with pytest.raises(ValueError, match=r"queue|task id|headers"):
+                outbox_enqueue_many(jobs=batch)
+            assert not OutboxMessage.objects.exists()
+        elif "\x00" in header:
+            with pytest.raises(DataError), transaction.atomic():
                 outbox_enqueue_many(jobs=batch)
             assert not OutboxMessage.objects.exists()
         else:
