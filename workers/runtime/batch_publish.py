@@ -1,8 +1,8 @@
 """Publishing many task messages in one go: the outbox's batches and dead-letter requeues.
 
-The messages are Celery's own. The first call of each kind in a batch (task, queue,
-priority) goes through `send_task`, which builds, stamps, redacts and routes it as any
-other (workers/runtime/task_messages.py, the `before_task_publish` handlers); what Celery
+The messages are Celery's own. The first call of each kind (task, queue, priority) goes
+through `send_task`, which builds, stamps, redacts and routes it as any other
+(workers/runtime/task_messages.py, the `before_task_publish` handlers); what Celery
 decided for it is recorded on the way (the arguments its message builder got, and what
 it handed kombu to publish). The other calls of that kind reuse those decisions: each
 message is still built by Celery's builder (its own id, arguments, redacted reprs), the
@@ -10,6 +10,13 @@ publish signals still fire for it, and it is handed to kombu at the point send_t
 publish reaches, so a batch skips only the routing and option merging that would come
 out the same (about two thirds of a send; docs/performance.md). A call with an ETA always
 takes the whole way (on RabbitMQ it is routed by its delay).
+
+The decisions are kept beyond one batch, for the next batches of the same thread in the
+same context (`_kept_decisions`): the outbox publishes each committed transaction's jobs
+as a batch of their own, often of one, which would otherwise always take the whole way.
+What `send_task` takes from where it is called (the calling task as parent and root, the
+thread's reply-to, the process's origin) is part of that context, and each batch still
+declares the queue of each kind on its own connection before its first message.
 
 Only the sending is grouped:
 
@@ -28,6 +35,7 @@ workers/runtime/tests/test_celery_internals.py.
 """
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -92,13 +100,42 @@ class _Decided:
     signal: dict[str, Any]  # what the publish signals get besides the message
 
 
+#: A call's kind: its task, queue and priority.
+_Kind = tuple[str, str, int | None]
+
+#: Kinds whose decisions a thread keeps at most (task names come from stored rows too).
+KEPT_KINDS = 256
+
+#: Per thread: the context the kept decisions were made in, and the decisions.
+_kept = threading.local()
+
+
+def _kept_decisions(*, app: Celery, producer: Producer) -> dict[_Kind, _Decided]:
+    """The decisions this thread keeps for batches sent from where this one is.
+
+    Everything `send_task` decides beyond the call's own values comes from the app's
+    configuration, the tasks it has registered (their time limits and expiry), the
+    broker's transport, the thread (its reply-to), the process (the origin) and the task
+    being run, if any (parent and root ids, an inherited priority). A batch sent from
+    another context of these starts anew.
+    """
+    parent = app.current_worker_task
+    context = (os.getpid(), id(app), len(app._tasks), type(producer.channel),
+               None if parent is None else (parent.request.id, parent.request.root_id))
+    if getattr(_kept, "context", None) != context:
+        _kept.context, _kept.decisions = context, {}
+    decisions: dict[_Kind, _Decided] = _kept.decisions
+    return decisions
+
+
 class BatchSender:
     """Sends task calls on a batch producer (`batch_publishing`)."""
 
     def __init__(self, *, app: Celery, producer: Producer) -> None:
         self.app = app
         self.producer = producer
-        self._decided: dict[tuple[str, str, int | None], _Decided] = {}
+        self._decided = _kept_decisions(app=app, producer=producer)
+        self._declared: set[_Kind] = set()  # kinds whose queue this batch has declared
 
     def send(self, name: str, *, args: list[Any], kwargs: dict[str, Any], queue: str,
              task_id: str, headers: Mapping[str, Any], eta: datetime | None,
@@ -110,11 +147,18 @@ class BatchSender:
             recorded = self._send_task(name, args=args, kwargs=kwargs, queue=queue,
                                        task_id=task_id, headers=headers, eta=eta,
                                        priority=priority)
+            self._declared.add(kind)  # send_task declared it on this producer
             if eta is None and recorded is not None:
+                if len(self._decided) >= KEPT_KINDS:
+                    self._decided.clear()
                 self._decided[kind] = recorded
             return
+        # A queue lost with a restarted Redis's bindings is declared again on this
+        # connection (kombu remembers what each connection declared), not routed away.
+        declare = kind not in self._declared
+        self._declared.add(kind)
         self._send_decided(decided, name=name, args=args, kwargs=kwargs, task_id=task_id,
-                           headers=headers)
+                           headers=headers, declare=declare)
 
     def _send_task(self, name: str, *, args: list[Any], kwargs: dict[str, Any], queue: str,
                    task_id: str, headers: Mapping[str, Any], eta: datetime | None,
@@ -157,9 +201,10 @@ class BatchSender:
             signal=seen["signal"])
 
     def _send_decided(self, decided: _Decided, *, name: str, args: list[Any],
-                      kwargs: dict[str, Any], task_id: str,
-                      headers: Mapping[str, Any]) -> None:
-        """What send_task would do for this call, given what it decided for the first."""
+                      kwargs: dict[str, Any], task_id: str, headers: Mapping[str, Any],
+                      declare: bool) -> None:
+        """What send_task would do for this call, given what it decided for the first;
+        with `declare`, its queue declared first as send_task's publish does."""
         message = self.app.amqp.create_task_message(
             task_id, name, args, kwargs, *decided.builder_arguments,
             **decided.builder_options)
@@ -171,9 +216,9 @@ class BatchSender:
                                  properties=properties, **signal)
         content_type, content_encoding, data = dumps(body, serializer=decided.serializer)
         publish = decided.publish
-        self.producer._publish(  # its queue was declared by the first call of its kind
+        self.producer._publish(
             data, publish["priority"], content_type, content_encoding,  # type: ignore[arg-type]
-            sent_headers, properties, *(publish[key] if key != "declare" else []
+            sent_headers, properties, *(publish[key] if key != "declare" or declare else []
                                         for key in _PUBLISH_REST[1:]))
         after_task_publish.send(sender=name, body=body, headers=sent_headers,
                                 exchange=signal["exchange"], routing_key=signal["routing_key"])

@@ -10,7 +10,7 @@ from kombu.exceptions import OperationalError
 
 from config.celery import app
 from workers.core.headers import CORRELATION_HEADER, ENQUEUED_AT_HEADER
-from workers.runtime.batch_publish import BATCH_COMMANDS, batch_publishing
+from workers.runtime.batch_publish import BATCH_COMMANDS, BatchSender, batch_publishing
 
 # Set per message where it is sent, or by the channel: never equal between two sends.
 PER_SEND = {"id", "root_id", "task_id", "correlation_id", "delivery_tag", ENQUEUED_AT_HEADER,
@@ -80,24 +80,74 @@ def comparable(message: Message) -> dict:
             < timedelta(seconds=31)}
 
 
-def test_a_batch_holds_the_very_messages_send_task_sends_one_by_one(queue_name):
+def sent_one_by_one(name: str) -> list[Message]:
     app.finalize(auto=True)  # both ways know the task's own options (its time limits)
     with app.producer_or_acquire() as producer:
-        one_by_one = [send(queue_name, n, producer) for n in range(12)]
-    singles = drained(queue_name)
-    with batch_publishing(app=app) as batch:  # the first of each kind, then the others
-        batched = [send_batched(queue_name, n, batch) for n in range(12)]
-        if not rabbitmq():  # RabbitMQ has them already: the block waits for its confirms
-            assert drained(queue_name) == []  # Redis: nothing is sent before the block ends
-    together = drained(queue_name)
-
+        one_by_one = [send(name, n, producer) for n in range(12)]
+    singles = drained(name)
     assert sorted(m.headers["id"] for m in singles) == sorted(one_by_one)
+    return singles
+
+
+def assert_the_same_messages(together: list[Message], batched: list[str],
+                             singles: list[Message]) -> None:
     assert sorted(m.headers["id"] for m in together) == sorted(batched)
     by_key = {m.decode()[0][0]: m for m in singles}
     for message in together:
         assert comparable(message) == comparable(by_key[message.decode()[0][0]])
     assert all("hunter2" not in m.headers["kwargsrepr"] for m in together)
     assert len({m.headers[ENQUEUED_AT_HEADER] for m in together}) > 1  # stamped each
+
+
+def test_a_batch_holds_the_very_messages_send_task_sends_one_by_one(queue_name):
+    singles = sent_one_by_one(queue_name)
+    with batch_publishing(app=app) as batch:  # the first of each kind, then the others
+        batched = [send_batched(queue_name, n, batch) for n in range(12)]
+        if not rabbitmq():  # RabbitMQ has them already: the block waits for its confirms
+            assert drained(queue_name) == []  # Redis: nothing is sent before the block ends
+    assert_the_same_messages(drained(queue_name), batched, singles)
+
+
+def test_batches_of_one_send_what_send_task_sends_on_decisions_kept_from_before(
+        queue_name, monkeypatch):
+    """The outbox publishes each transaction's jobs as a batch of their own: the later
+    batches of a thread reuse what send_task decided in the earlier ones."""
+    singles = sent_one_by_one(queue_name)
+    whole_way = []
+    send_task_way = BatchSender._send_task
+
+    def counted(self, name, **options):
+        whole_way.append(name)
+        return send_task_way(self, name, **options)
+
+    monkeypatch.setattr(BatchSender, "_send_task", counted)
+    batched = []
+    for n in range(12):
+        with batch_publishing(app=app) as batch:
+            batched.append(send_batched(queue_name, n, batch))
+    assert_the_same_messages(drained(queue_name), batched, singles)
+    with_eta = sum(1 for n in range(12) if call(queue_name, n)["eta"] is not None)
+    assert len(whole_way) == with_eta + 3  # the first of each priority, and every ETA
+
+
+@app.task(bind=True, name="tests.batch_publish.publish_from_a_task")
+def publish_from_a_task(self, queue: str) -> None:
+    with batch_publishing(app=app) as batch:
+        send_batched(queue, 0, batch)
+
+
+def test_a_batch_sent_from_a_task_names_that_task_as_its_parent(queue_name):
+    """Decisions kept outside a task, or in another task, are not reused: `send_task`
+    takes the parent and root ids from the task being run."""
+    with batch_publishing(app=app) as batch:
+        send_batched(queue_name, 0, batch)
+    first = publish_from_a_task.apply(args=[queue_name])
+    second = publish_from_a_task.apply(args=[queue_name])
+
+    outside, *from_tasks = drained(queue_name)
+    assert outside.headers["parent_id"] is None
+    assert [m.headers["parent_id"] for m in from_tasks] == [first.id, second.id]
+    assert [m.headers["root_id"] for m in from_tasks] == [first.id, second.id]
 
 
 def test_more_messages_than_one_pipeline_holds_all_arrive(queue_name):

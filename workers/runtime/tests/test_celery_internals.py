@@ -6,6 +6,7 @@ turned off). The pins in pyproject.toml stay; this is what tells a bump is safe.
 import inspect
 import weakref
 
+from celery import Celery
 from celery.app.amqp import AMQP
 from celery.fixups import django as celery_django_fixup
 from celery.worker import request as celery_request
@@ -343,3 +344,14 @@ def test_the_publish_steps_a_batch_reuses_for_calls_like_the_first():
     assert "send_before_publish(" in inspect.getsource(AMQP._create_task_sender)
     assert "producer.publish(body, **publish_kwargs)" in inspect.getsource(
         AMQP._create_task_sender)
+
+
+def test_what_send_task_takes_from_where_it_is_called():
+    """workers/runtime/batch_publish.py keeps a thread's decisions while these stay the
+    same: the registry `send_task` reads a task's options from (`app._tasks`, not
+    `app.tasks`, which would finalize the app), and the running task it names as parent."""
+    source = inspect.getsource(Celery.send_task)
+    assert "registry = self._tasks" in source
+    assert "parent = self.current_worker_task" in source
+    assert "reply_to or self.thread_oid" in source
+    assert isinstance(app._tasks, dict)
