@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
+from django.forms import ModelForm
 from django.http import HttpRequest
 
 from apps.notifications.models import (
@@ -8,7 +9,7 @@ from apps.notifications.models import (
     Notification,
     NotificationPreference,
 )
-from apps.notifications.services import campaign_start
+from apps.notifications.services import campaign_start, notification_preference_set
 
 
 @admin.register(Notification)
@@ -85,3 +86,18 @@ class NotificationPreferenceAdmin(admin.ModelAdmin):
     list_display = ("user", "digest_opt_out", "newsletter_opt_out", "updated_at")
     list_filter = ("digest_opt_out", "newsletter_opt_out")
     raw_id_fields = ("user",)
+
+    def get_readonly_fields(self, request: HttpRequest,
+                            obj: NotificationPreference | None = None) -> tuple[str, ...]:
+        """A preference stays its user's: moved to another, the first user's choices
+        would be gone without their campaigns hearing of it."""
+        return ("user",) if obj is not None else ()
+
+    def save_model(self, request: HttpRequest, obj: NotificationPreference, form: ModelForm,
+                   change: bool) -> None:
+        """Through the service, so that an opt-out also holds for campaigns already
+        sending."""
+        saved = notification_preference_set(user_id=obj.user_id,
+                                            digest_opt_out=obj.digest_opt_out,
+                                            newsletter_opt_out=obj.newsletter_opt_out)
+        obj.pk, obj.updated_at = saved.pk, saved.updated_at

@@ -17,6 +17,7 @@ from apps.notifications.models import (
     CampaignChunk,
     Kind,
     Notification,
+    NotificationPreference,
     single_line,
 )
 from apps.notifications.providers import (
@@ -26,7 +27,7 @@ from apps.notifications.providers import (
     RecipientDeferred,
     message_id_for,
 )
-from apps.notifications.selectors import campaign_audience
+from apps.notifications.selectors import OPT_OUT_FIELD, campaign_audience
 from workers.core.exceptions import PermanentError, TransientError
 from workers.core.one_round_trip import execute_in_one_round_trip
 from workers.core.rate_limit import rate_limit_acquire
@@ -179,6 +180,32 @@ def campaign_send_chunk(*, campaign_id: int, first_user_id: int, last_user_id: i
         raise RecipientDeferred(f"{len(deferred)} recipient(s) to try again later; the "
                                 f"first: {deferred[0]}")
     return sent
+
+
+def notification_preference_set(*, user_id: int, digest_opt_out: bool,
+                                newsletter_opt_out: bool) -> NotificationPreference:
+    """Store a user's choices, and keep every campaign of a kind they opt out of from
+    reaching them from now on.
+
+    A chunk writes its recipients' rows from the audience when it begins, so a campaign
+    already sending holds pending rows for users who opt out afterwards. Those rows are
+    failed with the reason in the same transaction, and no batch claims them once it
+    commits; a batch sending to the user at this moment is waited for, and its outcome
+    stands. The claim does not look the preference up per recipient instead: that would
+    be a lookup on every send, for a change this rare.
+    """
+    with transaction.atomic():
+        preference, _ = NotificationPreference.objects.update_or_create(
+            user_id=user_id, defaults={"digest_opt_out": digest_opt_out,
+                                       "newsletter_opt_out": newsletter_opt_out})
+        kinds = [kind for kind, field in OPT_OUT_FIELD.items() if getattr(preference, field)]
+        if kinds:
+            Notification.objects.filter(
+                user_id=user_id, kind__in=kinds, campaign__isnull=False,
+                status=Notification.Status.PENDING,
+            ).update(status=Notification.Status.FAILED, updated_at=timezone.now(),
+                     last_error="the user opted out before it was sent")
+    return preference
 
 
 def _claim(*, campaign_id: int, after_user_id: int, last_user_id: int,

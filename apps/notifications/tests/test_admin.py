@@ -1,11 +1,12 @@
 """The campaign admin refuses a campaign that could never be sent, or sent as written, and
-freezes one that started."""
+freezes one that started; a preference saved there holds for campaigns already sending."""
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from apps.notifications.models import Campaign, Kind
+from apps.notifications.models import Campaign, Kind, Notification, NotificationPreference
 from apps.notifications.services import campaign_create
 
 
@@ -54,3 +55,32 @@ def test_a_campaign_that_started_cannot_be_edited(admin_client, status):
         "chunk_size": "10"})
     draft.refresh_from_db()
     assert draft.subject == "Edited"  # a draft stays editable
+
+
+@pytest.mark.django_db
+def test_an_opt_out_saved_in_the_admin_holds_for_a_campaign_already_sending(admin_client):
+    """The admin saves a preference through the service: the user's pending row of a
+    sending newsletter is failed, and the preference's user cannot be changed."""
+    user = get_user_model().objects.create(username="reader", email="reader@example.com")
+    campaign = campaign_create(kind=Kind.NEWSLETTER, key="admin-opt-out", subject="News",
+                               body="Hello")
+    pending = Notification.objects.create(
+        kind=Kind.NEWSLETTER, recipient=user.email, user=user, campaign=campaign,
+        subject="News", body="Hello", idempotency_key=f"campaign:{campaign.pk}:user:{user.pk}")
+
+    page = admin_client.post(reverse("admin:notifications_notificationpreference_add"), {
+        "user": user.pk, "digest_opt_out": "on"})
+    assert page.status_code == 302
+    pending.refresh_from_db()
+    assert pending.status == Notification.Status.PENDING  # digests only: still to be sent
+
+    preference = NotificationPreference.objects.get(user=user)
+    other = get_user_model().objects.create(username="other", email="other@example.com")
+    url = reverse("admin:notifications_notificationpreference_change", args=[preference.pk])
+    page = admin_client.post(url, {"user": other.pk, "newsletter_opt_out": "on"})
+    assert page.status_code == 302
+    pending.refresh_from_db()
+    assert (pending.status, pending.last_error) == (Notification.Status.FAILED,
+                                                    "the user opted out before it was sent")
+    assert list(NotificationPreference.objects.values_list(
+        "user", "digest_opt_out", "newsletter_opt_out")) == [(user.pk, False, True)]

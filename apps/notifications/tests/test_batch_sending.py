@@ -31,6 +31,7 @@ from apps.notifications.services import (
     _create_chunk_notifications,
     campaign_create,
     campaign_send_chunk,
+    notification_preference_set,
 )
 
 BATCH_BACKEND = "apps.notifications.mail_backends.InMemoryBatchBackend"
@@ -322,6 +323,32 @@ def test_a_user_deleted_mid_campaign_is_not_sent_and_leaves_no_row_pending(setti
     gone = Notification.objects.get(campaign=campaign, recipient="gone@example.com")
     assert (gone.status, gone.last_error) == (Notification.Status.FAILED,
                                               "the user was deleted before sending")
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
+
+
+def test_a_user_who_opts_out_mid_campaign_is_not_sent_to(settings):
+    """The chunk wrote their row from the audience when it began; the opt-out fails it.
+    An opt-out of another kind, or a choice that opts out of nothing, changes nothing."""
+    settings.EMAIL_BACKEND = BATCH_BACKEND
+    mail.batches = []
+    campaign, users = campaign_to(["stay@example.com", "out@example.com",
+                                   "no-digests@example.com", "undecided@example.com"])
+    _create_chunk_notifications(campaign=campaign, first_user_id=users[0].pk,
+                                last_user_id=users[-1].pk)  # the chunk began
+    notification_preference_set(user_id=users[1].pk, digest_opt_out=False,
+                                newsletter_opt_out=True)
+    notification_preference_set(user_id=users[2].pk, digest_opt_out=True,
+                                newsletter_opt_out=False)
+    notification_preference_set(user_id=users[3].pk, digest_opt_out=False,
+                                newsletter_opt_out=False)
+
+    assert send(campaign, users) == 3
+
+    assert sorted(r.to for batch in mail.batches for r in batch.recipients) == [
+        "no-digests@example.com", "stay@example.com", "undecided@example.com"]
+    out = Notification.objects.get(campaign=campaign, recipient="out@example.com")
+    assert (out.status, out.last_error, out.attempts) == (
+        Notification.Status.FAILED, "the user opted out before it was sent", 0)
     assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
 
 
