@@ -153,8 +153,8 @@ class BatchSender:
                     self._decided.clear()
                 self._decided[kind] = recorded
             return
-        # A queue lost with a restarted Redis's bindings is declared again on this
-        # connection (kombu remembers what each connection declared), not routed away.
+        # Declared before its first message on this batch's connection, as send_task's
+        # publish would (kombu remembers what each connection declared: a lookup).
         declare = kind not in self._declared
         self._declared.add(kind)
         self._send_decided(decided, name=name, args=args, kwargs=kwargs, task_id=task_id,
