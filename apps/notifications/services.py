@@ -2,7 +2,7 @@
 
 from collections.abc import Iterable
 from datetime import date
-from functools import cache
+from functools import cache, partial
 from typing import NamedTuple, TypeVar
 
 from django.conf import settings
@@ -182,30 +182,60 @@ def campaign_send_chunk(*, campaign_id: int, first_user_id: int, last_user_id: i
     return sent
 
 
+#: The PostgreSQL advisory lock that orders a chunk's reading of its audience and an
+#: opt-out: each waits for the other to commit, so the opt-out either is seen by the chunk
+#: or sees the chunk's rows.
+AUDIENCE_LOCK = 0x6E6F74696669  # "notifi", a constant no other lock of the project uses
+
+
 def notification_preference_set(*, user_id: int, digest_opt_out: bool,
                                 newsletter_opt_out: bool) -> NotificationPreference:
     """Store a user's choices, and keep every campaign of a kind they opt out of from
-    reaching them from now on.
+    reaching them from the commit on.
 
     A chunk writes its recipients' rows from the audience when it begins, so a campaign
     already sending holds pending rows for users who opt out afterwards. Those rows are
-    failed with the reason in the same transaction, and no batch claims them once it
-    commits; a batch sending to the user at this moment is waited for, and its outcome
-    stands. The claim does not look the preference up per recipient instead: that would
-    be a lookup on every send, for a change this rare.
+    failed with the reason in the same transaction; the audience lock keeps a chunk from
+    reading the audience while this is uncommitted, and this from missing rows a chunk
+    has read but not committed. A batch sending to the user at this moment is waited for,
+    and its outcome stands. A chunk that skipped the row while this held it is finished
+    after the commit. The claim does not look the preference up per recipient instead:
+    that would be a lookup on every send, for a change this rare.
     """
     with transaction.atomic():
+        _audience_lock(shared=False)
         preference, _ = NotificationPreference.objects.update_or_create(
             user_id=user_id, defaults={"digest_opt_out": digest_opt_out,
                                        "newsletter_opt_out": newsletter_opt_out})
         kinds = [kind for kind, field in OPT_OUT_FIELD.items() if getattr(preference, field)]
+        pending = Notification.objects.filter(
+            user_id=user_id, kind__in=kinds, campaign__isnull=False,
+            status=Notification.Status.PENDING)
+        for campaign_id in set(pending.values_list("campaign_id", flat=True)) if kinds else ():
+            transaction.on_commit(partial(_chunk_of_user_finish, campaign_id=campaign_id,
+                                          user_id=user_id), robust=True)
         if kinds:
-            Notification.objects.filter(
-                user_id=user_id, kind__in=kinds, campaign__isnull=False,
-                status=Notification.Status.PENDING,
-            ).update(status=Notification.Status.FAILED, updated_at=timezone.now(),
-                     last_error="the user opted out before it was sent")
+            pending.update(status=Notification.Status.FAILED, updated_at=timezone.now(),
+                           last_error="the user opted out before it was sent")
     return preference
+
+
+def _audience_lock(*, shared: bool) -> None:
+    """AUDIENCE_LOCK until the transaction ends (PostgreSQL; SQLite runs one writer)."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT pg_advisory_xact_lock{'_shared' if shared else ''}(%s)",
+                       [AUDIENCE_LOCK])
+
+
+def _chunk_of_user_finish(*, campaign_id: int, user_id: int) -> None:
+    """Finish the chunk whose range holds the user, if nothing in it is pending now."""
+    chunk = CampaignChunk.objects.filter(
+        campaign_id=campaign_id, first_user_id__lte=user_id, last_user_id__gte=user_id,
+    ).values_list("first_user_id", "last_user_id").first()
+    if chunk is not None:
+        _chunk_finish(campaign_id=campaign_id, first_user_id=chunk[0], last_user_id=chunk[1])
 
 
 def _claim(*, campaign_id: int, after_user_id: int, last_user_id: int,
@@ -263,7 +293,8 @@ def _create_chunk_notifications(*, campaign: Campaign, first_user_id: int,
         return
     audience, params = recipients.query.sql_with_params()
     now = timezone.now()
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        _audience_lock(shared=True)  # an opt-out in flight commits first
         cursor.execute(
             f"INSERT INTO {Notification._meta.db_table} "  # noqa: S608  # the model's own SQL
             "(kind, channel, recipient, user_id, campaign_id, subject, body, idempotency_key, "

@@ -6,6 +6,7 @@ backend without batches (Django's own)."""
 import smtplib
 import time
 from collections.abc import Sequence
+from functools import partial
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -18,7 +19,13 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from apps.notifications.mail_backends import InMemoryBatchBackend
-from apps.notifications.models import Campaign, Kind, Notification
+from apps.notifications.models import (
+    Campaign,
+    CampaignChunk,
+    Kind,
+    Notification,
+    NotificationPreference,
+)
 from apps.notifications.providers import (
     BatchRecipient,
     ProviderRateLimited,
@@ -28,6 +35,7 @@ from apps.notifications.providers import (
     message_id_for,
 )
 from apps.notifications.services import (
+    AUDIENCE_LOCK,
     _create_chunk_notifications,
     campaign_create,
     campaign_send_chunk,
@@ -365,3 +373,70 @@ def test_smtp_refuses_what_the_batch_backends_refuse(refusing, mailoutbox, to):
     assert [m.to for m in mailoutbox] == [["fine@example.com"]]
     refused = Notification.objects.get(campaign=campaign, recipient=to)
     assert (refused.status, refused.last_error) == ("failed", f"invalid address: {to!r}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_that_skipped_a_row_an_opt_out_held_is_finished_once_it_commits(settings):
+    """The chunk's claim skips a row the opt-out's transaction holds, and its last check
+    still sees it pending: after that commit the opt-out finishes the chunk and the
+    campaign, which nothing else would."""
+    from django.db import connections
+
+    settings.EMAIL_BACKEND = BATCH_BACKEND
+    mail.batches = []
+    campaign, users = campaign_to(["stay@example.com", "out@example.com"])
+    CampaignChunk.objects.create(campaign=campaign, first_user_id=users[0].pk,
+                                 last_user_id=users[-1].pk)
+    _create_chunk_notifications(campaign=campaign, first_user_id=users[0].pk,
+                                last_user_id=users[-1].pk)
+    held = Notification.objects.get(campaign=campaign, recipient="out@example.com").pk
+    opt_out = connections["default"].copy("opt-out")
+    try:
+        opt_out.set_autocommit(False)
+        with opt_out.cursor() as cursor:  # the opt-out's transaction, not yet committed
+            cursor.execute("SELECT id FROM notifications_notification WHERE id = %s "
+                           "FOR UPDATE", [held])
+        assert send(campaign, users) == 1
+        assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.SENDING
+    finally:
+        opt_out.rollback()
+        opt_out.close()
+
+    notification_preference_set(user_id=users[1].pk, digest_opt_out=False,
+                                newsletter_opt_out=True)
+
+    assert CampaignChunk.objects.get(campaign=campaign).status == CampaignChunk.Status.DONE
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
+    assert [r.to for batch in mail.batches for r in batch.recipients] == ["stay@example.com"]
+
+
+@pytest.mark.parametrize("held", ["exclusive", "shared"])
+def test_a_chunk_reading_its_audience_and_an_opt_out_wait_for_each_other(settings, held):
+    """A chunk does not read the audience while an opt-out is uncommitted (it would not
+    see it), and an opt-out does not fail rows while a chunk's are uncommitted (it would
+    not see them): each waits, here until the lock timeout, with nothing written."""
+    from django.db import OperationalError, connections, transaction
+
+    campaign, users = campaign_to(["reader@example.com"])
+    other = connections["default"].copy("other")
+    try:
+        other.set_autocommit(False)
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock"
+                           f"{'_shared' if held == 'shared' else ''}(%s)", [AUDIENCE_LOCK])
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '100ms'")
+            waiting = (  # an opt-out in flight: the chunk waits; a chunk: the opt-out
+                partial(_create_chunk_notifications, campaign=campaign,
+                        first_user_id=users[0].pk, last_user_id=users[0].pk)
+                if held == "exclusive" else
+                partial(notification_preference_set, user_id=users[0].pk,
+                        digest_opt_out=False, newsletter_opt_out=True))
+            with pytest.raises(OperationalError, match="lock timeout"), transaction.atomic():
+                waiting()
+        assert not Notification.objects.filter(campaign=campaign).exists()
+        assert not NotificationPreference.objects.filter(user=users[0]).exists()
+    finally:
+        other.rollback()
+        other.close()
