@@ -195,28 +195,30 @@ def notification_preference_set(*, user_id: int, digest_opt_out: bool,
 
     A chunk writes its recipients' rows from the audience when it begins, so a campaign
     already sending holds pending rows for users who opt out afterwards. Those rows are
-    failed with the reason in the same transaction; the audience lock keeps a chunk from
-    reading the audience while this is uncommitted, and this from missing rows a chunk
-    has read but not committed. A batch sending to the user at this moment is waited for,
-    and its outcome stands. A chunk that skipped the row while this held it is finished
-    after the commit. The claim does not look the preference up per recipient instead:
-    that would be a lookup on every send, for a change this rare.
+    failed with the reason in the same transaction. The audience lock, taken once the
+    choice is written and only for an opt-out, keeps a chunk from reading the audience
+    until this commits, and waits for a chunk that read it before, so that its rows are
+    seen here. A batch sending to the user at this moment is waited for, and its outcome
+    stands. A chunk that skipped the row while this held it is finished after the commit.
+    The claim does not look the preference up per recipient instead: that would be a
+    lookup on every send, for a change this rare.
     """
     with transaction.atomic():
-        _audience_lock(shared=False)
         preference, _ = NotificationPreference.objects.update_or_create(
             user_id=user_id, defaults={"digest_opt_out": digest_opt_out,
                                        "newsletter_opt_out": newsletter_opt_out})
         kinds = [kind for kind, field in OPT_OUT_FIELD.items() if getattr(preference, field)]
+        if not kinds:
+            return preference
+        _audience_lock(shared=False)
         pending = Notification.objects.filter(
             user_id=user_id, kind__in=kinds, campaign__isnull=False,
             status=Notification.Status.PENDING)
-        for campaign_id in set(pending.values_list("campaign_id", flat=True)) if kinds else ():
+        for campaign_id in set(pending.values_list("campaign_id", flat=True)):
             transaction.on_commit(partial(_chunk_of_user_finish, campaign_id=campaign_id,
                                           user_id=user_id), robust=True)
-        if kinds:
-            pending.update(status=Notification.Status.FAILED, updated_at=timezone.now(),
-                           last_error="the user opted out before it was sent")
+        pending.update(status=Notification.Status.FAILED, updated_at=timezone.now(),
+                       last_error="the user opted out before it was sent")
     return preference
 
 
