@@ -5,6 +5,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.urls import reverse
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from apps.notifications.models import Campaign, Kind, Notification, NotificationPreference
 from apps.notifications.services import campaign_create
@@ -84,3 +86,34 @@ def test_an_opt_out_saved_in_the_admin_holds_for_a_campaign_already_sending(admi
                                                     "the user opted out before it was sent")
     assert list(NotificationPreference.objects.values_list(
         "user", "digest_opt_out", "newsletter_opt_out")) == [(user.pk, False, True)]
+
+
+@pytest.mark.django_db
+@settings(max_examples=40, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(user=st.one_of(st.text(max_size=24), st.integers().map(str), st.just("{user}")),
+       digest=st.one_of(st.none(), st.text(max_size=4)), newsletter=st.sampled_from(
+           [None, "on", "", "\x00", "true", "0"]))
+@example(user="{user}", digest=None, newsletter="on")  # a real one: saved, opted out
+def test_any_preference_posted_to_the_admin_is_saved_or_refused_with_nothing_stored(
+        admin_client, user, digest, newsletter):
+    """Whatever the add form is sent: no 5xx, a refusal stores nothing, and a save stores
+    one preference."""
+    reader, _ = get_user_model().objects.get_or_create(username="hostile-reader",
+                                                       email="reader@example.com")
+    NotificationPreference.objects.filter(user=reader).delete()
+    before = NotificationPreference.objects.count()
+    data = {"user": user.replace("{user}", str(reader.pk))}
+    data.update({name: value for name, value in (("digest_opt_out", digest),
+                                                 ("newsletter_opt_out", newsletter))
+                 if value is not None})
+
+    page = admin_client.post(reverse("admin:notifications_notificationpreference_add"), data)
+
+    assert page.status_code in (200, 302, 400)
+    if (user, digest, newsletter) == ("{user}", None, "on"):
+        assert page.status_code == 302
+    if page.status_code == 302:
+        assert NotificationPreference.objects.count() == before + 1
+    else:
+        assert NotificationPreference.objects.count() == before
