@@ -5,8 +5,10 @@ scheduler, the broker transport, Celery signal handlers. Must not: business rule
 anything a task author calls (that is `workers.core`). The settings name the classes
 Celery loads (request, consumer, scheduler, transport); `install(app)`, from
 config/celery.py, adds the bootsteps, censors the settings the process reports
-(`config_censor`) and has every URL of the broker's failover list use the configured
-transport (`redis_transport.claim_failover_schemes`); `connect_signal_handlers()`, from
+(`config_censor`), keeps the Django-style names of current settings out of Celery's
+deprecation warnings (`deprecated_settings`) and has every URL of the broker's failover
+list use the configured transport (`redis_transport.claim_failover_schemes`);
+`connect_signal_handlers()`, from
 the workers app's `ready()`, connects the handlers once Django's models can be imported,
 in every process that loads Django (so a publish from any of them is stamped; the app's
 message builder, `task_messages`, redacts the argument reprs of each). Every private
@@ -18,7 +20,7 @@ from typing import Any
 
 from celery import Celery
 
-from workers.runtime import config_censor, redis_transport
+from workers.runtime import config_censor, deprecated_settings, redis_transport
 from workers.runtime.event_batches import EventBatchLimit
 from workers.runtime.heartbeat import WorkerHeartbeat
 from workers.runtime.timers import CancelledTimerCompaction
@@ -32,6 +34,7 @@ def install(app: Celery) -> None:
     # Once the configuration is read (reading it here would load Django's settings
     # while they are still being imported).
     app.on_after_configure.connect(_claim_failover_schemes, sender=app, weak=False)
+    app.on_after_configure.connect(_forget_namespaced_names, sender=app, weak=False)
     app.steps["worker"].add(CancelledTimerCompaction)
     app.steps["consumer"].add(EventBatchLimit)
     app.steps["consumer"].add(WorkerHeartbeat)
@@ -42,6 +45,10 @@ def install(app: Celery) -> None:
 
 def _claim_failover_schemes(sender: Celery, source: Any, **kwargs: Any) -> None:
     redis_transport.claim_failover_schemes(source.broker_transport)
+
+
+def _forget_namespaced_names(sender: Celery, source: Any, **kwargs: Any) -> None:
+    deprecated_settings.forget_namespaced_names(source)
 
 
 def connect_signal_handlers() -> None:

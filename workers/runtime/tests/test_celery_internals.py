@@ -273,6 +273,25 @@ def test_the_settings_filter_the_censor_replaces():
     assert "self.table(" in inspect.getsource(celery_app_utils.Settings.humanize)
 
 
+def test_the_deprecation_warning_the_namespaced_names_are_kept_out_of():
+    """workers/runtime/deprecated_settings.py trims Settings.deprecated_settings, which
+    the worker's start reads through maybe_warn_deprecated_settings, exempting only the
+    'django.conf:settings' source; SETTING_KEYS holds the current names."""
+    from celery.app import defaults as celery_defaults
+    from celery.app import utils as celery_app_utils
+    from celery.apps import worker as celery_worker
+
+    assert "task_serializer" in celery_defaults.SETTING_KEYS
+    assert "deprecated_settings" in parameters(celery_app_utils.Settings.__init__)
+    assert "self.deprecated_settings" in inspect.getsource(
+        celery_app_utils.Settings.maybe_warn_deprecated_settings)
+    starting = inspect.getsource(celery_worker.Worker.on_start)
+    assert "'django.conf:settings'" in starting
+    assert "app.conf.maybe_warn_deprecated_settings()" in starting
+    assert "on_after_configure.send(sender=self, source=self._conf)" in inspect.getsource(
+        Celery._load_config)
+
+
 def test_the_message_builder_and_request_methods_redaction_overrides():
     """workers/runtime/task_messages.py overrides AMQP.as_task_v2 (the app's `amqp`), which
     builds `argsrepr`/`kwargsrepr` (headers and task-sent event) unless given them, with
