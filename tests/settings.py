@@ -10,7 +10,9 @@ Every other difference is a value below; each still yields to the environment, s
 can start a process with a setting of its own.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -35,8 +37,25 @@ ANALYTICS_INGEST_TOKEN = env.str("ANALYTICS_INGEST_TOKEN", default="test-ingest-
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="test-metrics-token")
 # The test workers run no periodic alert checks unless a test starts one that does.
 ALERTS_CHECK_INTERVAL = env.float("ALERTS_CHECK_INTERVAL", default=0.0)
-# One export directory per run: tests/fixtures.py hands it to every process a test starts.
-MEDIA_ROOT = env.str("MEDIA_ROOT", default="") or tempfile.mkdtemp(prefix="media-")
+
+
+def _media_root() -> str:
+    """One export directory per run: tests/fixtures.py hands it to every process a test
+    starts. Made here, it is removed when this process exits (not by a forked child)."""
+    given = env.str("MEDIA_ROOT", default="")
+    if given:
+        return given
+    made, maker = tempfile.mkdtemp(prefix="media-"), os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == maker:
+            shutil.rmtree(made, ignore_errors=True)
+
+    atexit.register(remove)
+    return made
+
+
+MEDIA_ROOT = _media_root()
 # Where tests/production.py collects the static files its gunicorn serves (the project's
 # settings fix STATIC_ROOT beside the code, where the image's collectstatic writes it).
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default="") or STATIC_ROOT)  # noqa: F405
