@@ -8,12 +8,11 @@ config/celery.py, adds the bootsteps, censors the settings the process reports
 (`config_censor`), keeps the Django-style names of current settings out of Celery's
 deprecation warnings (`deprecated_settings`) and has every URL of the broker's failover
 list use the configured transport (`redis_transport.claim_failover_schemes`);
-`connect_signal_handlers()`, from
-the workers app's `ready()`, connects the handlers once Django's models can be imported,
-in every process that loads Django (so a publish from any of them is stamped; the app's
-message builder, `task_messages`, redacts the argument reprs of each). Every private
-Celery, kombu and django-celery-beat name this package relies on is checked by
-workers/runtime/tests/test_celery_internals.py.
+`connect_signal_handlers()`, from the workers app's `ready()`, connects the handlers once
+Django's models can be imported, in every process that loads Django (so a publish from
+any of them is stamped; the app's message builder, `task_messages`, redacts the argument
+reprs of each). Every private Celery, kombu and django-celery-beat name this package
+relies on is checked by workers/runtime/tests/test_celery_internals.py.
 """
 
 from typing import Any
