@@ -6,20 +6,27 @@ the port. `require_login_everywhere()` gives those two handlers the same check a
 rest (basic auth from FLOWER_BASIC_AUTH, or Flower's OAuth login) before Flower starts,
 and turns credentials Flower cannot compare (non-ASCII) into a 401 instead of a 500.
 `show_broker_as()` lets the Broker tab and `/api/queues/length` read the queues of the
-platform's Redis transport.
+platform's Redis transport, from the first broker of a failover list that answers.
 The private names they rely on are checked by workers/runtime/tests/test_celery_internals.py.
 """
 
 import functools
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 
 import tornado.web
+from flower.api.tasks import GetQueueLengths
 from flower.app import Flower
 from flower.views import BaseHandler, monitor
+from redis.exceptions import RedisError
 
 from workers.core.broker_urls import masked_url
 
+logger = logging.getLogger(__name__)
+
 OPEN_HANDLERS = (monitor.Metrics, monitor.Healthcheck)
+#: Flower's own `/api/queues/length` (what `show_broker_as` wraps).
+FLOWER_QUEUE_LENGTHS = GetQueueLengths.get
 
 
 def require_login_everywhere() -> None:
@@ -48,8 +55,9 @@ def _require_login(self: BaseHandler) -> None:
         raise tornado.web.HTTPError(401)
 
 
-def show_broker_as(*, url: str) -> None:
-    """Give Flower's Broker tab and `/api/queues/length` the broker's own URL.
+def show_broker_as(*, urls: list[str]) -> None:
+    """Give Flower's Broker tab and `/api/queues/length` the broker's own URL, the first
+    of the failover list `urls` that answers.
 
     Both build their broker client from the URL of Flower's connection, and with the
     platform's transport (`broker_transport`, workers/runtime/redis_transport.py) that URL
@@ -57,6 +65,32 @@ def show_broker_as(*, url: str) -> None:
     404 "'redis' broker is not supported". The transport changes only how a worker fetches;
     the keys Flower counts (a list per queue and priority step) are kombu's, so the plain
     redis:// URL reads them. Flower's own connection (events, inspect) keeps the transport.
+
+    Flower asks that one URL only: while its broker was down (a failover, when an operator
+    looks) `/api/queues/length` answered a 500 with Flower's error page. It now asks the
+    next URL of the list, keeps the one that answered, and answers 503 if none does.
     """
+    _use_broker(urls[0])
+    GetQueueLengths.get = _from_a_broker_that_answers(FLOWER_QUEUE_LENGTHS, urls=urls)
+
+
+def _use_broker(url: str) -> None:
     Flower.broker_uri_with_password = url  # in place of Flower's cached properties
     Flower.broker_uri = masked_url(url)  # shown on the Broker tab, passwords masked
+
+
+def _from_a_broker_that_answers(
+        get: Callable[[GetQueueLengths], Awaitable[None]], *,
+        urls: list[str]) -> Callable[[GetQueueLengths], Awaitable[None]]:
+    @functools.wraps(get)
+    async def answered(self: GetQueueLengths) -> None:
+        first = urls.index(Flower.broker_uri_with_password)
+        for url in urls[first:] + urls[:first]:
+            _use_broker(url)
+            try:
+                return await get(self)
+            except (RedisError, OSError) as error:
+                logger.warning("Flower: the broker at %s did not answer: %r",
+                               masked_url(url), error)
+        raise tornado.web.HTTPError(503, reason="No broker answered")
+    return answered

@@ -35,8 +35,8 @@ class Command(BaseCommand):
         require_login_everywhere()
         if settings.CELERY_BROKER_TRANSPORT:
             # Flower takes the transport for the URL's scheme; the platform's is a class
-            # path. The first URL of a failover list, as kombu's own URI shows.
-            show_broker_as(url=settings.CELERY_BROKER_URL.partition(";")[0])
+            # path. Every URL of a failover list, the first first, as kombu's own tries.
+            show_broker_as(urls=settings.CELERY_BROKER_URL.split(";"))
         current_app.start(argv=["flower"])
 
 

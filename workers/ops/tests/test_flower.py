@@ -119,3 +119,31 @@ def test_the_broker_tab_and_queue_lengths_read_the_redis_transports_queues(
     assert re.search(r"<td>critical</td>\s*<td[^>]*>3</td>", page), page
     assert "redis://" in page
     assert BROKER_PASSWORD not in page
+
+
+@pytest.fixture
+def broker_behind_a_dead_one(tmp_path) -> Iterator[tuple[PrivateRedis, str]]:
+    """A redis-server of the test's own, and a failover list whose first URL is a port
+    nothing listens on, as during a failover: (the live broker, the list)."""
+    broker = PrivateRedis(tmp_path, password=BROKER_PASSWORD)
+    broker.start()
+    try:
+        yield broker, f"redis://:{BROKER_PASSWORD}@127.0.0.1:{free_port()}/0;{broker.url}"
+    finally:
+        broker.kill()
+
+
+def test_queue_lengths_come_from_the_broker_of_the_failover_list_that_answers(
+        process_env, broker_behind_a_dead_one):
+    broker, urls = broker_behind_a_dead_one
+    publish_task(broker.url, "tests.tasks.log_line", "waiting")
+    with running_flower(process_env | {"CELERY_BROKER_URL": urls}) as flower:
+        code, body = fetch(flower + "/api/queues/length", login=CREDENTIALS)
+        assert code == 200, body
+        assert {"name": "critical", "messages": 1} in json.loads(body)["active_queues"]
+
+        broker.kill()  # no broker left: an answer that says so, not Flower's error page
+        code, body = fetch(flower + "/api/queues/length", login=CREDENTIALS)
+        assert code == 503, body
+        assert BROKER_PASSWORD not in body
+        assert status(flower + "/api/queues/length") == 401

@@ -252,6 +252,13 @@ def test_flower_broker_urls_the_broker_tab_builds_its_client_from():
         assert name in vars(Flower), name
     assert "Broker(app.broker_uri_with_password" in inspect.getsource(BaseHandler.get_broker)
     assert "broker_url=self.application.broker_uri" in inspect.getsource(BrokerView.get)
+    # What the failover wrapper around /api/queues/length retries on another URL.
+    from workers.ops.flower import FLOWER_QUEUE_LENGTHS
+
+    answer = inspect.getsource(FLOWER_QUEUE_LENGTHS)
+    assert FLOWER_QUEUE_LENGTHS.__qualname__ == "GetQueueLengths.get"
+    assert "self.get_broker()" in answer
+    assert "await broker.queues(" in answer
 
 
 def test_the_settings_filter_the_censor_replaces():
