@@ -4,13 +4,15 @@ the drain. (The escaping rule itself: workers/dead_letters/tests/test_storable.p
 
 import json
 
+import pytest
 from celery.utils import uuid
 from django.conf import settings
 from kombu import Connection
 
 from tests import tasks
 from tests.faults.brokers import broker_queue
-from tests.fixtures import last_outbox_id, wait_for, wait_for_outbox_jobs
+from tests.fixtures import HANG, last_outbox_id, wait_for, wait_for_outbox_jobs
+from tests.polling import poll_until
 from tests.waits import ran_on, runs
 from workers.core.platform_redis import redis_client
 from workers.core.routing import CRITICAL
@@ -85,8 +87,16 @@ def test_messages_whose_task_id_is_not_usable_text_are_dead_letters_and_the_work
     tasks.transient_until.apply_async(args=[after, 0], queue=CRITICAL)
 
     wait_for(lambda: runs(test_redis, after) == 1, what="a job sent after them to run")
-    rows = wait_for(lambda: (found := list(DeadLetter.objects.filter(args__0__startswith=marker)))
-                    and len(found) == len(keys) and found, what="a dead letter for each")
+    rows = poll_until(lambda: (found := list(DeadLetter.objects.filter(
+        args__0__startswith=marker))) and len(found) == len(keys) and found, timeout=HANG)
+    if not rows:  # what a flake needs to be told apart: which, and where the others went
+        found = DeadLetter.objects.filter(task_name__in=[tasks.permanent.name,
+                                                         f"tests.tasks.gone_{suffix}"])
+        stored = [(row.task_id, row.args, row.raw_body[:80]) for row in found]
+        missing = sorted(set(keys) - {row.args[0] for row in found if row.args})
+        pytest.fail(f"no dead letter for {missing}; the run's rows: {stored}; spooled: "
+                    f"{test_redis.lrange(SPOOL_KEY, 0, -1)} "
+                    f"{test_redis.lrange(SET_ASIDE_KEY, 0, -1)}")
     fingerprints = {row.fingerprint for row in rows}
     wait_for(lambda: Alert.objects.filter(  # its own alerts written: the worker is idle
         key__in=[FAILURE_KEY + fingerprint for fingerprint in fingerprints]).count()
