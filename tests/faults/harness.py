@@ -10,12 +10,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from kombu import Connection
-
 from config.celery import app
 from tests.faults.brokers import broker_env, broker_idle, broker_queue
 from tests.faults.network import IsolatedHost
-from tests.fixtures import HANG, ROOT, wait_for
+from tests.fixtures import HANG, ROOT, publisher_connection, wait_for
 from tests.ledger.models import Effect
 from tests.polling import poll_until
 from workers.dead_letters.models import DeadLetter
@@ -37,8 +35,7 @@ def new_keys(count: int) -> list[str]:
 def send_effects(broker_url: str, keys: list[str], *, seconds: float) -> None:
     """Publish one ledger job per key (the key is its task id) to the broker at `broker_url`."""
     critical = broker_queue(broker_url, "critical")
-    # kombu's own Connection: the app's would use this process's broker_transport.
-    with Connection(broker_url) as connection, \
+    with publisher_connection(broker_url) as connection, \
             app.amqp.Producer(connection) as producer:
         for key in keys:
             app.send_task("tests.tasks.record_effect", args=[key, seconds], task_id=key,

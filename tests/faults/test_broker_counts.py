@@ -1,10 +1,10 @@
 """The fault tests' own reading of a broker: the counts every settle and idle check trusts."""
 
 import pytest
-from kombu import Connection
 
 from tests.faults.brokers import broker_queue, message_counts
 from tests.faults.conftest import BOTH_BROKERS
+from tests.fixtures import publisher_connection
 
 
 @BOTH_BROKERS
@@ -12,7 +12,7 @@ def test_counts_are_exact_the_moment_a_queue_is_declared(fault_broker):
     """RabbitMQ's statistics read a new quorum queue as empty for seconds; a count taken
     from them let an idle check pass with every message still waiting."""
     queue = broker_queue(fault_broker, "critical")
-    with Connection(fault_broker) as connection:
+    with publisher_connection(fault_broker) as connection:
         producer = connection.Producer()
         queue(connection.default_channel).declare()
         assert message_counts(fault_broker) == (0, 0)

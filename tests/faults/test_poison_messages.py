@@ -5,12 +5,11 @@ import time
 import uuid
 
 import redis
-from kombu import Connection
 
 from tests.faults.brokers import FAULT_REDIS, broker_name, broker_queue
 from tests.faults.conftest import BOTH_BROKERS
 from tests.faults.harness import Processes, new_keys, send_effects, settle
-from tests.fixtures import HANG
+from tests.fixtures import HANG, publisher_connection
 from tests.polling import poll_until
 from workers.dead_letters.models import DeadLetter
 from workers.dead_letters.services import dead_letters_requeue
@@ -46,7 +45,7 @@ def test_each_poison_kind_is_dead_lettered_and_the_worker_keeps_consuming(
     marker = uuid.uuid4().hex
     ids = {kind: str(uuid.uuid4()) for kind in POISON}
     critical = broker_queue(fault_broker, "critical")
-    with Connection(fault_broker) as connection:
+    with publisher_connection(fault_broker) as connection:
         producer = connection.Producer()
         for kind, (task, body, content_type, _) in POISON.items():
             producer.publish(body, exchange="critical", routing_key="critical",

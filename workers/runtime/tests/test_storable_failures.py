@@ -7,11 +7,16 @@ import json
 import pytest
 from celery.utils import uuid
 from django.conf import settings
-from kombu import Connection
 
 from tests import tasks
 from tests.faults.brokers import broker_queue
-from tests.fixtures import HANG, last_outbox_id, wait_for, wait_for_outbox_jobs
+from tests.fixtures import (
+    HANG,
+    last_outbox_id,
+    publisher_connection,
+    wait_for,
+    wait_for_outbox_jobs,
+)
 from tests.polling import poll_until
 from tests.waits import ran_on, runs
 from workers.core.platform_redis import redis_client
@@ -70,7 +75,7 @@ def test_messages_whose_task_id_is_not_usable_text_are_dead_letters_and_the_work
     suffix = marker.replace("-", "_")  # a task name of this run only: it alerts once
     critical = broker_queue(settings.CELERY_BROKER_URL, CRITICAL)
     keys = []
-    with Connection(settings.CELERY_BROKER_URL) as connection:
+    with publisher_connection(settings.CELERY_BROKER_URL) as connection:
         producer = connection.Producer()
         for n, task in enumerate((tasks.permanent.name, f"tests.tasks.gone_{suffix}")):
             # Ids of their own: a dead letter is one per task id.
@@ -138,7 +143,7 @@ def test_poison_messages_with_nul_in_the_body_or_the_arguments_are_stored(live_w
     raw, unknown = uuid(), uuid()
     suffix = uuid().replace("-", "_")  # task names of this run only: each alerts once
     critical = broker_queue(settings.CELERY_BROKER_URL, CRITICAL)
-    with Connection(settings.CELERY_BROKER_URL) as connection:
+    with publisher_connection(settings.CELERY_BROKER_URL) as connection:
         producer = connection.Producer()
         for task_id, task, body in (
                 (raw, f"tests.tasks.gone_{suffix}", b"\x00\xff not json"),
