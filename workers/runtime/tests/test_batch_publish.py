@@ -130,6 +130,35 @@ def test_batches_of_one_send_what_send_task_sends_on_decisions_kept_from_before(
     assert len(whole_way) == with_eta + 3  # the first of each priority, and every ETA
 
 
+def test_a_later_batch_declares_its_queue_where_its_connection_has_not(queue_name,
+                                                                      monkeypatch):
+    """A batch reusing what an earlier one decided still declares the kind's queue on a
+    connection kombu has not declared it on (a new one, after a reconnect): published
+    without the declaration, a message to the queue's exchange may have no binding to
+    follow. A connection that has declared it is not asked again."""
+    app.finalize(auto=True)  # registering the tasks later would start the decisions anew
+    with batch_publishing(app=app) as batch:  # the whole way, decisions kept
+        send_batched(queue_name, 0, batch)
+    drained(queue_name)
+    declared = []
+    declare = Queue.declare
+
+    def counted(self, *args, **kwargs):
+        declared.append(self.name)
+        return declare(self, *args, **kwargs)
+
+    monkeypatch.setattr(Queue, "declare", counted)
+    sent = []
+    with batch_publishing(app=app) as batch:
+        batch.producer.channel.connection.client.declared_entities.clear()
+        sent.append(send_batched(queue_name, 6, batch))  # the same kind as the first
+    assert declared == [queue_name]
+    with batch_publishing(app=app) as batch:
+        sent.append(send_batched(queue_name, 12, batch))
+    assert declared == [queue_name]
+    assert [m.headers["id"] for m in drained(queue_name)] == sent
+
+
 @app.task(bind=True, name="tests.batch_publish.publish_from_a_task")
 def publish_from_a_task(self, queue: str) -> None:
     with batch_publishing(app=app) as batch:

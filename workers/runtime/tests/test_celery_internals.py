@@ -19,6 +19,7 @@ from celery.worker.consumer.events import Events
 from celery.worker.consumer.tasks import Tasks
 from django_celery_beat import schedulers as beat_schedulers
 from kombu import Connection, Producer
+from kombu import common as kombu_common
 from kombu.asynchronous.timer import Timer
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
@@ -370,6 +371,18 @@ def test_the_publish_steps_a_batch_reuses_for_calls_like_the_first():
     assert "send_before_publish(" in inspect.getsource(AMQP._create_task_sender)
     assert "producer.publish(body, **publish_kwargs)" in inspect.getsource(
         AMQP._create_task_sender)
+
+
+def test_the_declaration_cache_a_batch_looks_in_before_kombu_would():
+    """workers/runtime/batch_publish.py skips the entities `maybe_declare` would find in
+    its cache: the connection's `declared_entities`, keyed by `hash(entity)`, for entities
+    that `can_cache_declaration`."""
+    source = inspect.getsource(kombu_common._maybe_declare)
+    assert "declared = channel.connection.client.declared_entities" in source
+    assert "ident = hash(entity)" in source
+    assert "entity.can_cache_declaration" in source
+    assert isinstance(Connection("redis://").declared_entities, set)
+    assert "maybe_declare(entity, retry=retry" in inspect.getsource(Producer._publish)
 
 
 def test_what_send_task_takes_from_where_it_is_called():
