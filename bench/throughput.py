@@ -18,11 +18,11 @@ above) against the same worker on kombu's stock one (BROKER_TRANSPORT=redis).
 
 Memory: one drain of `--memory-tasks` per side at the deployed pool size.
 
-Enqueue: one process, one service call per job, the ways taking turns, medians: plain
-`apply_async`; a service that writes a row (a product event) and enqueues with
-`delay_on_commit`, and the same service enqueueing with `delay_via_outbox`; and a bulk
-outbox enqueue (`outbox_enqueue_many`, every job in one transaction) against plain
-`apply_async` of as many jobs.
+Enqueue: one process, one service call per job, medians of rounds: plain `apply_async`;
+a service that writes a row (a product event) and enqueues with `delay_on_commit`, and
+the same service enqueueing with `delay_via_outbox`, taking turns in blocks of
+ENQUEUE_BLOCK calls; and a bulk outbox enqueue (`outbox_enqueue_many`, every job in one
+transaction) against plain `apply_async` of as many jobs.
 """
 
 import argparse
@@ -41,6 +41,7 @@ from bench import harness, plain, tasks
 from bench.harness import PLAIN, TEMPLATE, figure
 from workers.core.models import OutboxMessage, TaskEffect
 from workers.core.outbox import outbox_enqueue_many
+from workers.core.outbox_marks import outbox_marks_flush
 
 WARMUP = 1000  # tasks drained before the first memory sample
 STOCK = "stock transport"
@@ -184,8 +185,10 @@ def memory_figures(*, count: int) -> list[dict]:
 
 
 def enqueue_figures(*, count: int, bulk: int, rounds: int) -> list[dict]:
-    """Medians of `rounds` rounds, the ways taking turns, so that drift in the machine's
-    speed during the run falls on all of them alike."""
+    """Medians of `rounds` rounds. In each round the one-job ways take turns in blocks of
+    ENQUEUE_BLOCK calls, so that a moment of the machine's drift or a background write
+    (autovacuum after the bulk rounds) falls on all of them alike, where a way's whole
+    round could meet it alone; then the bulk ways."""
 
     def product_event() -> None:
         Event.objects.create(name="signup", occurred_at=timezone.now(), properties={})
@@ -213,13 +216,24 @@ def enqueue_figures(*, count: int, bulk: int, rounds: int) -> list[dict]:
     singles = {"plain": plain.noop.apply_async, "on_commit": on_commit, "outbox": outbox}
     bulks = {"plain": bulk_plain, "outbox": bulk_outbox}
     rates: dict[str, list[float]] = {way: [] for way in [*singles, "bulk plain", "bulk outbox"]}
+    for call in singles.values():
+        call()  # connections and caches warm
+    outbox_marks_flush()
+    blocks = max(1, count // ENQUEUE_BLOCK)
     for _ in range(rounds):
-        for way, call in singles.items():
-            harness.broker().flushdb()
-            rates[way].append(enqueue_rate(call, count=count))
+        spent = dict.fromkeys(singles, 0.0)
+        for _ in range(blocks):
+            for way, call in singles.items():
+                harness.broker().flushdb()
+                spent[way] += enqueue_seconds(call, calls=ENQUEUE_BLOCK)
+        for way, seconds in spent.items():
+            rates[way].append(round(blocks * ENQUEUE_BLOCK / seconds, 1))
         for way, call in bulks.items():
             harness.broker().flushdb()
+            # The caller's rate: its jobs' marks are written by a thread after the commit,
+            # off its path (here after the timing, not in the middle of the next way's).
             rates[f"bulk {way}"].append(enqueue_rate(call, count=1, jobs=bulk))
+            outbox_marks_flush()
     harness.broker().flushdb()
     rate = {way: statistics.median(values) for way, values in rates.items()}
     return [
@@ -238,13 +252,27 @@ def enqueue_figures(*, count: int, bulk: int, rounds: int) -> list[dict]:
     ]
 
 
+#: One-job calls a way makes before the next way's turn (`enqueue_figures`).
+ENQUEUE_BLOCK = 100
+
+
 def enqueue_rate(call: Callable[[], object], *, count: int, jobs: int = 1) -> float:
-    """Jobs per second over `count` calls that enqueue `jobs` each (after one warm-up)."""
+    """Jobs per second over `count` calls that enqueue `jobs` each (after one warm-up),
+    the outbox's marks left to their thread."""
     call()  # connections and caches warm
+    return round(count * jobs / enqueue_seconds(call, calls=count, marks=False), 1)
+
+
+def enqueue_seconds(call: Callable[[], object], *, calls: int, marks: bool = True) -> float:
+    """Seconds for `calls` calls. With `marks`, ending with the marks of the outbox rows
+    they published: written by a thread after each commit, they would otherwise fall on
+    the next way's block; the outbox is charged for them here."""
     started = time.perf_counter()
-    for _ in range(count):
+    for _ in range(calls):
         call()
-    return round(count * jobs / (time.perf_counter() - started), 1)
+    if marks:
+        outbox_marks_flush()
+    return time.perf_counter() - started
 
 
 if __name__ == "__main__":
