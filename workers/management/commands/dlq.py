@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery.utils import uuid
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -48,6 +48,7 @@ from workers.dead_letters.services import (
 )
 from workers.dead_letters.shown import shown_text
 from workers.dead_letters.tasks import dead_letter_drill
+from workers.management.operator_command import OperatorCommand
 
 DURATION = re.compile(r"^(\d+)([smhd])$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -61,7 +62,7 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**{UNITS[match[2]]: int(match[1])})
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "List, requeue, discard or purge dead letters, or run a dead-letter fire drill."
 
     def add_arguments(self, parser: CommandParser) -> None:

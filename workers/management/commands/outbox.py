@@ -3,14 +3,15 @@
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
 from workers.core.broker_health import broker_reachable
 from workers.core.outbox import outbox_pending_stats, outbox_sweep
+from workers.management.operator_command import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Show unpublished outbox jobs, or publish them (what beat's sweeper does)."
 
     def add_arguments(self, parser: CommandParser) -> None:

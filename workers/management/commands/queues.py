@@ -5,15 +5,16 @@ from typing import Any
 
 from celery import current_app
 from celery.exceptions import TimeoutError as CeleryTimeoutError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from workers.core.queue_stats import queue_stats
 from workers.core.routing import QUEUES
+from workers.management.operator_command import OperatorCommand
 from workers.ops.health import broker_error
 from workers.ops.tasks import probe
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Show queue depth and oldest-message age, or time a probe through each queue."
 
     def add_arguments(self, parser: CommandParser) -> None:

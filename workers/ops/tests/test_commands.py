@@ -1,4 +1,5 @@
-"""`queues stats|probe`, `dlq drill`, `sync_schedules`, `/healthz` and `/readyz`."""
+"""`queues stats|probe`, `dlq drill`, `sync_schedules`, `/healthz` and `/readyz`; the
+operator's commands without the system checks."""
 
 import subprocess
 import sys
@@ -6,7 +7,9 @@ import sys
 import pytest
 import redis
 from django.conf import settings
-from django.core.management import call_command
+from django.core import checks
+from django.core.management import call_command, execute_from_command_line
+from django.core.management.base import SystemCheckError
 from django_celery_beat.models import PeriodicTask
 
 from tests.faults.brokers import reset_vhost
@@ -80,6 +83,30 @@ def test_drill_fails_without_a_critical_worker(manage_on_idle_broker):
     result = manage_on_idle_broker("dlq", "drill", "--timeout", "1")
     assert result.returncode != 0
     assert "drill failed" in result.stderr
+
+
+@pytest.fixture
+def failing_system_check():
+    """A system check that fails, as one might in a half-broken deploy."""
+    def failing(**_: object) -> list[checks.CheckMessage]:
+        return [checks.Error("a check that fails", id="tests.E001")]
+
+    checks.register(failing, "tests")
+    yield
+    checks.registry.registry.registered_checks.discard(failing)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("command", [("dlq", "list"), ("outbox", "stats"),
+                                     ("queues", "stats")])
+def test_the_operators_commands_run_whatever_the_system_checks_say(command,
+                                                                   failing_system_check,
+                                                                   capsys):
+    """They are for the middle of an incident; the checks are the deploy's to run."""
+    with pytest.raises(SystemCheckError, match=r"tests\.E001"):
+        call_command("check")
+    execute_from_command_line(["manage.py", *command])  # exits non-zero after a check
+    assert "tests.E001" not in capsys.readouterr().err
 
 
 @pytest.mark.django_db
