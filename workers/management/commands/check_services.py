@@ -1,30 +1,13 @@
 """`manage.py check_services`: one clear line per backing service that is not running."""
 
-import re
 from typing import Any
 
 from celery import current_app
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
-from redis.exceptions import AuthenticationError
 
 from workers.core.broker_urls import masked_url
-from workers.core.redis_urls import is_sentinel_url
-from workers.ops.health import broker_error, database_error, redis_error
-
-HOW_TO_START = {
-    "redis": "start it with: redis-server --daemonize yes (or: docker compose up -d redis)",
-    "rabbitmq": "start it with: rabbitmq-server -detached "
-                "(or: docker compose --profile rabbitmq up -d rabbitmq)",
-    "postgresql": "start it with: pg_ctlcluster <version> main start "
-                  "(or: docker compose up -d postgres)",
-    "sentinel": "check that the Sentinels answer, that REDIS_SENTINEL_MASTER names the group "
-                "they monitor, and the passwords (the URL's for Redis, "
-                "REDIS_SENTINEL_PASSWORD for the Sentinels); a primary that has just died "
-                "is refused until the Sentinels promote its replica (a few seconds after "
-                "their down-after-milliseconds)",
-}
+from workers.ops.services_down import services_down
 
 
 class Command(BaseCommand):
@@ -32,46 +15,8 @@ class Command(BaseCommand):
             "is unreachable.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        problems = []
-        error = database_error()
-        if error is not None:
-            vendor = connection.vendor
-            problems.append(f"{vendor} is not reachable ({error.__class__.__name__}): "
-                            f"{HOW_TO_START.get(vendor, 'start the database')}")
-        broker = masked_url(current_app.conf.broker_url)
-        kind = "RabbitMQ" if settings.BROKER_IS_RABBITMQ else "Redis"
-        error = broker_error()
-        if error is not None:
-            problems.append(_unreachable(kind, current_app.conf.broker_url, error))
-        if settings.BROKER_IS_RABBITMQ and (error := redis_error()) is not None:
-            problems.append(_unreachable("Redis", settings.REDIS_URL, error))
+        problems = services_down()
         if problems:
             raise CommandError("\n".join(problems))
+        broker = masked_url(current_app.conf.broker_url)
         self.stdout.write(f"database ({connection.vendor}) and broker ({broker}) are up")
-
-
-def _unreachable(kind: str, url: str, error: Exception) -> str:
-    """One line: what is down, where, and what to do. Behind Sentinels the server may well
-    run: the usual causes are a wrong group name or password, which the error names, or a
-    failover under way."""
-    where = masked_url(url)
-    if is_sentinel_url(url):
-        return (f"{kind} is not reachable through the Sentinels at {where} "
-                f"({_sentinel_cause(error)}): {HOW_TO_START['sentinel']}")
-    return f"{kind} is not reachable at {where}: {HOW_TO_START[kind.lower()]}"
-
-
-def _sentinel_cause(error: Exception) -> str:
-    """redis-py's error, short. Its "No master found" carries the repr of every Sentinel
-    client (kilobytes) before what each answered; a refused password reads as a protocol
-    error ("HELLO must be called ...") when it is the Redis server's."""
-    text = str(error)
-    cause, _, answers = ((text.splitlines() or [""])[0] or error.__class__.__name__
-                         ).partition(" : ")
-    errors = sorted(set(re.findall(r" - (?:[\w.]+:)?(\w+Error)", answers)))
-    if errors:
-        cause += f"; the Sentinels answered {', '.join(errors)}"
-    if "AuthenticationError" in errors or isinstance(error, AuthenticationError) or any(
-            sign in text for sign in ("HELLO must be called", "invalid username-password")):
-        cause += "; a password was refused"
-    return cause

@@ -3,7 +3,9 @@ operator's commands without the system checks."""
 
 import subprocess
 import sys
+import uuid
 
+import psycopg
 import pytest
 import redis
 from django.conf import settings
@@ -109,6 +111,49 @@ def test_the_operators_commands_run_whatever_the_system_checks_say(command,
     name, action = command
     execute_from_command_line(["manage.py", name, "--skip-checks", action])  # as before
     assert "tests.E001" not in capsys.readouterr().err
+
+
+@pytest.fixture
+def unmigrated_database_url():
+    """An empty database of its own."""
+    admin_url = settings.DATABASES["default"]
+    name = f"unmigrated_{uuid.uuid4().hex[:8]}"
+    server = f"postgres://{admin_url['USER']}@{admin_url['HOST']}:{admin_url['PORT']}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"{server}/{name}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize(("command", "env", "line"), [
+    (("dlq", "list"), {"DATABASE_URL": "postgres://postgres@127.0.0.1:1/test"},
+     "CommandError: postgresql is not reachable (OperationalError): start it with: "),
+    (("queues", "stats"), {"CELERY_BROKER_URL": "redis://127.0.0.1:1/0"},
+     "CommandError: Redis is not reachable at redis://127.0.0.1:1/0: start it with: "),
+    (("outbox", "stats"), {"DATABASE_URL": "postgres://postgres@127.0.0.1:1/test"},
+     "CommandError: postgresql is not reachable (OperationalError): start it with: "),
+])
+def test_an_operators_command_names_the_service_that_is_down(command, env, line,
+                                                              process_env):
+    """One line saying how to start it, not a traceback."""
+    result = subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60,
+                            env=process_env | env)
+    assert result.returncode == 1
+    (shown,) = result.stderr.strip().splitlines()
+    assert shown.startswith(line)
+
+
+def test_an_operators_command_on_a_database_without_its_tables_says_to_migrate(
+        process_env, unmigrated_database_url):
+    result = subprocess.run([sys.executable, "manage.py", "dlq", "list"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60,
+                            env=process_env | {"DATABASE_URL": unmigrated_database_url})
+    assert result.returncode == 1
+    (shown,) = result.stderr.strip().splitlines()
+    assert shown.startswith("CommandError: the database is not migrated (")
+    assert shown.endswith("): run python manage.py migrate")
 
 
 @pytest.mark.django_db
