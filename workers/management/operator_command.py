@@ -5,7 +5,7 @@ import argparse
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DatabaseError, ProgrammingError
+from django.db import DatabaseError
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 
@@ -41,8 +41,7 @@ class OperatorCommand(BaseCommand):
             problems = services_down()
             if problems:
                 raise CommandError("\n".join(problems)) from error
-            if isinstance(error, ProgrammingError) and (
-                    pending := migrations_error()) is not None:
+            if isinstance(error, DatabaseError) and (pending := migrations_error()) is not None:
                 raise CommandError(f"the database is not migrated ({pending}): run "
                                    "python manage.py migrate") from error
             raise

@@ -34,8 +34,12 @@ def services_down() -> list[str]:
     error = database_error()
     if error is not None:
         vendor = connection.vendor
-        problems.append(f"{vendor} is not reachable ({error.__class__.__name__}): "
-                        f"{HOW_TO_START.get(vendor, 'start the database')}")
+        cause = (str(error).strip().splitlines() or [""])[0] or error.__class__.__name__
+        # A server that answered and refused (no such database or user, a password, TLS)
+        # is running: starting it is not the fix.
+        advice = ("check DATABASE_URL: the server answered" if "FATAL" in cause
+                  else HOW_TO_START.get(vendor, "start the database"))
+        problems.append(f"{vendor} is not reachable ({cause}): {advice}")
     kind = "RabbitMQ" if settings.BROKER_IS_RABBITMQ else "Redis"
     error = broker_error()
     if error is not None:
