@@ -34,7 +34,7 @@ def services_down() -> list[str]:
     error = database_error()
     if error is not None:
         vendor = connection.vendor
-        cause = (str(error).strip().splitlines() or [""])[0] or error.__class__.__name__
+        cause = _first_line(error)
         # A server that answered and refused (no such database or user, a password, TLS)
         # is running: starting it is not the fix.
         advice = ("check DATABASE_URL: the server answered" if "FATAL" in cause
@@ -65,8 +65,7 @@ def _sentinel_cause(error: Exception) -> str:
     client (kilobytes) before what each answered; a refused password reads as a protocol
     error ("HELLO must be called ...") when it is the Redis server's."""
     text = str(error)
-    cause, _, answers = ((text.splitlines() or [""])[0] or error.__class__.__name__
-                         ).partition(" : ")
+    cause, _, answers = _first_line(error).partition(" : ")
     errors = sorted(set(re.findall(r" - (?:[\w.]+:)?(\w+Error)", answers)))
     if errors:
         cause += f"; the Sentinels answered {', '.join(errors)}"
@@ -74,3 +73,8 @@ def _sentinel_cause(error: Exception) -> str:
             sign in text for sign in ("HELLO must be called", "invalid username-password")):
         cause += "; a password was refused"
     return cause
+
+
+def _first_line(error: Exception) -> str:
+    """The error's first line, or its class's name when it has no text."""
+    return (str(error).splitlines() or [""])[0] or error.__class__.__name__

@@ -116,9 +116,9 @@ def test_the_operators_commands_run_whatever_the_system_checks_say(command,
 @pytest.fixture
 def unmigrated_database_url():
     """An empty database of its own."""
-    admin_url = settings.DATABASES["default"]
+    database = settings.DATABASES["default"]
     name = f"unmigrated_{uuid.uuid4().hex[:8]}"
-    server = f"postgres://{admin_url['USER']}@{admin_url['HOST']}:{admin_url['PORT']}"
+    server = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}"
     with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     yield f"{server}/{name}"
