@@ -7,12 +7,18 @@ rest (basic auth from FLOWER_BASIC_AUTH, or Flower's OAuth login) before Flower 
 and turns credentials Flower cannot compare (non-ASCII) into a 401 instead of a 500.
 `show_broker_as()` lets the Broker tab and `/api/queues/length` read the queues of the
 platform's Redis transport, from the first broker of a failover list that answers.
+`leave_without_pending_broadcasts()` ends the process once Flower has stopped, even while
+a broadcast to the workers is still retrying a broker that went away.
 The private names they rely on are checked by workers/runtime/tests/test_celery_internals.py.
 """
 
+import atexit
 import functools
 import logging
+import os
+import sys
 from collections.abc import Awaitable, Callable
+from typing import NoReturn
 
 import tornado.web
 from flower.api.tasks import GetQueueLengths
@@ -94,3 +100,21 @@ def _from_a_broker_that_answers(
                                masked_url(url), error)
         raise tornado.web.HTTPError(503, reason="No broker answered")
     return answered
+
+
+def leave_without_pending_broadcasts() -> NoReturn:
+    """End the process now that Flower's loop has stopped (SIGTERM, Ctrl-C), without
+    waiting for the pool threads that broadcast to the workers.
+
+    Flower enables the workers' events every 5 s and inspects them when a page asks, each
+    a broadcast from a pool thread, and kombu retries a broadcast's publish for as long as
+    the broker is down. The interpreter joins pool threads before it exits: stopped while
+    its broker was down, `manage.py flower` outlived its SIGTERM until it was killed
+    (Kubernetes waits 30 s, CI waited longer). Nobody will read those answers. The exit
+    handlers still run first: Flower's own stop (which saves its state when persistent),
+    Sentry's flush, logging's.
+    """
+    atexit._run_exitfuncs()  # what the interpreter runs after joining the threads
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # Flower's own exit status after SIGTERM

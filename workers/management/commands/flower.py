@@ -14,7 +14,11 @@ from celery import current_app
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from workers.ops.flower import require_login_everywhere, show_broker_as
+from workers.ops.flower import (
+    leave_without_pending_broadcasts,
+    require_login_everywhere,
+    show_broker_as,
+)
 
 
 class Command(BaseCommand):
@@ -38,6 +42,7 @@ class Command(BaseCommand):
             # path. Every URL of a failover list, the first first, as kombu's own tries.
             show_broker_as(urls=settings.CELERY_BROKER_URL.split(";"))
         current_app.start(argv=["flower"])
+        leave_without_pending_broadcasts()
 
 
 def _valid(pair: str) -> bool:

@@ -5,8 +5,10 @@ import base64
 import contextlib
 import json
 import re
+import signal
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -38,7 +40,12 @@ def running_flower(env: dict[str, str]) -> Iterator[str]:
         yield url
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()  # not left behind for the tests that follow
+            process.wait()
+            raise
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +154,34 @@ def test_queue_lengths_come_from_the_broker_of_the_failover_list_that_answers(
         assert code == 503, body
         assert BROKER_PASSWORD not in body
         assert status(flower + "/api/queues/length") == 401
+
+
+def test_flower_stops_while_a_broadcast_to_the_workers_waits_on_its_broker(
+        process_env, tmp_path):
+    """A broadcast Flower sends from a pool thread (its inspections, its periodic
+    enable_events) waits on a broker that stopped answering, or retries one that went
+    away, for as long as that lasts: SIGTERM must end Flower all the same."""
+    broker = PrivateRedis(tmp_path, password=BROKER_PASSWORD)
+    broker.start()
+    try:
+        with running_flower(process_env | {"CELERY_BROKER_URL": broker.url}) as flower:
+            broker.process.send_signal(signal.SIGSTOP)  # listening, never answering
+            threading.Thread(target=fetch, args=(flower + "/api/workers?refresh=1",),
+                             kwargs={"login": CREDENTIALS}, daemon=True).start()
+            wait_for(lambda: unread_bytes(port=broker.port) > 0,
+                     what="Flower's inspection to reach the stopped broker")
+    finally:
+        broker.process.send_signal(signal.SIGCONT)
+        broker.kill()
+
+
+def unread_bytes(*, port: int) -> int:
+    """Bytes clients sent to the server listening on `port` that it has not read yet,
+    from the kernel's table of TCP sockets (its receive queues)."""
+    unread = 0
+    with open("/proc/net/tcp") as table:
+        for line in list(table)[1:]:
+            local, _, state, queues = line.split()[1:5]
+            if int(local.split(":")[1], 16) == port and state == "01":  # established
+                unread += int(queues.split(":")[1], 16)
+    return unread

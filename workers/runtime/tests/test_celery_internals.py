@@ -262,6 +262,21 @@ def test_flower_broker_urls_the_broker_tab_builds_its_client_from():
     assert "await broker.queues(" in answer
 
 
+
+def test_how_flower_stops_which_the_flower_command_finishes():
+    """workers/ops/flower.py runs the exit handlers itself (`atexit._run_exitfuncs`) once
+    Flower's command returns, which it does after SIGTERM or Ctrl-C stopped its loop, and
+    they include Flower's own stop."""
+    import atexit
+
+    from flower import command as flower_command
+
+    assert callable(atexit._run_exitfuncs)
+    source = inspect.getsource(flower_command.flower.callback)
+    assert "atexit.register(flower_app.stop)" in source
+    assert "except (KeyboardInterrupt, SystemExit):" in source
+    assert "sys.exit(0)" in inspect.getsource(flower_command.sigterm_handler)
+
 def test_the_settings_filter_the_censor_replaces():
     """workers/runtime/config_censor.py replaces celery.app.utils.filter_hidden_settings,
     which Settings.table() looks up when it runs; `celery inspect conf` and `report` (and
