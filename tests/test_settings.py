@@ -93,8 +93,12 @@ def test_dev_superuser_is_refused_outside_dev():
      "; the Sentinels answered ConnectionError): check that the Sentinels answer"),
     ({"CELERY_BROKER_URL": "amqp://guest:s3cret@127.0.0.1:1//;amqp://guest:s3cret@127.0.0.1:2//"},
      "RabbitMQ is not reachable at amqp://guest:**@127.0.0.1:1//;amqp://guest:**@127.0.0.1:2//"),
+    ({"CELERY_BROKER_URL": "amqp://guest:s3cret@127.0.0.1:5672//"},
+     "RabbitMQ at amqp://guest:**@127.0.0.1:5672// refused the connection ((0, 0): (403) "
+     "ACCESS_REFUSED - Login was refused"),
 ], ids=["redis broker", "database", "rabbitmq broker", "redis beside rabbitmq", "sentinels",
-        "sentinels, a password on each URL", "rabbitmq cluster, a password on each URL"])
+        "sentinels, a password on each URL", "rabbitmq cluster, a password on each URL",
+        "rabbitmq refusing the login"])
 def test_a_missing_service_is_reported_in_one_line(env, message):
     result = run_manage("check_services", **env)
     assert result.returncode != 0

@@ -4,6 +4,7 @@
 import argparse
 from typing import Any
 
+from amqp.exceptions import AMQPError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from kombu.exceptions import OperationalError as BrokerError
@@ -23,9 +24,10 @@ class OperatorCommand(BaseCommand):
     operator from the dead letters in the middle of an incident. `--skip-checks`, which
     scripts may pass, is still taken.
 
-    A database or broker error that a down service or a database without its tables
-    explains ends the command with that explanation instead of a traceback; any other
-    is raised as it came."""
+    A database or broker error that a down service, a refused login or a database without
+    its tables explains ends the command with that explanation instead of a traceback
+    (RabbitMQ's refusals come as py-amqp's own errors, not kombu's); any other is raised
+    as it came."""
 
     requires_system_checks: list[str] = []  # Django's own attribute
 
@@ -37,7 +39,7 @@ class OperatorCommand(BaseCommand):
     def execute(self, *args: Any, **options: Any) -> Any:
         try:
             return super().execute(*args, **options)
-        except (DatabaseError, BrokerError, RedisError) as error:
+        except (DatabaseError, BrokerError, AMQPError, RedisError) as error:
             problems = services_down()
             if problems:
                 raise CommandError("\n".join(problems)) from error

@@ -4,6 +4,7 @@ that met a database or broker error (workers/management/operator_command.py)."""
 
 import re
 
+from amqp.exceptions import AMQPError
 from celery import current_app
 from django.conf import settings
 from django.db import connection
@@ -43,20 +44,28 @@ def services_down() -> list[str]:
     kind = "RabbitMQ" if settings.BROKER_IS_RABBITMQ else "Redis"
     error = broker_error()
     if error is not None:
-        problems.append(_unreachable(kind, current_app.conf.broker_url, error))
+        problems.append(_unreachable(kind, current_app.conf.broker_url, error,
+                                     setting="CELERY_BROKER_URL"))
     if settings.BROKER_IS_RABBITMQ and (error := redis_error()) is not None:
-        problems.append(_unreachable("Redis", settings.REDIS_URL, error))
+        problems.append(_unreachable("Redis", settings.REDIS_URL, error, setting="REDIS_URL"))
     return problems
 
 
-def _unreachable(kind: str, url: str, error: Exception) -> str:
-    """One line: what is down, where, and what to do. Behind Sentinels the server may well
-    run: the usual causes are a wrong group name or password, which the error names, or a
-    failover under way."""
+def _unreachable(kind: str, url: str, error: Exception, *, setting: str) -> str:
+    """One line: what is down, where, and what to do. A server that answered and refused
+    (a login, a password, a RabbitMQ vhost that does not exist) runs: the fix is in
+    `setting`. Behind Sentinels the server may well run too: the usual causes are a wrong
+    group name or password, which the error names, or a failover under way."""
     where = masked_url(url)
     if is_sentinel_url(url):
         return (f"{kind} is not reachable through the Sentinels at {where} "
                 f"({_sentinel_cause(error)}): {HOW_TO_START['sentinel']}")
+    if isinstance(error, AMQPError | AuthenticationError):
+        cause = _first_line(error)
+        if cause.startswith("HELLO must be called"):  # redis-py's first command, refused
+            cause = "it asks for a password the URL does not give"
+        return (f"{kind} at {where} refused the connection ({cause}): "
+                f"check {setting}: the server answered")
     return f"{kind} is not reachable at {where}: {HOW_TO_START[kind.lower()]}"
 
 

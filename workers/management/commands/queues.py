@@ -31,8 +31,9 @@ class Command(OperatorCommand):
             self._probe(timeout=options["timeout"])
 
     def _stats(self) -> None:
+        rows = list(queue_stats(queues=QUEUES))  # a broker error before the table's header
         self.stdout.write(f"{'queue':10} {'waiting':>8} {'oldest':>10}")
-        for row in queue_stats(queues=QUEUES):
+        for row in rows:
             age = "-" if row.oldest_age_seconds is None else f"{row.oldest_age_seconds:.1f}s"
             self.stdout.write(f"{row.name:10} {row.waiting:>8} {age:>10}")
 

@@ -15,8 +15,10 @@ from django.core.management.base import SystemCheckError
 from django_celery_beat.models import PeriodicTask
 
 from tests.faults.brokers import reset_vhost
+from tests.faults.servers import PrivateRedis
 from tests.fixtures import ROOT
 from workers.core import broker_health
+from workers.core.broker_urls import masked_url
 from workers.dead_letters.models import DeadLetter
 
 IDLE_REDIS = settings.REDIS_URL.rsplit("/", 1)[0] + "/14"  # no worker consumes it
@@ -127,6 +129,7 @@ def unmigrated_database_url():
 
 
 DATABASE_DOWN = {"DATABASE_URL": "postgres://postgres@127.0.0.1:1/test"}
+WRONG = "not-the-broker-password"
 
 
 @pytest.mark.parametrize(("command", "env", "line", "advice"), [
@@ -139,6 +142,13 @@ DATABASE_DOWN = {"DATABASE_URL": "postgres://postgres@127.0.0.1:1/test"}
      'database "no_such_db" does not exist): check DATABASE_URL: the server answered'),
     (("queues", "stats"), {"CELERY_BROKER_URL": "redis://127.0.0.1:1/0"},
      "CommandError: Redis is not reachable at redis://127.0.0.1:1/0: ", "start it with: "),
+    (("queues", "stats"), {"CELERY_BROKER_URL": f"amqp://guest:{WRONG}@127.0.0.1:5672//"},
+     "CommandError: RabbitMQ at amqp://guest:**@127.0.0.1:5672// refused the connection (",
+     "ACCESS_REFUSED - Login was refused"),
+    (("dlq", "drill"), {"CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/no-such-vhost"},
+     "CommandError: RabbitMQ at amqp://guest:**@127.0.0.1:5672/no-such-vhost refused the "
+     "connection (", "NOT_ALLOWED - vhost no-such-vhost not found): check CELERY_BROKER_URL: "
+     "the server answered"),
 ])
 def test_an_operators_command_names_the_service_that_is_down(command, env, line, advice,
                                                               process_env):
@@ -150,6 +160,33 @@ def test_an_operators_command_names_the_service_that_is_down(command, env, line,
     (shown,) = result.stderr.strip().splitlines()
     assert shown.startswith(line)
     assert advice in shown
+    assert WRONG not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("password", "cause"), [
+    ("", "it asks for a password the URL does not give"),
+    (WRONG, "invalid username-password pair"),
+])
+def test_an_operators_command_on_a_redis_that_refuses_its_password_says_to_check_the_url(
+        password, cause, process_env, tmp_path):
+    """Not "start it": it runs, and the fix is in the URL."""
+    broker = PrivateRedis(tmp_path, password="the-broker-password")
+    broker.start()
+    try:
+        url = broker.url.replace("the-broker-password", password)
+        result = subprocess.run([sys.executable, "manage.py", "queues", "stats"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=60,
+                                env=process_env | {"CELERY_BROKER_URL": url})
+    finally:
+        broker.kill()
+    assert result.returncode == 1
+    assert result.stdout == ""  # not the table's header before the error
+    (shown,) = result.stderr.strip().splitlines()
+    assert shown.startswith(f"CommandError: Redis at {masked_url(url)} refused the "
+                            f"connection ({cause}")
+    assert shown.endswith("): check CELERY_BROKER_URL: the server answered")
+    assert "the-broker-password" not in shown
+    assert WRONG not in shown
 
 
 @pytest.mark.parametrize("database", ["postgresql", "sqlite"])  # `make dev`'s default
