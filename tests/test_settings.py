@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from django.core.checks.security.base import check_secret_key
@@ -15,6 +16,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from config.secret_checks import DEV_VALUES, refuse_weak_secret_key
+from config.settings.environment import url_setting
 from tests.faults.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +85,8 @@ def test_dev_superuser_is_refused_outside_dev():
     ({"CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
       "REDIS_URL": "redis://127.0.0.1:1/0"},
      "Redis is not reachable at redis://127.0.0.1:1/0: start it with"),
+    ({"CELERY_BROKER_URL": "redis://127.0.0.1:6379/15", "REDIS_URL": "redis://127.0.0.1:1/0"},
+     "Redis is not reachable at redis://127.0.0.1:1/0: start it with"),
     ({"CELERY_BROKER_URL": "sentinel://127.0.0.1:1/0;sentinel://127.0.0.1:2/0",
       "REDIS_SENTINEL_MASTER": "jobs"},
      "Redis is not reachable through the Sentinels at sentinel://127.0.0.1:1/0;"
@@ -96,9 +100,15 @@ def test_dev_superuser_is_refused_outside_dev():
     ({"CELERY_BROKER_URL": "amqp://guest:s3cret@127.0.0.1:5672//"},
      "RabbitMQ at amqp://guest:**@127.0.0.1:5672// refused the connection ((0, 0): (403) "
      "ACCESS_REFUSED - Login was refused"),
-], ids=["redis broker", "database", "rabbitmq broker", "redis beside rabbitmq", "sentinels",
+    ({"CELERY_BROKER_URL": "amqp://guest:s3cret/x@127.0.0.1:5672//"},
+     "configuration error: CELERY_BROKER_URL cannot be read as a URL: percent-encode"),
+    ({"DATABASE_URL": "postgres://postgres:s3cret#x@127.0.0.1:5432/test"},
+     "configuration error: DATABASE_URL cannot be read as a URL: percent-encode"),
+], ids=["redis broker", "database", "rabbitmq broker", "redis beside rabbitmq",
+         "redis beside a redis broker", "sentinels",
         "sentinels, a password on each URL", "rabbitmq cluster, a password on each URL",
-        "rabbitmq refusing the login"])
+        "rabbitmq refusing the login", "a / in the broker's password",
+        "a # in the database's password"])
 def test_a_missing_service_is_reported_in_one_line(env, message):
     result = run_manage("check_services", **env)
     assert result.returncode != 0
@@ -107,6 +117,33 @@ def test_a_missing_service_is_reported_in_one_line(env, message):
     assert message in lines[0]
     assert "s3cret" not in result.stderr + result.stdout
     assert len(lines[0]) < 600  # not redis-py's repr of every Sentinel client
+
+
+
+def unreadable_url_refusal() -> str:
+    with pytest.raises(ImproperlyConfigured) as refused:
+        url_setting("NO_SUCH_URL_SETTING", default="redis://:s3cr/et@127.0.0.1:6379/0")
+    return str(refused.value)
+
+
+@hypothesis_settings(max_examples=500, database=None)
+@given(password=st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1),
+       scheme=st.sampled_from(["redis", "amqp", "postgres", "sentinel"]))
+def test_a_url_setting_is_read_as_written_or_refused_without_its_password(password, scheme):
+    """Whatever a password holds, written into the URL as it is: the URL is taken only if
+    it reads back with that password and host, else refused in words that are the same
+    for every password, so carry none of it."""
+    url = f"{scheme}://user:{password}@db.example:5432/0"
+    refusal = ""
+    try:
+        taken = url_setting("NO_SUCH_URL_SETTING", default=url)
+    except ImproperlyConfigured as refused:
+        refusal = str(refused)
+    if refusal:
+        assert refusal == unreadable_url_refusal()
+    else:
+        split = urlsplit(taken)
+        assert (split.password, split.hostname, split.port) == (password, "db.example", 5432)
 
 
 def test_sentry_starts_only_with_a_dsn_and_without_personal_data():

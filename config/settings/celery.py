@@ -10,7 +10,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.django import TIME_ZONE
-from config.settings.environment import env
+from config.settings.environment import env, url_setting
 from config.settings.workers import (
     BEAT_LOCK_TTL,
     BROKER_RESTORE_INTERVAL,
@@ -24,7 +24,7 @@ from config.settings.workers import (
 from workers.core.redis_urls import is_sentinel_url
 from workers.core.routing import CRITICAL, declared_queues
 
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://localhost:6379/0")
+CELERY_BROKER_URL = url_setting("CELERY_BROKER_URL", default="redis://localhost:6379/0")
 # amqp://user:password@host:5672/vhost selects RabbitMQ (quorum queues, publisher confirms,
 # native delayed delivery; docs/scaling.md). Redis stays the default.
 BROKER_IS_RABBITMQ = CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://"))
@@ -36,8 +36,8 @@ REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", default="")
 BROKER_IS_SENTINEL = is_sentinel_url(CELERY_BROKER_URL)
 # The Redis that holds the platform's locks, dedup keys, rate limits, counters, metrics,
 # the dead-letter spool and probe results: the broker's own when the broker is Redis.
-REDIS_URL = env.str("REDIS_URL", default="") or (
-    "redis://localhost:6379/0" if BROKER_IS_RABBITMQ else CELERY_BROKER_URL)
+REDIS_URL = url_setting("REDIS_URL", default=(
+    "redis://localhost:6379/0" if BROKER_IS_RABBITMQ else CELERY_BROKER_URL))
 # On Redis, kombu's transport with a fetch that pops and records the message as
 # unacknowledged in one step (workers/runtime/redis_transport.py; needs Redis 6.2 or later).
 # BROKER_TRANSPORT=redis selects kombu's stock transport instead (bench/ compares them).
@@ -53,7 +53,7 @@ _SENTINEL_OPTIONS = {"master_name": REDIS_SENTINEL_MASTER, **(
     {"sentinel_kwargs": {"password": REDIS_SENTINEL_PASSWORD}}
     if REDIS_SENTINEL_PASSWORD else {})}
 # Results only for tasks that ask for them (probes); Redis expires them by itself.
-CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or REDIS_URL
+CELERY_RESULT_BACKEND = url_setting("CELERY_RESULT_BACKEND", default=REDIS_URL)
 CELERY_TASK_IGNORE_RESULT = True  # most jobs have effects, not return values
 CELERY_RESULT_EXPIRES = 3600  # a probe result is read within seconds
 # JSON only: pickle would let anyone who can write to Redis run code in the workers.

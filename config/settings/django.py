@@ -12,7 +12,7 @@ from config.secret_checks import (
     refuse_dev_values,
     refuse_weak_secret_key,
 )
-from config.settings.environment import BASE_DIR, DJANGO_ENV, LOCAL, env
+from config.settings.environment import BASE_DIR, DJANGO_ENV, LOCAL, env, url_setting
 
 # Django's debug pages show settings and code: local use only.
 DEBUG = env.bool("DEBUG", default=False)
@@ -80,9 +80,9 @@ TEMPLATES = [
 
 # The zero-setup default is SQLite, written at once by web, both worker pools and beat:
 # WAL and IMMEDIATE transactions make writers queue for up to 20 s instead of failing.
-DATABASE_URL = env.str("DATABASE_URL", default="") or (
+DATABASE_URL = url_setting("DATABASE_URL", default=(
     f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
-    "?timeout=20&transaction_mode=IMMEDIATE&init_command=PRAGMA%20journal_mode%3DWAL")
+    "?timeout=20&transaction_mode=IMMEDIATE&init_command=PRAGMA%20journal_mode%3DWAL"))
 DATABASES = {"default": environ.Env.db_url_config(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

@@ -2,6 +2,7 @@
 the environment does not set; and which kind of deployment this is (DJANGO_ENV)."""
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -25,4 +26,29 @@ def positive_int(name: str, *, default: int) -> int:
     value = env.int(name, default=default)
     if value < 1:
         raise ImproperlyConfigured(f"{name} must be at least 1, not {value}")
+    return value
+
+
+def url_setting(name: str, *, default: str = "") -> str:
+    """A URL setting (or a `;` failover list of them), refused at start-up when it cannot
+    be read as one.
+
+    A `/`, `#` or `?` left in a password ends the URL's host part there: kombu and
+    django-environ then fail on the rest as a port and print it (`Port could not be cast
+    to integer value as 's3cr'`) in a traceback, in every process and log, or, when the
+    rest is digits, connect elsewhere and show the password's end as the path. The
+    refusal names the setting, not its value."""
+    value = env.str(name, default="") or default
+    for url in value.split(";"):
+        try:
+            split = urlsplit(url)
+            split.port  # noqa: B018 (reading it is the check)
+            unreadable = bool(split.netloc) and "@" in split.path + split.query + split.fragment
+        except ValueError:
+            unreadable = True
+        if unreadable:
+            raise ImproperlyConfigured(
+                f"{name} cannot be read as a URL: percent-encode / # ? @ : % in its user "
+                "name and password (python -c \"import urllib.parse; "
+                "print(urllib.parse.quote('the-password', safe=''))\")")
     return value

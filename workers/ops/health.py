@@ -31,6 +31,12 @@ def broker_error() -> Exception | None:
     return redis_broker_error()
 
 
+def redis_apart() -> bool:
+    """Whether the platform's Redis (REDIS_URL) is not the broker, so is checked on its
+    own: always beside RabbitMQ, and beside a Redis broker when it names another."""
+    return settings.REDIS_URL != settings.CELERY_BROKER_URL
+
+
 def redis_error() -> Exception | None:
     """None if the platform's Redis answers a ping (one try), else the error. With a Redis
     broker this is the broker; with RabbitMQ, locks, dedup keys and limits live here."""
@@ -63,9 +69,9 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
     """Readiness: 200 when the database answers, its migrations are applied and the broker
-    (and, beside RabbitMQ, Redis) answers; else 503, naming what is down."""
+    (and the platform's Redis, when it is another) answers; else 503, naming what is down."""
     checks = {"database": database_error(), "migrations": None, "broker": broker_error()}
-    if settings.BROKER_IS_RABBITMQ:  # else the broker check was Redis
+    if redis_apart():  # else the broker check was Redis
         checks["redis"] = redis_error()
     if checks["database"] is None:
         checks["migrations"] = migrations_error()

@@ -12,7 +12,7 @@ from redis.exceptions import AuthenticationError
 
 from workers.core.broker_urls import masked_url
 from workers.core.redis_urls import is_sentinel_url
-from workers.ops.health import broker_error, database_error, redis_error
+from workers.ops.health import broker_error, database_error, redis_apart, redis_error
 
 HOW_TO_START = {
     "redis": "start it with: redis-server --daemonize yes (or: docker compose up -d redis)",
@@ -29,8 +29,8 @@ HOW_TO_START = {
 
 
 def services_down() -> list[str]:
-    """A line for each of the database, the broker and (beside RabbitMQ) Redis that does
-    not answer; empty when all do."""
+    """A line for each of the database, the broker and the platform's Redis (when it is
+    not the broker) that does not answer; empty when all do."""
     problems = []
     error = database_error()
     if error is not None:
@@ -46,7 +46,7 @@ def services_down() -> list[str]:
     if error is not None:
         problems.append(_unreachable(kind, current_app.conf.broker_url, error,
                                      setting="CELERY_BROKER_URL"))
-    if settings.BROKER_IS_RABBITMQ and (error := redis_error()) is not None:
+    if redis_apart() and (error := redis_error()) is not None:
         problems.append(_unreachable("Redis", settings.REDIS_URL, error, setting="REDIS_URL"))
     return problems
 

@@ -10,7 +10,7 @@ from django.core.management.base import CommandError, CommandParser
 from workers.core.queue_stats import queue_stats
 from workers.core.routing import QUEUES
 from workers.management.operator_command import OperatorCommand
-from workers.ops.health import broker_error
+from workers.ops.services_down import services_down
 from workers.ops.tasks import probe
 
 
@@ -60,8 +60,10 @@ class Command(OperatorCommand):
 
 
 def _open_connections() -> None:
-    """Connect to the broker and the result store first, so the timing is the queue's."""
-    error = broker_error()
-    if error is not None:
-        raise CommandError(f"the broker is not reachable: {error}")
+    """Connect to the broker and the result store first, so the timing is the queue's; a
+    service that does not answer (or refuses the URL's login) ends the probe with
+    `check_services`' line for it."""
+    problems = services_down()
+    if problems:
+        raise CommandError("\n".join(problems))
     current_app.backend.client.ping()  # type: ignore[attr-defined]  # the Redis backend

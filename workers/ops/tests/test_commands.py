@@ -145,6 +145,11 @@ WRONG = "not-the-broker-password"
     (("queues", "stats"), {"CELERY_BROKER_URL": f"amqp://guest:{WRONG}@127.0.0.1:5672//"},
      "CommandError: RabbitMQ at amqp://guest:**@127.0.0.1:5672// refused the connection (",
      "ACCESS_REFUSED - Login was refused"),
+    (("queues", "probe"), {"CELERY_BROKER_URL": f"amqp://guest:{WRONG}@127.0.0.1:5672//"},
+     "CommandError: RabbitMQ at amqp://guest:**@127.0.0.1:5672// refused the connection (",
+     "ACCESS_REFUSED - Login was refused"),
+    (("queues", "probe"), {"REDIS_URL": "redis://127.0.0.1:1/0"},  # apart from the broker
+     "CommandError: Redis is not reachable at redis://127.0.0.1:1/0: ", "start it with: "),
     (("dlq", "drill"), {"CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/no-such-vhost"},
      "CommandError: RabbitMQ at amqp://guest:**@127.0.0.1:5672/no-such-vhost refused the "
      "connection (", "NOT_ALLOWED - vhost no-such-vhost not found): check CELERY_BROKER_URL: "
@@ -247,4 +252,5 @@ def test_readyz_is_503_naming_what_is_down(client, broker_down):
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json() == {"database": "ok", "migrations": "ok",
-                               "broker": "down: ConnectionError"}
+                               "broker": "down: ConnectionError",
+                               "redis": "ok"}  # REDIS_URL, left on the test Redis
