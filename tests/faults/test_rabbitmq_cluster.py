@@ -25,11 +25,15 @@ from tests.faults.harness import (
 )
 from tests.faults.servers import PrivateRabbitMQ, PrivateRabbitMQCluster
 from tests.fixtures import wait_for
+from tests.polling import poll_until
 
 # Minutes of servers starting and failing over: `make test-cluster`, not `make test`; a
 # node rejoining on a saturated machine can take minutes of its own.
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 REJOIN = 400.0  # seconds a healed or restarted node may take to rejoin with its members
+#: Seconds a healed node that stays paused is given before it is restarted (it rejoined
+#: within a minute in every run where it did at all).
+UNPAUSE = 180.0
 
 
 @pytest.fixture
@@ -100,7 +104,8 @@ def test_the_quorum_leader_s_node_partitioned_away_and_healed_loses_and_doubles_
         processes: Processes, rabbitmq_cluster: PrivateRabbitMQCluster, record_ledger):
     """The node cannot see the other two but its clients can still reach it: with
     `pause_minority` it pauses and closes their connections, they move to the majority,
-    which elects a new leader and goes on; healed, the node rejoins by itself."""
+    which elects a new leader and goes on; healed, the node rejoins by itself, or, if it
+    stays paused, once restarted as docs/scaling.md tells operators to."""
     url = rabbitmq_cluster.url
     keys = new_keys(200)
     enqueue = streaming(processes, rabbitmq_cluster, keys)
@@ -119,13 +124,21 @@ def test_the_quorum_leader_s_node_partitioned_away_and_healed_loses_and_doubles_
         return effects_done(keys) >= min(len(keys), done + 20)
     wait_for(majority_runs_jobs, what="the majority to go on running jobs")
     rabbitmq_cluster.heal(away)
+    fault = "RabbitMQ cluster: quorum leader's node partitioned away, healed"
+    if not poll_until(lambda: fully_replicated(rabbitmq_cluster), timeout=UNPAUSE):
+        # The Erlang VM's `global` name server can leave the healed node paused ("awaiting
+        # recovery", after a "global hang workaround" in its log) for good: seen in one CI
+        # run of several, 400 s after the heal. The recovery docs/scaling.md gives: restart
+        # it, the whole node (the hung state is the VM's, which an app restart keeps).
+        away.kill()
+        away.start()
+        fault += ", then restarted"
     wait_for(lambda: fully_replicated(rabbitmq_cluster), timeout=REJOIN,
              what=f"{away.node} to rejoin with its queue members")
     assert enqueue.wait(timeout=120) == 0
     sweep_until_all_published(processes, url)
 
-    record_ledger(settle("RabbitMQ cluster: quorum leader's node partitioned away, healed",
-                         keys, since=cut_at, broker_url=url))
+    record_ledger(settle(fault, keys, since=cut_at, broker_url=url))
 
 
 def test_a_rolling_restart_of_every_node_loses_and_doubles_nothing(
