@@ -91,7 +91,8 @@ def test_every_environment_variable_is_documented_in_env_example():
     for path in [*ROOT.glob("config/settings/*.py"),
                  *ROOT.glob("apps/*/management/commands/*.py"),
                  *ROOT.glob("workers/management/commands/*.py")]:
-        read |= set(re.findall(r'env\.\w+\(\s*"([A-Z][A-Z0-9_]*)"', path.read_text()))
+        read |= set(re.findall(r'(?:env\.\w+|url_setting|positive_int)\(\s*"([A-Z][A-Z0-9_]*)"',
+                               path.read_text()))
     assert {"SECRET_KEY", "CELERY_BROKER_URL"} <= read
     missing = sorted(read - documented)
     assert not missing, f"add to .env.example: {missing}"

@@ -36,14 +36,19 @@ def url_setting(name: str, *, default: str = "") -> str:
     A `/`, `#` or `?` left in a password ends the URL's host part there: kombu and
     django-environ then fail on the rest as a port and print it (`Port could not be cast
     to integer value as 's3cr'`) in a traceback, in every process and log, or, when the
-    rest is digits, connect elsewhere and show the password's end as the path. The
-    refusal names the setting, not its value."""
+    rest is digits, connect elsewhere and show the password's end as the path. A `;`
+    splits it into a failover list of broken URLs. The refusal names the setting, not its
+    value."""
     value = env.str(name, default="") or default
-    for url in value.split(";"):
+    urls = value.split(";")
+    for url in urls:
         try:
             split = urlsplit(url)
             split.port  # noqa: B018 (reading it is the check)
-            unreadable = bool(split.netloc) and "@" in split.path + split.query + split.fragment
+            host_cut_short = bool(split.netloc) and "@" in (split.path + split.query
+                                                             + split.fragment)
+            unreadable = (not split.scheme or host_cut_short
+                          or (len(urls) > 1 and not split.netloc))
         except ValueError:
             unreadable = True
         if unreadable:
