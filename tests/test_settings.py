@@ -104,11 +104,17 @@ def test_dev_superuser_is_refused_outside_dev():
      "configuration error: CELERY_BROKER_URL cannot be read as a URL: percent-encode"),
     ({"DATABASE_URL": "postgres://postgres:s3cret#x@127.0.0.1:5432/test"},
      "configuration error: DATABASE_URL cannot be read as a URL: percent-encode"),
+    ({"DATABASE_URL": "postgres:s3cret/x@127.0.0.1:5432/test"},  # no //: all of it a path
+     "configuration error: DATABASE_URL cannot be read as a URL: percent-encode"),
+    ({"CELERY_BROKER_URL": "redis://:s3cret@127.0.0.1:6379/15;redis://:s3cret@127.0.0.2:6379/15",
+      "REDIS_URL": ""},
+     "configuration error: REDIS_URL lists several servers, which only sentinel:// URLs may"),
 ], ids=["redis broker", "database", "rabbitmq broker", "redis beside rabbitmq",
          "redis beside a redis broker", "sentinels",
         "sentinels, a password on each URL", "rabbitmq cluster, a password on each URL",
         "rabbitmq refusing the login", "a / in the broker's password",
-        "a # in the database's password"])
+        "a # in the database's password", "a URL without //",
+        "redis beside a broker's failover list"])
 def test_a_missing_service_is_reported_in_one_line(env, message):
     result = run_manage("check_services", **env)
     assert result.returncode != 0

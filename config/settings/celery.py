@@ -36,7 +36,7 @@ REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", default="")
 BROKER_IS_SENTINEL = is_sentinel_url(CELERY_BROKER_URL)
 # The Redis that holds the platform's locks, dedup keys, rate limits, counters, metrics,
 # the dead-letter spool and probe results: the broker's own when the broker is Redis.
-REDIS_URL = url_setting("REDIS_URL", default=(
+REDIS_URL = url_setting("REDIS_URL", one_server=True, default=(
     "redis://localhost:6379/0" if BROKER_IS_RABBITMQ else CELERY_BROKER_URL))
 # On Redis, kombu's transport with a fetch that pops and records the message as
 # unacknowledged in one step (workers/runtime/redis_transport.py; needs Redis 6.2 or later).
@@ -53,7 +53,8 @@ _SENTINEL_OPTIONS = {"master_name": REDIS_SENTINEL_MASTER, **(
     {"sentinel_kwargs": {"password": REDIS_SENTINEL_PASSWORD}}
     if REDIS_SENTINEL_PASSWORD else {})}
 # Results only for tasks that ask for them (probes); Redis expires them by itself.
-CELERY_RESULT_BACKEND = url_setting("CELERY_RESULT_BACKEND", default=REDIS_URL)
+CELERY_RESULT_BACKEND = url_setting("CELERY_RESULT_BACKEND", default=REDIS_URL,
+                                    one_server=True)
 CELERY_TASK_IGNORE_RESULT = True  # most jobs have effects, not return values
 CELERY_RESULT_EXPIRES = 3600  # a probe result is read within seconds
 # JSON only: pickle would let anyone who can write to Redis run code in the workers.

@@ -29,16 +29,17 @@ def positive_int(name: str, *, default: int) -> int:
     return value
 
 
-def url_setting(name: str, *, default: str = "") -> str:
+def url_setting(name: str, *, default: str = "", one_server: bool = False) -> str:
     """A URL setting (or a `;` failover list of them), refused at start-up when it cannot
-    be read as one.
+    be read as one; with `one_server`, a list only of `sentinel://` URLs (a Redis client
+    takes one server, or the Sentinels of one group).
 
     A `/`, `#` or `?` left in a password ends the URL's host part there: kombu and
     django-environ then fail on the rest as a port and print it (`Port could not be cast
     to integer value as 's3cr'`) in a traceback, in every process and log, or, when the
-    rest is digits, connect elsewhere and show the password's end as the path. A `;`
-    splits it into a failover list of broken URLs. The refusal names the setting, not its
-    value."""
+    rest is digits, connect elsewhere and show the password's end as the path; without
+    its `//` the whole URL is read as a path and shown in errors. A `;` splits it into a
+    failover list of broken URLs. The refusal names the setting, not its value."""
     value = env.str(name, default="") or default
     urls = value.split(";")
     for url in urls:
@@ -47,8 +48,8 @@ def url_setting(name: str, *, default: str = "") -> str:
             split.port  # noqa: B018 (reading it is the check)
             host_cut_short = bool(split.netloc) and "@" in (split.path + split.query
                                                              + split.fragment)
-            unreadable = (not split.scheme or host_cut_short
-                          or (len(urls) > 1 and not split.netloc))
+            unreadable = (not split.scheme or not url.startswith(f"{split.scheme}://")
+                          or host_cut_short or (len(urls) > 1 and not split.netloc))
         except ValueError:
             unreadable = True
         if unreadable:
@@ -56,4 +57,8 @@ def url_setting(name: str, *, default: str = "") -> str:
                 f"{name} cannot be read as a URL: percent-encode / # ? @ : % in its user "
                 "name and password (python -c \"import urllib.parse; "
                 "print(urllib.parse.quote('the-password', safe=''))\")")
+    if one_server and len(urls) > 1 and not all(url.startswith("sentinel://") for url in urls):
+        raise ImproperlyConfigured(
+            f"{name} lists several servers, which only sentinel:// URLs may (a Redis client "
+            f"takes one): set {name} to one URL (it defaults to the broker's)")
     return value

@@ -144,7 +144,8 @@ def test_queue_lengths_come_from_the_broker_of_the_failover_list_that_answers(
         process_env, broker_behind_a_dead_one):
     broker, urls = broker_behind_a_dead_one
     publish_task(broker.url, "tests.tasks.log_line", "waiting")
-    with running_flower(process_env | {"CELERY_BROKER_URL": urls}) as flower:
+    with running_flower(process_env | {"CELERY_BROKER_URL": urls,
+                                       "REDIS_URL": broker.url}) as flower:
         code, body = fetch(flower + "/api/queues/length", login=CREDENTIALS)
         assert code == 200, body
         assert {"name": "critical", "messages": 1} in json.loads(body)["active_queues"]

@@ -27,7 +27,7 @@ def transports(**env: str) -> list[str]:
         [sys.executable, "-c", SHOW_TRANSPORTS], cwd=ROOT, capture_output=True, text=True,
         timeout=120, check=False,
         env={"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "config.settings",
-             "DJANGO_ENV": "dev", **env})
+             "DJANGO_ENV": "dev", "REDIS_URL": "redis://127.0.0.1:6379/0", **env})
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
 
