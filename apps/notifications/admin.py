@@ -4,6 +4,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest
 
 from apps.notifications.models import (
+    TRANSACTIONAL_KINDS,
     Campaign,
     CampaignChunk,
     Notification,
@@ -18,13 +19,26 @@ class NotificationAdmin(admin.ModelAdmin):
                     "sent_at")
     list_filter = ("status", "kind", "channel", "created_at")
     search_fields = ("recipient", "=idempotency_key", "=provider_message_id")
-    readonly_fields = ("kind", "channel", "recipient", "user", "campaign", "subject", "body",
-                       "idempotency_key", "status", "attempts", "provider_message_id",
-                       "last_error", "created_at", "sent_at", "updated_at")
+    readonly_fields = ("kind", "channel", "recipient", "user", "campaign", "subject",
+                       "body_shown", "idempotency_key", "status", "attempts",
+                       "provider_message_id", "last_error", "created_at", "sent_at",
+                       "updated_at")
+    exclude = ("body",)  # shown as body_shown
     list_select_related = ("campaign",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.display(description="body")
+    def body_shown(self, notification: Notification) -> str:
+        """A transactional message's body is not shown: it carries what its one reader may
+        use (a password-reset link signs in as that user), and every account that may view
+        notifications, a read-only one included, saw it here. A campaign's text, written
+        in the admin, is."""
+        if notification.kind in TRANSACTIONAL_KINDS:
+            return (f"[hidden: {len(notification.body)} characters; a transactional message "
+                    "can carry sign-in and password-reset links]")
+        return notification.body
 
 
 @admin.register(Campaign)

@@ -1,8 +1,10 @@
 """The campaign admin refuses a campaign that could never be sent, or sent as written, and
-freezes one that started; a preference saved there holds for campaigns already sending."""
+freezes one that started; a preference saved there holds for campaigns already sending; a
+transactional message's body (a password-reset link) is shown to no account."""
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 from hypothesis import HealthCheck, example, given, settings
@@ -117,3 +119,28 @@ def test_any_preference_posted_to_the_admin_is_saved_or_refused_with_nothing_sto
         assert NotificationPreference.objects.count() == before + 1
     else:
         assert NotificationPreference.objects.count() == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", [Kind.PASSWORD_RESET, Kind.WELCOME])
+def test_a_transactional_body_is_shown_neither_to_a_viewer_nor_to_a_superuser(
+        admin_client, client, kind):
+    link = "https://app.example.com/reset/Nw/cbx-RESETTOKEN77/"
+    message = Notification.objects.create(kind=kind, recipient="a@example.com",
+                                          subject="Reset your password", body=f"Reset: {link}",
+                                          idempotency_key=f"reset:{kind}")
+    newsletter = Notification.objects.create(kind=Kind.NEWSLETTER, recipient="a@example.com",
+                                             subject="News", body="This week's news",
+                                             idempotency_key="news:1")
+    viewer = get_user_model().objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_notification"))
+    client.force_login(viewer)
+    for browser in (client, admin_client):
+        page = browser.get(reverse("admin:notifications_notification_change",
+                                   args=[message.pk]))
+        assert page.status_code == 200
+        assert "RESETTOKEN77" not in page.content.decode()
+        assert "[hidden: " in page.content.decode()
+        shown = browser.get(reverse("admin:notifications_notification_change",
+                                    args=[newsletter.pk]))
+        assert "This week&#x27;s news" in shown.content.decode()
