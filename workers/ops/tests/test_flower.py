@@ -19,6 +19,7 @@ from flower import urls
 
 from tests.faults.servers import PrivateRedis, free_port
 from tests.fixtures import ROOT, publish_task, wait_for
+from tests.tcp_sockets import ESTABLISHED, tcp_sockets
 
 CREDENTIALS = "ops:long-enough-secret"
 NOT_GUARDED = ("/static/", "/login", "/logout", ".*")  # files, the login itself, the 404 page
@@ -177,12 +178,6 @@ def test_flower_stops_while_a_broadcast_to_the_workers_waits_on_its_broker(
 
 
 def unread_bytes(*, port: int) -> int:
-    """Bytes clients sent to the server listening on `port` that it has not read yet,
-    from the kernel's table of TCP sockets (its receive queues)."""
-    unread = 0
-    with open("/proc/net/tcp") as table:
-        for line in list(table)[1:]:
-            local, _, state, queues = line.split()[1:5]
-            if int(local.split(":")[1], 16) == port and state == "01":  # established
-                unread += int(queues.split(":")[1], 16)
-    return unread
+    """Bytes clients sent to the server listening on `port` that it has not read yet (the
+    kernel's receive queues of its connections)."""
+    return sum(tcp.unread for tcp in tcp_sockets() if tcp.port == port and tcp.state == ESTABLISHED)

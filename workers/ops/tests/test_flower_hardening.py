@@ -4,39 +4,24 @@ credentials Flower cannot compare are refused, not answered with a 500."""
 
 import base64
 import os
-import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.faults.servers import free_port
 from tests.fixtures import ROOT, wait_for
+from tests.tcp_sockets import LISTEN, tcp_sockets
 
 CREDENTIALS = "ops:long-enough-secret"
-LISTEN = "0A"  # the socket state in /proc/net/tcp*
 
 
 def listening_addresses(port: int) -> set[str]:
     """The local addresses of the TCP sockets listening on `port`, IPv4 and IPv6."""
-    found = set()
-    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
-        path = Path("/proc/net") / table
-        if not path.exists():
-            continue
-        for line in path.read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            address, _, port_hex = local.partition(":")
-            if state != LISTEN or int(port_hex, 16) != port:
-                continue
-            raw = bytes.fromhex(address)  # 32-bit words in host (little-endian) order
-            words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
-            found.add(socket.inet_ntop(family, words))
-    return found
+    return {tcp.address for tcp in tcp_sockets() if tcp.state == LISTEN and tcp.port == port}
 
 
 def status(url: str, login: bytes) -> int | None:
